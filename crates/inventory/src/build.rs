@@ -1,0 +1,564 @@
+//! Raw objects → [`Inventory`]: typed decoding, owner grouping of pods into
+//! workloads, implicit namespaces, and the counting of skipped kinds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde::de::DeserializeOwned;
+
+use crate::cidr::Cidr;
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::documents::RawObject;
+use crate::manifest;
+use crate::model::*;
+use crate::policy_convert::{convert_policy, parse_protocol, port_number};
+use crate::selector::Labels;
+use crate::Inventory;
+
+/// The label the API server sets on every namespace (Kubernetes ≥ 1.21).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// A controller object (Deployment, ReplicaSet, ...) before grouping.
+struct ControllerObject {
+    kind: WorkloadKind,
+    name: String,
+    namespace: String,
+    template: PodTemplate,
+    owner: Option<(String, String)>,
+    source: Source,
+}
+
+struct PodObject {
+    namespace: String,
+    owner: Option<(String, String)>,
+    template: PodTemplate,
+    instance: PodInstance,
+}
+
+#[derive(Default)]
+struct Collected {
+    namespaces: BTreeMap<String, Namespace>,
+    controllers: BTreeMap<(String, String, String), ControllerObject>,
+    pods: Vec<PodObject>,
+    services: Vec<Service>,
+    policies: Vec<NetworkPolicy>,
+    nodes: Vec<Node>,
+    skipped_kinds: BTreeMap<String, usize>,
+}
+
+pub fn build(objects: Vec<RawObject>, diags: &mut Diagnostics) -> Inventory {
+    let mut collected = Collected::default();
+    let mut seen: HashMap<(String, String, String), Source> = HashMap::new();
+    for object in objects {
+        collect(object, &mut collected, &mut seen, diags);
+    }
+    let workloads = group_workloads(&mut collected);
+    let mut inventory = Inventory {
+        namespaces: Vec::new(),
+        workloads,
+        services: collected.services,
+        policies: collected.policies,
+        nodes: collected.nodes,
+        skipped_kinds: collected.skipped_kinds,
+    };
+    inventory.namespaces = complete_namespaces(collected.namespaces, &inventory);
+    inventory.sort();
+    inventory
+}
+
+fn decode<T: DeserializeOwned>(object: &RawObject, diags: &mut Diagnostics) -> Option<T> {
+    match serde_path_to_error::deserialize(&object.value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let name = object
+                .value
+                .pointer("/metadata/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("<unnamed>");
+            diags.push(Diagnostic::error(
+                object.source.clone(),
+                format!("{} {name}: {}: {}", object.kind, e.path(), e.inner()),
+            ));
+            None
+        }
+    }
+}
+
+fn collect(
+    object: RawObject,
+    c: &mut Collected,
+    seen: &mut HashMap<(String, String, String), Source>,
+    diags: &mut Diagnostics,
+) {
+    let kind = object.kind.as_str();
+    if !is_supported_kind(kind) {
+        *c.skipped_kinds.entry(object.kind.clone()).or_default() += 1;
+        return;
+    }
+    let meta: manifest::ObjectMeta = match object.value.get("metadata") {
+        Some(m) => match serde_path_to_error::deserialize(m) {
+            Ok(m) => m,
+            Err(e) => {
+                diags.push(Diagnostic::error(
+                    object.source.clone(),
+                    format!("{kind}: metadata.{}: {}", e.path(), e.inner()),
+                ));
+                return;
+            }
+        },
+        None => manifest::ObjectMeta::default(),
+    };
+    let Some(name) = meta.name.clone().filter(|n| !n.is_empty()) else {
+        diags.push(Diagnostic::error(
+            object.source.clone(),
+            format!("{kind}: metadata.name is missing"),
+        ));
+        return;
+    };
+    let cluster_scoped = matches!(kind, "Namespace" | "Node");
+    let namespace = if cluster_scoped {
+        String::new()
+    } else {
+        meta.namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+    };
+    let key = (kind.to_string(), namespace.clone(), name.clone());
+    if let Some(first) = seen.insert(key, object.source.clone()) {
+        diags.push(Diagnostic::warning(
+            object.source.clone(),
+            format!("{kind} {namespace}/{name} is declared again (first at {first}); the later one is used"),
+        ));
+        remove_earlier(c, kind, &namespace, &name);
+    }
+    let source = object.source.clone();
+    match kind {
+        "Namespace" => {
+            c.namespaces.insert(
+                name.clone(),
+                Namespace {
+                    name,
+                    labels: meta.labels.unwrap_or_default(),
+                    declared: true,
+                    source: Some(source),
+                },
+            );
+        }
+        "Pod" => {
+            if let Some(pod) = decode::<manifest::Pod>(&object, diags) {
+                c.pods.push(pod_object(pod, namespace, name, source, diags));
+            }
+        }
+        "CronJob" => {
+            if let Some(cj) = decode::<manifest::CronJob>(&object, diags) {
+                let template = pod_template(cj.spec.job_template.spec.template, &source, diags);
+                insert_controller(c, kind, namespace, name, template, &meta, source);
+            }
+        }
+        "Service" => {
+            if let Some(svc) = decode::<manifest::Service>(&object, diags) {
+                c.services.push(service(svc, namespace, name, source, diags));
+            }
+        }
+        "NetworkPolicy" => {
+            if let Some(np) = decode::<manifest::NetworkPolicy>(&object, diags) {
+                match convert_policy(&namespace, &name, np.spec) {
+                    Ok(mut policy) => {
+                        policy.source = Some(source);
+                        c.policies.push(policy);
+                    }
+                    Err(reason) => diags.push(Diagnostic::error(
+                        source,
+                        format!("NetworkPolicy {namespace}/{name} is invalid and ignored: {reason}"),
+                    )),
+                }
+            }
+        }
+        "Node" => {
+            if let Some(node) = decode::<manifest::Node>(&object, diags) {
+                c.nodes.push(node_model(node, name, source, diags));
+            }
+        }
+        _ => {
+            if let Some(ctrl) = decode::<manifest::Controller>(&object, diags) {
+                let template = pod_template(ctrl.spec.template, &source, diags);
+                insert_controller(c, kind, namespace, name, template, &meta, source);
+            }
+        }
+    }
+}
+
+fn is_supported_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "Pod"
+            | "Deployment"
+            | "ReplicaSet"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+            | "CronJob"
+            | "ReplicationController"
+            | "Service"
+            | "NetworkPolicy"
+            | "Node"
+    )
+}
+
+/// Later declarations replace earlier ones, as `kubectl apply` of the same
+/// object twice would.
+fn remove_earlier(c: &mut Collected, kind: &str, namespace: &str, name: &str) {
+    match kind {
+        "Pod" => c
+            .pods
+            .retain(|p| !(p.namespace == namespace && p.instance.name == name)),
+        "Service" => c
+            .services
+            .retain(|s| !(s.namespace == namespace && s.name == name)),
+        "NetworkPolicy" => c
+            .policies
+            .retain(|p| !(p.namespace == namespace && p.name == name)),
+        "Node" => c.nodes.retain(|n| n.name != name),
+        _ => {}
+    }
+}
+
+fn controller_owner(meta: &manifest::ObjectMeta) -> Option<(String, String)> {
+    let refs = meta.owner_references.as_deref().unwrap_or_default();
+    refs.iter()
+        .find(|r| r.controller == Some(true))
+        .or_else(|| refs.first())
+        .map(|r| (r.kind.clone(), r.name.clone()))
+}
+
+fn insert_controller(
+    c: &mut Collected,
+    kind: &str,
+    namespace: String,
+    name: String,
+    template: PodTemplate,
+    meta: &manifest::ObjectMeta,
+    source: Source,
+) {
+    let controller = ControllerObject {
+        kind: WorkloadKind::from_kind(kind),
+        name: name.clone(),
+        namespace: namespace.clone(),
+        template,
+        owner: controller_owner(meta),
+        source,
+    };
+    c.controllers
+        .insert((namespace, kind.to_string(), name), controller);
+}
+
+fn pod_object(
+    pod: manifest::Pod,
+    namespace: String,
+    name: String,
+    source: Source,
+    diags: &mut Diagnostics,
+) -> PodObject {
+    let owner = controller_owner(&pod.metadata);
+    let mut ips: Vec<IpAddr> = Vec::new();
+    let listed = pod.status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
+    for text in pod.status.pod_ip.iter().map(String::as_str).chain(listed) {
+        match text.parse::<IpAddr>() {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) => diags.push(Diagnostic::warning(
+                source.clone(),
+                format!("Pod {namespace}/{name}: status.podIP {text:?} is not an IP address"),
+            )),
+        }
+    }
+    let host_ip = pod.status.host_ip.as_deref().and_then(|h| h.parse().ok());
+    let node_name = pod.spec.node_name.clone();
+    let template = pod_template(
+        manifest::PodTemplateSpec {
+            metadata: pod.metadata,
+            spec: pod.spec,
+        },
+        &source,
+        diags,
+    );
+    PodObject {
+        namespace,
+        owner,
+        instance: PodInstance {
+            name,
+            ips,
+            node_name,
+            host_ip,
+            labels: template.labels.clone(),
+            source: Some(source),
+        },
+        template,
+    }
+}
+
+fn pod_template(t: manifest::PodTemplateSpec, source: &Source, diags: &mut Diagnostics) -> PodTemplate {
+    let containers = |list: Option<Vec<manifest::Container>>, diags: &mut Diagnostics| -> Vec<Container> {
+        list.unwrap_or_default()
+            .into_iter()
+            .map(|c| container(c, source, diags))
+            .collect()
+    };
+    PodTemplate {
+        labels: t.metadata.labels.unwrap_or_default(),
+        host_network: t.spec.host_network.unwrap_or(false),
+        containers: containers(t.spec.containers, diags),
+        init_containers: containers(t.spec.init_containers, diags),
+    }
+}
+
+fn container(c: manifest::Container, source: &Source, diags: &mut Diagnostics) -> Container {
+    let mut ports = Vec::new();
+    for p in c.ports.unwrap_or_default() {
+        let port = port_number(p.container_port);
+        let protocol = parse_protocol(p.protocol.as_deref());
+        match (port, protocol) {
+            (Ok(port), Ok(protocol)) => ports.push(ContainerPort {
+                name: p.name,
+                port,
+                protocol,
+            }),
+            (Err(e), _) | (_, Err(e)) => diags.push(Diagnostic::warning(
+                source.clone(),
+                format!("container {:?}: port ignored: {e}", c.name),
+            )),
+        }
+    }
+    Container {
+        name: c.name,
+        image: c.image.unwrap_or_default(),
+        ports,
+    }
+}
+
+fn service(
+    svc: manifest::Service,
+    namespace: String,
+    name: String,
+    source: Source,
+    diags: &mut Diagnostics,
+) -> Service {
+    let spec = svc.spec;
+    let mut cluster_ips = Vec::new();
+    let listed = spec.cluster_ips.iter().flatten().map(String::as_str);
+    for text in spec.cluster_ip.iter().map(String::as_str).chain(listed) {
+        // "None" marks a headless service.
+        if let Ok(ip) = text.parse::<IpAddr>()
+            && !cluster_ips.contains(&ip)
+        {
+            cluster_ips.push(ip);
+        }
+    }
+    let mut ports = Vec::new();
+    for p in spec.ports.unwrap_or_default() {
+        match (port_number(p.port), parse_protocol(p.protocol.as_deref())) {
+            (Ok(port), Ok(protocol)) => ports.push(ServicePort {
+                name: p.name,
+                port,
+                protocol,
+                node_port: p.node_port.and_then(|n| port_number(n).ok()),
+                target_port: p.target_port.map(|t| match t {
+                    manifest::IntOrString::Int(n) => n.to_string(),
+                    manifest::IntOrString::Str(s) => s,
+                }),
+            }),
+            (Err(e), _) | (_, Err(e)) => diags.push(Diagnostic::warning(
+                source.clone(),
+                format!("Service {namespace}/{name}: port ignored: {e}"),
+            )),
+        }
+    }
+    Service {
+        namespace,
+        name,
+        service_type: spec.service_type.unwrap_or_else(|| "ClusterIP".to_string()),
+        selector: spec.selector,
+        cluster_ips,
+        external_ips: spec.external_ips.unwrap_or_default(),
+        external_name: spec.external_name,
+        external_traffic_policy: spec.external_traffic_policy,
+        ports,
+        source: Some(source),
+    }
+}
+
+fn node_model(node: manifest::Node, name: String, source: Source, diags: &mut Diagnostics) -> Node {
+    let addresses = node
+        .status
+        .addresses
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a.address_type.ends_with("IP"))
+        .filter_map(|a| a.address.parse().ok())
+        .collect();
+    let mut pod_cidrs = Vec::new();
+    let listed = node.spec.pod_cidrs.iter().flatten().map(String::as_str);
+    for text in node.spec.pod_cidr.iter().map(String::as_str).chain(listed) {
+        match text.parse::<Cidr>() {
+            Ok(c) if !pod_cidrs.contains(&c) => pod_cidrs.push(c),
+            Ok(_) => {}
+            Err(e) => diags.push(Diagnostic::warning(source.clone(), format!("Node {name}: {e}"))),
+        }
+    }
+    Node {
+        name,
+        labels: node.metadata.labels.unwrap_or_default(),
+        addresses,
+        pod_cidrs,
+        source: Some(source),
+    }
+}
+
+/// Which workload a pod belongs to, following owner references through the
+/// controllers that are present: Deployment → ReplicaSet → Pod and
+/// CronJob → Job → Pod. A ReplicaSet or Job whose own object is absent is
+/// still attributed to its Deployment or CronJob when that is present, using
+/// the naming the controllers use (`<deployment>-<pod-template-hash>`,
+/// `<cronjob>-<scheduled minute>`).
+fn workload_key(
+    c: &Collected,
+    namespace: &str,
+    owner: Option<&(String, String)>,
+    pod_name: &str,
+    labels: &Labels,
+) -> (String, String) {
+    let Some((kind, name)) = owner else {
+        return ("Pod".to_string(), pod_name.to_string());
+    };
+    let present = |k: &str, n: &str| {
+        c.controllers
+            .contains_key(&(namespace.to_string(), k.to_string(), n.to_string()))
+    };
+    let parent = match kind.as_str() {
+        "ReplicaSet" => Some("Deployment"),
+        "Job" => Some("CronJob"),
+        _ => None,
+    };
+    if let Some(parent) = parent {
+        if let Some(ctrl) = c
+            .controllers
+            .get(&(namespace.to_string(), kind.clone(), name.clone()))
+        {
+            if let Some((pk, pn)) = &ctrl.owner
+                && pk == parent
+                && present(pk, pn)
+            {
+                return (pk.clone(), pn.clone());
+            }
+            return (kind.clone(), name.clone());
+        }
+        if let Some(guess) = parent_name_from_child(kind, name, labels)
+            && present(parent, &guess)
+        {
+            return (parent.to_string(), guess);
+        }
+    }
+    (kind.clone(), name.clone())
+}
+
+fn parent_name_from_child(kind: &str, child: &str, labels: &Labels) -> Option<String> {
+    let (base, suffix) = child.rsplit_once('-')?;
+    let matches = match kind {
+        "ReplicaSet" => labels.get("pod-template-hash").is_some_and(|h| h == suffix),
+        "Job" => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    matches.then(|| base.to_string())
+}
+
+fn group_workloads(c: &mut Collected) -> Vec<Workload> {
+    // Controllers owned by a present parent (a Deployment's ReplicaSets, a
+    // CronJob's Jobs) are folded into the parent.
+    let folded: HashSet<(String, String, String)> = c
+        .controllers
+        .iter()
+        .filter(|(_, ctrl)| {
+            let parent = match ctrl.kind {
+                WorkloadKind::ReplicaSet => "Deployment",
+                WorkloadKind::Job => "CronJob",
+                _ => return false,
+            };
+            ctrl.owner.as_ref().is_some_and(|(k, n)| {
+                k == parent
+                    && c.controllers
+                        .contains_key(&(ctrl.namespace.clone(), k.clone(), n.clone()))
+            })
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut by_key: BTreeMap<(String, String, String), Workload> = BTreeMap::new();
+    for (key, ctrl) in &c.controllers {
+        if folded.contains(key) {
+            continue;
+        }
+        by_key.insert(
+            key.clone(),
+            Workload {
+                namespace: ctrl.namespace.clone(),
+                name: ctrl.name.clone(),
+                kind: ctrl.kind.clone(),
+                template: ctrl.template.clone(),
+                pods: Vec::new(),
+                source: Some(ctrl.source.clone()),
+            },
+        );
+    }
+    let pods = std::mem::take(&mut c.pods);
+    for pod in pods {
+        let (kind, name) = workload_key(
+            c,
+            &pod.namespace,
+            pod.owner.as_ref(),
+            &pod.instance.name,
+            &pod.template.labels,
+        );
+        let key = (pod.namespace.clone(), kind.clone(), name.clone());
+        let workload = by_key.entry(key).or_insert_with(|| Workload {
+            namespace: pod.namespace.clone(),
+            name,
+            kind: WorkloadKind::from_kind(&kind),
+            // Without its controller, the first pod stands for the workload.
+            template: pod.template.clone(),
+            pods: Vec::new(),
+            source: pod.instance.source.clone(),
+        });
+        workload.pods.push(pod.instance);
+    }
+    by_key.into_values().collect()
+}
+
+/// Adds the namespaces that objects reference without declaring, and the
+/// automatic `kubernetes.io/metadata.name` label to every namespace.
+fn complete_namespaces(mut declared: BTreeMap<String, Namespace>, inv: &Inventory) -> Vec<Namespace> {
+    let referenced = inv
+        .workloads
+        .iter()
+        .map(|w| &w.namespace)
+        .chain(inv.services.iter().map(|s| &s.namespace))
+        .chain(inv.policies.iter().map(|p| &p.namespace));
+    for ns in referenced {
+        declared.entry(ns.clone()).or_insert_with(|| Namespace {
+            name: ns.clone(),
+            labels: Labels::new(),
+            declared: false,
+            source: None,
+        });
+    }
+    declared
+        .into_values()
+        .map(|mut ns| {
+            ns.labels
+                .insert(NAMESPACE_NAME_LABEL.to_string(), ns.name.clone());
+            ns
+        })
+        .collect()
+}

@@ -1,0 +1,364 @@
+//! Splitting input text into Kubernetes objects: multi-document YAML, JSON,
+//! and `List` kinds (`kind: List`, `PodList`, ...) flattened into their items,
+//! each object tagged with the line where it starts.
+
+use std::sync::Arc;
+
+use serde::de::IgnoredAny;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::model::Source;
+
+/// One object of the input, not yet interpreted.
+#[derive(Debug)]
+pub struct RawObject {
+    pub kind: String,
+    pub value: Value,
+    pub source: Source,
+}
+
+/// Input format of one text. JSON is also YAML, but `serde_json` is faster
+/// and reports JSON errors in JSON terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextFormat {
+    Yaml,
+    Json,
+}
+
+impl TextFormat {
+    /// By content: a document starting with `{` or `[` is JSON.
+    pub fn sniff(text: &str) -> TextFormat {
+        match text.trim_start().as_bytes().first() {
+            Some(b'{') | Some(b'[') => TextFormat::Json,
+            _ => TextFormat::Yaml,
+        }
+    }
+}
+
+/// Reads every object of `text`; what cannot be read becomes a diagnostic and
+/// the rest is still returned.
+pub fn read_objects(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<RawObject> {
+    let mut objects = Vec::new();
+    match TextFormat::sniff(text) {
+        TextFormat::Json => read_json(file, text, diags, &mut objects),
+        TextFormat::Yaml => {
+            for (first_line, chunk) in split_yaml_documents(text) {
+                read_yaml_document(file, first_line, chunk, diags, &mut objects);
+            }
+        }
+    }
+    objects
+}
+
+/// Splits on `---` document markers at the start of a line, as kubectl's
+/// YAML reader does, so that a syntax error in one document does not hide
+/// the others. Returns each chunk with the 1-based line it starts on.
+pub fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut start_line = 1;
+    let mut line_no = 1;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let is_marker = body == "---"
+            || body.starts_with("--- ")
+            || body.starts_with("---\t")
+            || body == "..."
+            || body.starts_with("... ");
+        if is_marker {
+            chunks.push((start_line, &text[start..offset]));
+            // Content after `--- ` on the marker line belongs to the next
+            // document (`--- !tag` or `--- {a: 1}`), so keep the line.
+            let after = body.get(3..).unwrap_or("").trim();
+            if body.starts_with("---") && !after.is_empty() {
+                start = offset + 3;
+                start_line = line_no;
+            } else {
+                start = offset + line.len();
+                start_line = line_no + 1;
+            }
+        }
+        offset += line.len();
+        line_no += 1;
+    }
+    chunks.push((start_line, &text[start..]));
+    chunks.retain(|(_, chunk)| !is_blank_yaml(chunk));
+    chunks
+}
+
+/// A document is reported at its first line of content, not at the blank
+/// lines or comments before it.
+fn first_content_line(first_line: usize, chunk: &str) -> usize {
+    first_line
+        + chunk
+            .lines()
+            .take_while(|l| {
+                let t = l.trim();
+                t.is_empty() || t.starts_with('#')
+            })
+            .count()
+}
+
+fn is_blank_yaml(chunk: &str) -> bool {
+    chunk.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t.starts_with('%')
+    })
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    // The defaults bound anchors, aliases, depth and document size, which is
+    // what keeps a "billion laughs" input from hanging the loader.
+    serde_saphyr::Options::default()
+}
+
+fn read_yaml_document(
+    file: &Arc<str>,
+    first_line: usize,
+    chunk: &str,
+    diags: &mut Diagnostics,
+    out: &mut Vec<RawObject>,
+) {
+    let doc_source = Source {
+        file: file.clone(),
+        line: first_content_line(first_line, chunk),
+        column: 1,
+    };
+    let value: Value = match serde_saphyr::from_str_with_options(chunk, yaml_options()) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.push(yaml_error(file, first_line, &e, "YAML syntax error"));
+            return;
+        }
+    };
+    if value.is_null() {
+        return;
+    }
+    let item_lines = if is_list(&value) {
+        list_item_lines(chunk, first_line)
+    } else {
+        Vec::new()
+    };
+    flatten(value, doc_source, &item_lines, diags, out);
+}
+
+fn yaml_error(file: &Arc<str>, first_line: usize, e: &serde_saphyr::Error, what: &str) -> Diagnostic {
+    let (line, column) = e
+        .location()
+        .filter(|l| l.line() > 0)
+        .map(|l| (first_line + l.line() as usize - 1, l.column() as usize))
+        .unwrap_or((first_line, 1));
+    let source = Source {
+        file: file.clone(),
+        line,
+        column,
+    };
+    // The error's Display may include a rendered snippet; the first line is
+    // the reason.
+    let text = e.to_string();
+    let reason = text.lines().next().unwrap_or("unknown error").trim();
+    Diagnostic::error(source, format!("{what}: {reason}"))
+}
+
+/// Line of each list item, from a second, cheap pass that records only
+/// positions. Used for `kubectl get -o yaml` dumps, which are one big List.
+fn list_item_lines(chunk: &str, first_line: usize) -> Vec<usize> {
+    #[derive(serde::Deserialize)]
+    struct ItemPositions {
+        #[serde(default)]
+        items: Vec<Spanned<IgnoredAny>>,
+    }
+    match serde_saphyr::from_str_with_options::<ItemPositions>(chunk, yaml_options()) {
+        Ok(p) => p
+            .items
+            .iter()
+            .map(|s| first_line + (s.referenced.line() as usize).saturating_sub(1))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn is_list(value: &Value) -> bool {
+    value.as_object().is_some_and(is_list_map)
+}
+
+/// `kind: List`, `PodList`, ... or a kind-less object that only has `items`.
+fn is_list_map(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("items").is_some_and(Value::is_array)
+        && map
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(|k| k.ends_with("List"))
+}
+
+fn read_json(file: &Arc<str>, text: &str, diags: &mut Diagnostics, out: &mut Vec<RawObject>) {
+    // A file may hold several JSON values one after another (JSON lines or
+    // concatenated `kubectl -o json` outputs).
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    loop {
+        let start = stream.byte_offset();
+        match stream.next() {
+            None => break,
+            Some(Ok(value)) => {
+                let line = line_of_offset(text, start + leading_ws(&text[start..]));
+                let source = Source {
+                    file: file.clone(),
+                    line,
+                    column: 1,
+                };
+                flatten(value, source, &[], diags, out);
+            }
+            Some(Err(e)) => {
+                let source = Source {
+                    file: file.clone(),
+                    line: e.line(),
+                    column: e.column(),
+                };
+                diags.push(Diagnostic::error(source, format!("JSON syntax error: {e}")));
+                // serde_json cannot resynchronise inside a broken value.
+                break;
+            }
+        }
+    }
+}
+
+fn leading_ws(s: &str) -> usize {
+    s.len() - s.trim_start().len()
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Turns a document into objects: a List into its items (recursively), a
+/// JSON array into its elements, anything else into one object.
+fn flatten(
+    value: Value,
+    source: Source,
+    item_lines: &[usize],
+    diags: &mut Diagnostics,
+    out: &mut Vec<RawObject>,
+) {
+    match value {
+        Value::Array(values) => {
+            for v in values {
+                flatten(v, source.clone(), &[], diags, out);
+            }
+        }
+        Value::Object(mut map) if is_list_map(&map) => {
+            let Some(Value::Array(items)) = map.remove("items") else {
+                return;
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                let line = item_lines.get(i).copied().unwrap_or(source.line);
+                let item_source = Source {
+                    line,
+                    ..source.clone()
+                };
+                flatten(item, item_source, &[], diags, out);
+            }
+        }
+        Value::Object(map) => match map.get("kind").and_then(Value::as_str) {
+            Some(kind) if !kind.is_empty() => out.push(RawObject {
+                kind: kind.to_string(),
+                value: Value::Object(map),
+                source,
+            }),
+            _ => diags.push(Diagnostic::error(
+                source,
+                "not a Kubernetes object: no `kind` field".to_string(),
+            )),
+        },
+        other => diags.push(Diagnostic::error(
+            source,
+            format!("not a Kubernetes object: a {} value", json_type(&other)),
+        )),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "sequence",
+        Value::Object(_) => "mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Vec<RawObject>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let objects = read_objects(&Arc::from("t.yaml"), text, &mut diags);
+        (objects, diags)
+    }
+
+    #[test]
+    fn splits_multi_document_yaml_with_lines() {
+        let text = "kind: Namespace\nmetadata: {name: a}\n---\n# c\nkind: Pod\nmetadata: {name: p}\n---\n";
+        let (objects, diags) = read(text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].source.line, 1);
+        assert_eq!(objects[1].kind, "Pod");
+        assert_eq!(objects[1].source.line, 5);
+    }
+
+    #[test]
+    fn bad_document_does_not_hide_the_others() {
+        let text = "kind: Pod\nmetadata: {name: a}\n---\nkind: [unclosed\n---\nkind: Pod\nmetadata: {name: b}\n";
+        let (objects, diags) = read(text);
+        assert_eq!(objects.len(), 2);
+        assert_eq!(diags.len(), 1);
+        let d = &diags.items()[0];
+        assert_eq!(d.source.line, 4, "{d}");
+        assert!(d.message.contains("YAML syntax error"), "{d}");
+    }
+
+    #[test]
+    fn lists_are_flattened_with_item_lines() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- kind: Pod\n  metadata: {name: a}\n- kind: PodList\n  items:\n  - kind: Pod\n    metadata: {name: b}\n";
+        let (objects, diags) = read(text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].source.line, 4);
+        assert_eq!(objects[1].kind, "Pod");
+    }
+
+    #[test]
+    fn json_values_and_arrays() {
+        let text = "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"}}\n\n{\"kind\":\"List\",\"items\":[{\"kind\":\"Service\"}]}";
+        let mut diags = Diagnostics::default();
+        let objects = read_objects(&Arc::from("t.json"), text, &mut diags);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[1].source.line, 3);
+    }
+
+    #[test]
+    fn objects_without_kind_are_reported() {
+        let (objects, diags) = read("metadata: {name: x}\n---\n42\n");
+        assert!(objects.is_empty());
+        assert_eq!(diags.len(), 2);
+        assert_eq!(diags.items()[1].source.line, 3);
+    }
+
+    #[test]
+    fn marker_with_inline_content() {
+        let chunks = split_yaml_documents("--- {kind: Pod}\n--- \nkind: Service\n");
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0], (1, " {kind: Pod}\n"));
+        assert_eq!(chunks[1].0, 3);
+    }
+}

@@ -1,0 +1,101 @@
+//! The Kubernetes inventory Palisade reasons about: namespaces, workloads,
+//! services, nodes and network policies, loaded from manifests and `kubectl`
+//! dumps into one consistent snapshot.
+//!
+//! Loading never aborts on bad input: every problem becomes a [`Diagnostic`]
+//! with file, line and column, and the rest is still read.
+
+mod build;
+pub mod cidr;
+mod diagnostics;
+pub mod documents;
+mod files;
+pub mod manifest;
+pub mod model;
+mod policy_convert;
+pub mod selector;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use build::NAMESPACE_NAME_LABEL;
+pub use cidr::{Cidr, Family, IpRange};
+pub use diagnostics::{Diagnostic, Diagnostics, Severity};
+pub use files::{LoadError, collect_manifest_files};
+pub use model::*;
+pub use selector::{LabelSelector, Labels, Operator, Requirement};
+
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    /// Sorted by name; includes namespaces only referenced by other objects.
+    pub namespaces: Vec<Namespace>,
+    /// Sorted by namespace, name and kind.
+    pub workloads: Vec<Workload>,
+    pub services: Vec<Service>,
+    pub policies: Vec<NetworkPolicy>,
+    pub nodes: Vec<Node>,
+    /// Objects of kinds Palisade does not model, counted by kind.
+    pub skipped_kinds: BTreeMap<String, usize>,
+}
+
+impl Inventory {
+    /// Reads manifests from texts (one per file name). The file name only
+    /// labels diagnostics.
+    pub fn from_texts<'a>(
+        texts: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> (Inventory, Diagnostics) {
+        let mut loader = Loader::default();
+        for (file, text) in texts {
+            loader.add_text(file, text);
+        }
+        loader.finish()
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces
+            .binary_search_by(|ns| ns.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.namespaces[i])
+    }
+
+    pub fn skipped_objects(&self) -> usize {
+        self.skipped_kinds.values().sum()
+    }
+
+    fn sort(&mut self) {
+        self.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        self.workloads.sort_by(|a, b| {
+            (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
+        });
+        self.services
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.policies
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}
+
+/// Accumulates input texts, then builds the inventory in one go (grouping
+/// pods into workloads needs to see every object first).
+#[derive(Default)]
+pub struct Loader {
+    objects: Vec<documents::RawObject>,
+    diagnostics: Diagnostics,
+}
+
+impl Loader {
+    pub fn add_text(&mut self, file: &str, text: &str) {
+        let file: Arc<str> = Arc::from(file);
+        let objects = documents::read_objects(&file, text, &mut self.diagnostics);
+        self.objects.extend(objects);
+    }
+
+    pub fn add_diagnostic(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
+    pub fn finish(mut self) -> (Inventory, Diagnostics) {
+        let inventory = build::build(self.objects, &mut self.diagnostics);
+        (inventory, self.diagnostics)
+    }
+}
