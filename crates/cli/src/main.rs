@@ -1,1 +1,132 @@
-fn main() {}
+//! `palisade`: do your Kubernetes network policies actually hold?
+
+mod bench;
+mod demo;
+mod diff_cmd;
+mod explain;
+mod input;
+mod reach;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use palisade_inventory::Protocol;
+use palisade_policy::{MapFilter, Settings};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success, and nothing was found (diff: no difference; explain: allowed)
+  1  usage error, unreadable input, or a diagnostic under --strict
+  2  something was found (diff: connectivity differs; explain: denied)";
+
+#[derive(Parser, Debug)]
+#[command(name = "palisade", version, about = "Do your Kubernetes network policies actually hold?", after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    input: input::InputArgs,
+}
+
+/// Semantics settings that differ between network plugins.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SemanticsArgs {
+    /// ipBlocks also match in-cluster pod addresses (Calico-like data
+    /// planes). Default: they do not (Cilium, and the upstream analysers).
+    #[arg(long)]
+    pub ipblock_matches_pods: bool,
+}
+
+impl SemanticsArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            ipblock_matches_pods: self.ipblock_matches_pods,
+        }
+    }
+}
+
+/// Restrictions of a connectivity map.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct FilterArgs {
+    /// Only connections to or from this workload (`ns/name` or `name`);
+    /// repeatable.
+    #[arg(long = "focus-workload", value_name = "NAME")]
+    pub focus_workloads: Vec<String>,
+    /// Only this protocol (TCP, UDP or SCTP).
+    #[arg(long, value_parser = parse_protocol)]
+    pub protocol: Option<Protocol>,
+    /// Only this port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Show IPv6 external ranges even when no policy mentions IPv6.
+    #[arg(long)]
+    pub include_ipv6: bool,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> MapFilter {
+        MapFilter {
+            focus_workloads: self.focus_workloads.clone(),
+            protocol: self.protocol,
+            port: self.port,
+            include_ipv6: self.include_ipv6,
+        }
+    }
+}
+
+pub fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    Protocol::parse_k8s(&s.to_ascii_uppercase())
+        .ok_or_else(|| format!("unknown protocol {s:?} (TCP, UDP or SCTP)"))
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Connectivity map: which workloads and external ranges may talk, on
+    /// which ports.
+    Reach(reach::ReachArgs),
+    /// Verdict for one connection, with the policies and rules behind it.
+    Explain(explain::ExplainArgs),
+    /// Semantic difference of two inventories' connectivity (policy review).
+    Diff(diff_cmd::DiffArgs),
+    /// Run the main job on the bundled example cluster.
+    Demo,
+    /// Write a synthetic cluster (seeded, deterministic) as YAML to stdout.
+    Gen(bench::GenArgs),
+    /// Measure loading, connectivity map and single verdicts on synthetic
+    /// clusters.
+    Bench(bench::BenchArgs),
+}
+
+/// What a command concluded, mapped to the exit code.
+pub enum Outcome {
+    Clean,
+    Found,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Reach(args) => reach::run(&args, &cli.input),
+        Command::Explain(args) => explain::run(&args, &cli.input),
+        Command::Diff(args) => diff_cmd::run(&args, &cli.input),
+        Command::Demo => demo::run(),
+        Command::Gen(args) => bench::generate_cluster(&args),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Found) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("palisade: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -114,7 +114,9 @@ pub fn generate(params: &Params) -> String {
             tier: *rng.pick(&TIERS),
             env: *rng.pick(&ENVS),
             host_network: rng.chance(3),
-            ports: (0..rng.below(3) + 1).map(|_| rng.below(PORT_NAMES.len())).collect(),
+            ports: (0..rng.below(3) + 1)
+                .map(|_| rng.below(PORT_NAMES.len()))
+                .collect(),
         })
         .collect();
     for (i, w) in workloads.iter().enumerate() {
@@ -174,7 +176,12 @@ fn write_deployment(out: &mut String, w: &Workload) {
 fn write_pod(out: &mut String, w: &Workload, index: usize, replica: usize) {
     // Pod IPs 10.(128+)x.y.z: inside 10.0.0.0/8, outside the 10.1.0.0/16 hole.
     let n = index * 64 + replica;
-    let ip = format!("10.{}.{}.{}", 128 + (n >> 16) % 128, (n >> 8) & 255, n & 255);
+    let ip = format!(
+        "10.{}.{}.{}",
+        128 + (n >> 16) % 128,
+        (n >> 8) & 255,
+        n & 255
+    );
     let _ = write!(
         out,
         "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-5f7d9-{replica}\n  namespace: ns{ns}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: ReplicaSet\n    name: {name}-5f7d9\n    controller: true\n",
@@ -201,11 +208,18 @@ fn write_selector(out: &mut String, rng: &mut Rng, indent: &str, workloads: &[Wo
             );
         }
         2 | 3 => {
-            let _ = write!(out, "{indent}matchLabels:\n{indent}  tier: {}\n", rng.pick(&TIERS));
+            let _ = write!(
+                out,
+                "{indent}matchLabels:\n{indent}  tier: {}\n",
+                rng.pick(&TIERS)
+            );
         }
         _ => {
             let (op, values) = match rng.below(4) {
-                0 => ("In", format!("[{}, {}]", rng.pick(&TIERS), rng.pick(&TIERS))),
+                0 => (
+                    "In",
+                    format!("[{}, {}]", rng.pick(&TIERS), rng.pick(&TIERS)),
+                ),
                 1 => ("NotIn", format!("[{}]", rng.pick(&TIERS))),
                 2 => ("Exists", String::new()),
                 _ => ("DoesNotExist", String::new()),
@@ -233,11 +247,19 @@ fn write_peer(out: &mut String, rng: &mut Rng, params: &Params, workloads: &[Wor
         }
         1 => {
             out.push_str("    - namespaceSelector:\n");
-            let _ = write!(out, "        matchLabels:\n          team: t{}\n", team(rng.below(params.namespaces), params));
+            let _ = write!(
+                out,
+                "        matchLabels:\n          team: t{}\n",
+                team(rng.below(params.namespaces), params)
+            );
         }
         2 => {
             out.push_str("    - namespaceSelector:\n");
-            let _ = write!(out, "        matchLabels:\n          env: {}\n", rng.pick(&ENVS));
+            let _ = write!(
+                out,
+                "        matchLabels:\n          env: {}\n",
+                rng.pick(&ENVS)
+            );
             out.push_str("      podSelector:\n");
             write_selector(out, rng, "        ", workloads);
         }
@@ -271,7 +293,13 @@ fn write_ports(out: &mut String, rng: &mut Rng) {
     }
 }
 
-fn write_policy(out: &mut String, rng: &mut Rng, params: &Params, workloads: &[Workload], i: usize) {
+fn write_policy(
+    out: &mut String,
+    rng: &mut Rng,
+    params: &Params,
+    workloads: &[Workload],
+    i: usize,
+) {
     let ns = i % params.namespaces.max(1);
     let _ = write!(
         out,

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde::de::DeserializeOwned;
 
+use crate::Inventory;
 use crate::cidr::Cidr;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::documents::RawObject;
@@ -13,7 +14,6 @@ use crate::manifest;
 use crate::model::*;
 use crate::policy_convert::{convert_policy, parse_protocol, port_number};
 use crate::selector::Labels;
-use crate::Inventory;
 
 /// The label the API server sets on every namespace (Kubernetes ≥ 1.21).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -160,7 +160,8 @@ fn collect(
         }
         "Service" => {
             if let Some(svc) = decode::<manifest::Service>(&object, diags) {
-                c.services.push(service(svc, namespace, name, source, diags));
+                c.services
+                    .push(service(svc, namespace, name, source, diags));
             }
         }
         "NetworkPolicy" => {
@@ -172,7 +173,9 @@ fn collect(
                     }
                     Err(reason) => diags.push(Diagnostic::error(
                         source,
-                        format!("NetworkPolicy {namespace}/{name} is invalid and ignored: {reason}"),
+                        format!(
+                            "NetworkPolicy {namespace}/{name} is invalid and ignored: {reason}"
+                        ),
                     )),
                 }
             }
@@ -301,13 +304,18 @@ fn pod_object(
     }
 }
 
-fn pod_template(t: manifest::PodTemplateSpec, source: &Source, diags: &mut Diagnostics) -> PodTemplate {
-    let containers = |list: Option<Vec<manifest::Container>>, diags: &mut Diagnostics| -> Vec<Container> {
-        list.unwrap_or_default()
-            .into_iter()
-            .map(|c| container(c, source, diags))
-            .collect()
-    };
+fn pod_template(
+    t: manifest::PodTemplateSpec,
+    source: &Source,
+    diags: &mut Diagnostics,
+) -> PodTemplate {
+    let containers =
+        |list: Option<Vec<manifest::Container>>, diags: &mut Diagnostics| -> Vec<Container> {
+            list.unwrap_or_default()
+                .into_iter()
+                .map(|c| container(c, source, diags))
+                .collect()
+        };
     PodTemplate {
         labels: t.metadata.labels.unwrap_or_default(),
         host_network: t.spec.host_network.unwrap_or(false),
@@ -406,7 +414,10 @@ fn node_model(node: manifest::Node, name: String, source: Source, diags: &mut Di
         match text.parse::<Cidr>() {
             Ok(c) if !pod_cidrs.contains(&c) => pod_cidrs.push(c),
             Ok(_) => {}
-            Err(e) => diags.push(Diagnostic::warning(source.clone(), format!("Node {name}: {e}"))),
+            Err(e) => diags.push(Diagnostic::warning(
+                source.clone(),
+                format!("Node {name}: {e}"),
+            )),
         }
     }
     Node {
@@ -538,7 +549,10 @@ fn group_workloads(c: &mut Collected) -> Vec<Workload> {
 
 /// Adds the namespaces that objects reference without declaring, and the
 /// automatic `kubernetes.io/metadata.name` label to every namespace.
-fn complete_namespaces(mut declared: BTreeMap<String, Namespace>, inv: &Inventory) -> Vec<Namespace> {
+fn complete_namespaces(
+    mut declared: BTreeMap<String, Namespace>,
+    inv: &Inventory,
+) -> Vec<Namespace> {
     let referenced = inv
         .workloads
         .iter()

@@ -145,7 +145,12 @@ fn read_yaml_document(
     flatten(value, doc_source, &item_lines, diags, out);
 }
 
-fn yaml_error(file: &Arc<str>, first_line: usize, e: &serde_saphyr::Error, what: &str) -> Diagnostic {
+fn yaml_error(
+    file: &Arc<str>,
+    first_line: usize,
+    e: &serde_saphyr::Error,
+    what: &str,
+) -> Diagnostic {
     let (line, column) = e
         .location()
         .filter(|l| l.line() > 0)
@@ -306,7 +311,8 @@ mod tests {
 
     #[test]
     fn splits_multi_document_yaml_with_lines() {
-        let text = "kind: Namespace\nmetadata: {name: a}\n---\n# c\nkind: Pod\nmetadata: {name: p}\n---\n";
+        let text =
+            "kind: Namespace\nmetadata: {name: a}\n---\n# c\nkind: Pod\nmetadata: {name: p}\n---\n";
         let (objects, diags) = read(text);
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(objects.len(), 2);

@@ -78,7 +78,9 @@ fn convert_rules(
                 .unwrap_or_default()
                 .iter()
                 .enumerate()
-                .map(|(j, p)| convert_port(p).map_err(|e| format!("spec.{field}[{i}].ports[{j}]: {e}")))
+                .map(|(j, p)| {
+                    convert_port(p).map_err(|e| format!("spec.{field}[{i}].ports[{j}]: {e}"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let peers = peers_of(rule)
                 .unwrap_or_default()
@@ -212,7 +214,12 @@ pub fn validate_port_name(name: &str) -> Result<(), String> {
 
 pub fn convert_selector(sel: manifest::LabelSelector) -> Result<LabelSelector, String> {
     let mut match_expressions = Vec::new();
-    for (i, req) in sel.match_expressions.unwrap_or_default().into_iter().enumerate() {
+    for (i, req) in sel
+        .match_expressions
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let values = req.values.unwrap_or_default();
         let operator = match req.operator.as_str() {
             "In" => Operator::In,

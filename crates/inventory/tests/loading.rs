@@ -204,7 +204,8 @@ fn type_errors_name_the_field_path() {
     let d = &diags.items()[0];
     assert_eq!(d.severity, Severity::Error);
     assert!(
-        d.message.contains("spec.containers[0].ports[0].containerPort"),
+        d.message
+            .contains("spec.containers[0].ports[0].containerPort"),
         "{d}"
     );
 }

@@ -15,9 +15,9 @@ use palisade_inventory::{
     Workload,
 };
 
+use crate::Settings;
 use crate::conn::ConnSet;
 use crate::external::ExternalRanges;
-use crate::Settings;
 
 pub type ConnId = u32;
 pub const NONE: ConnId = 0;
@@ -176,14 +176,22 @@ impl<'a> Engine<'a> {
     pub fn conn_id(&self, src: EndpointRef, dst: EndpointRef) -> ConnId {
         let workloads = self.inventory.workloads.len();
         match (src, dst) {
-            (EndpointRef::Workload(s), EndpointRef::Workload(t)) => self.allowed[s * self.width() + t],
+            (EndpointRef::Workload(s), EndpointRef::Workload(t)) => {
+                self.allowed[s * self.width() + t]
+            }
             (EndpointRef::Workload(s), EndpointRef::External(x)) => {
                 self.allowed[s * self.width() + workloads + x]
             }
-            (EndpointRef::External(x), EndpointRef::Workload(t)) => self.from_external[x * workloads + t],
+            (EndpointRef::External(x), EndpointRef::Workload(t)) => {
+                self.from_external[x * workloads + t]
+            }
             // Traffic between two outside addresses is not governed.
             (EndpointRef::External(_), EndpointRef::External(_)) => ALL,
         }
+    }
+
+    pub fn conn_set(&self, id: ConnId) -> &ConnSet {
+        self.table.get(id)
     }
 
     pub fn conns(&self, src: EndpointRef, dst: EndpointRef) -> &ConnSet {
@@ -191,7 +199,13 @@ impl<'a> Engine<'a> {
     }
 
     /// The single verdict: is `src → dst` on `protocol`/`port` allowed?
-    pub fn allowed(&self, src: EndpointRef, dst: EndpointRef, protocol: Protocol, port: u16) -> bool {
+    pub fn allowed(
+        &self,
+        src: EndpointRef,
+        dst: EndpointRef,
+        protocol: Protocol,
+        port: u16,
+    ) -> bool {
         match self.conn_id(src, dst) {
             ALL => true,
             NONE => false,
@@ -235,7 +249,11 @@ struct Builder<'a, 'e> {
 }
 
 impl<'a, 'e> Builder<'a, 'e> {
-    fn new(inventory: &'a Inventory, settings: &'a Settings, externals: &'e ExternalRanges) -> Self {
+    fn new(
+        inventory: &'a Inventory,
+        settings: &'a Settings,
+        externals: &'e ExternalRanges,
+    ) -> Self {
         let namespace_of: Vec<usize> = inventory
             .workloads
             .iter()
@@ -298,7 +316,10 @@ impl<'a, 'e> Builder<'a, 'e> {
                     pod_selector,
                 } => {
                     let namespaces: Vec<usize> = match namespace_selector {
-                        None => self.namespace_index(&policy.namespace).into_iter().collect(),
+                        None => self
+                            .namespace_index(&policy.namespace)
+                            .into_iter()
+                            .collect(),
                         Some(sel) => (0..self.inventory.namespaces.len())
                             .filter(|&i| sel.matches(&self.inventory.namespaces[i].labels))
                             .collect(),
@@ -306,21 +327,25 @@ impl<'a, 'e> Builder<'a, 'e> {
                     for ns in namespaces {
                         workloads.extend(self.workloads_in[ns].clone().filter(|&w| {
                             let t = &self.inventory.workloads[w].template;
-                            !t.host_network && pod_selector.as_ref().is_none_or(|s| s.matches(&t.labels))
+                            !t.host_network
+                                && pod_selector.as_ref().is_none_or(|s| s.matches(&t.labels))
                         }));
                     }
                 }
                 Peer::IpBlock { cidr, except } => {
                     externals.extend(self.externals.indices_in(cidr, except));
                     if self.settings.ipblock_matches_pods {
-                        workloads.extend(self.inventory.workloads.iter().enumerate().filter_map(|(i, w)| {
-                            let ips: Vec<IpAddr> = w.ips().collect();
-                            let inside = !ips.is_empty()
-                                && ips
-                                    .iter()
-                                    .all(|ip| cidr.contains(*ip) && !except.iter().any(|e| e.contains(*ip)));
-                            inside.then_some(i)
-                        }));
+                        workloads.extend(self.inventory.workloads.iter().enumerate().filter_map(
+                            |(i, w)| {
+                                let ips: Vec<IpAddr> = w.ips().collect();
+                                let inside = !ips.is_empty()
+                                    && ips.iter().all(|ip| {
+                                        cidr.contains(*ip)
+                                            && !except.iter().any(|e| e.contains(*ip))
+                                    });
+                                inside.then_some(i)
+                            },
+                        ));
                     }
                 }
             }
@@ -399,7 +424,10 @@ impl<'a, 'e> Builder<'a, 'e> {
                     if compiled.all_peers {
                         (0..w_count + x_count).for_each(|s| add(s, &mut self.table));
                     } else {
-                        compiled.workloads.iter().for_each(|&s| add(s, &mut self.table));
+                        compiled
+                            .workloads
+                            .iter()
+                            .for_each(|&s| add(s, &mut self.table));
                         compiled
                             .externals
                             .iter()
@@ -426,7 +454,8 @@ impl<'a, 'e> Builder<'a, 'e> {
                 compiled_cache.insert((pi, ri), compiled);
             }
             for dst in 0..w_count {
-                allowed[src * width + dst] = self.table.intersect(row[dst], ingress[src * w_count + dst]);
+                allowed[src * width + dst] =
+                    self.table.intersect(row[dst], ingress[src * w_count + dst]);
             }
             allowed[src * width + w_count..(src + 1) * width].copy_from_slice(&row[w_count..]);
         }
@@ -478,7 +507,10 @@ pub fn resolve_ports(
             (None, _) => set = set.union(&ConnSet::protocol_all(p.protocol)),
             (Some(PortRef::Number(n)), end) => set.add(p.protocol, *n, end.unwrap_or(*n)),
             (Some(PortRef::Name(name)), _) => {
-                for n in destination.map(|t| t.named_port(name, p.protocol)).unwrap_or_default() {
+                for n in destination
+                    .map(|t| t.named_port(name, p.protocol))
+                    .unwrap_or_default()
+                {
                     set.add(p.protocol, n, n);
                 }
             }

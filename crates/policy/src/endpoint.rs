@@ -12,7 +12,11 @@ static NO_LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(Labels:
 
 /// The reference evaluator's view of a workload: its template stands for its
 /// pods; its pods' addresses are its addresses.
-pub fn workload_view<'a>(inventory: &'a Inventory, workload: &'a Workload, ips: &'a [IpAddr]) -> PodView<'a> {
+pub fn workload_view<'a>(
+    inventory: &'a Inventory,
+    workload: &'a Workload,
+    ips: &'a [IpAddr],
+) -> PodView<'a> {
     PodView {
         namespace: &workload.namespace,
         namespace_labels: inventory
@@ -29,7 +33,10 @@ pub fn workload_view<'a>(inventory: &'a Inventory, workload: &'a Workload, ips: 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolved {
     /// A workload, and the pod within it when a pod was named.
-    Workload { index: usize, pod: Option<usize> },
+    Workload {
+        index: usize,
+        pod: Option<usize>,
+    },
     Ip(IpAddr),
 }
 
@@ -39,7 +46,10 @@ pub fn resolve(inventory: &Inventory, text: &str) -> Result<Resolved, String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         for (index, w) in inventory.workloads.iter().enumerate() {
             if let Some(pod) = w.pods.iter().position(|p| p.ips.contains(&ip)) {
-                return Ok(Resolved::Workload { index, pod: Some(pod) });
+                return Ok(Resolved::Workload {
+                    index,
+                    pod: Some(pod),
+                });
             }
         }
         return Ok(Resolved::Ip(ip));
@@ -53,19 +63,33 @@ pub fn resolve(inventory: &Inventory, text: &str) -> Result<Resolved, String> {
         .filter(|&i| in_ns(&inventory.workloads[i]) && inventory.workloads[i].name == name)
         .collect();
     match workloads.as_slice() {
-        [index] => return Ok(Resolved::Workload { index: *index, pod: None }),
+        [index] => {
+            return Ok(Resolved::Workload {
+                index: *index,
+                pod: None,
+            });
+        }
         [] => {}
-        _ => return Err(format!("{text:?} names several workloads; use namespace/name")),
+        _ => {
+            return Err(format!(
+                "{text:?} names several workloads; use namespace/name"
+            ));
+        }
     }
     for (index, w) in inventory.workloads.iter().enumerate() {
         if !in_ns(w) {
             continue;
         }
         if let Some(pod) = w.pods.iter().position(|p| p.name == name) {
-            return Ok(Resolved::Workload { index, pod: Some(pod) });
+            return Ok(Resolved::Workload {
+                index,
+                pod: Some(pod),
+            });
         }
     }
-    Err(format!("{text:?} is neither a workload, a pod nor an IP address in the inventory"))
+    Err(format!(
+        "{text:?} is neither a workload, a pod nor an IP address in the inventory"
+    ))
 }
 
 impl Resolved {
@@ -79,13 +103,20 @@ impl Resolved {
     /// The addresses the reference evaluator should use for ipBlock matching.
     pub fn ips(&self, inventory: &Inventory) -> Vec<IpAddr> {
         match self {
-            Resolved::Workload { index, pod: Some(p) } => inventory.workloads[*index].pods[*p].ips.clone(),
+            Resolved::Workload {
+                index,
+                pod: Some(p),
+            } => inventory.workloads[*index].pods[*p].ips.clone(),
             Resolved::Workload { index, pod: None } => inventory.workloads[*index].ips().collect(),
             Resolved::Ip(ip) => vec![*ip],
         }
     }
 
-    pub fn reference_endpoint<'a>(&self, inventory: &'a Inventory, ips: &'a [IpAddr]) -> Endpoint<'a> {
+    pub fn reference_endpoint<'a>(
+        &self,
+        inventory: &'a Inventory,
+        ips: &'a [IpAddr],
+    ) -> Endpoint<'a> {
         match self {
             Resolved::Workload { index, pod } => {
                 let w = &inventory.workloads[*index];
@@ -103,9 +134,17 @@ impl Resolved {
 
     pub fn display(&self, inventory: &Inventory) -> String {
         match self {
-            Resolved::Workload { index, pod: Some(p) } => {
+            Resolved::Workload {
+                index,
+                pod: Some(p),
+            } => {
                 let w = &inventory.workloads[*index];
-                format!("{}/{} (pod of {})", w.namespace, w.pods[*p].name, w.display_name())
+                format!(
+                    "{}/{} (pod of {})",
+                    w.namespace,
+                    w.pods[*p].name,
+                    w.display_name()
+                )
             }
             Resolved::Workload { index, pod: None } => inventory.workloads[*index].display_name(),
             Resolved::Ip(ip) => ip.to_string(),

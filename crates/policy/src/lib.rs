@@ -7,13 +7,17 @@
 
 pub mod compiled;
 pub mod conn;
+pub mod diff;
 pub mod endpoint;
 pub mod external;
+pub mod map;
 pub mod reference;
 
 pub use compiled::{EndpointRef, Engine};
 pub use conn::{ConnSet, PortSet};
+pub use diff::{Change, DiffEntry, diff};
 pub use external::ExternalRanges;
+pub use map::{ConnectivityMap, MapEntry, MapFilter, Node};
 pub use reference::{Decision, Endpoint, PodView, RuleMatch, SideDecision};
 
 /// Semantics that differ between network plugins. Each is an explicit

@@ -112,7 +112,12 @@ impl Context<'_> {
     /// Evaluates `subject`'s policies of `direction` for traffic with `peer`.
     /// The destination (whose named ports count) is `peer` for egress and
     /// `subject` for ingress.
-    fn side(&self, direction: Direction, subject: Endpoint<'_>, peer: Endpoint<'_>) -> SideDecision {
+    fn side(
+        &self,
+        direction: Direction,
+        subject: Endpoint<'_>,
+        peer: Endpoint<'_>,
+    ) -> SideDecision {
         let open = |note: &str| SideDecision {
             direction: direction.to_string(),
             allowed: true,
@@ -122,7 +127,9 @@ impl Context<'_> {
             note: Some(note.to_string()),
         };
         let pod = match subject {
-            Endpoint::External(_) => return open("external endpoint: not governed by NetworkPolicy"),
+            Endpoint::External(_) => {
+                return open("external endpoint: not governed by NetworkPolicy");
+            }
             Endpoint::Pod(p) if p.host_network() => {
                 return open("hostNetwork pod: never selected by NetworkPolicy, never isolated");
             }
@@ -141,7 +148,8 @@ impl Context<'_> {
         let mut allowed_by = Vec::new();
         for policy in &selecting {
             for (index, rule) in policy.rules(direction).iter().enumerate() {
-                if let Some(m) = self.rule_match(policy, direction, index, rule, peer, destination) {
+                if let Some(m) = self.rule_match(policy, direction, index, rule, peer, destination)
+                {
                     allowed_by.push(m);
                 }
             }
@@ -252,5 +260,7 @@ impl Context<'_> {
 /// Whether `policy` selects `pod`: same namespace, selector matches, and the
 /// pod is not on the host network.
 pub fn selects(policy: &NetworkPolicy, pod: &PodView<'_>) -> bool {
-    policy.namespace == pod.namespace && !pod.host_network() && policy.pod_selector.matches(pod.labels)
+    policy.namespace == pod.namespace
+        && !pod.host_network()
+        && policy.pod_selector.matches(pod.labels)
 }

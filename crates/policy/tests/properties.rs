@@ -12,7 +12,9 @@ use palisade_policy::reference::{self, Endpoint};
 use palisade_policy::{EndpointRef, Engine, Settings};
 use proptest::prelude::*;
 
-const PORTS: [u16; 12] = [1, 53, 80, 143, 443, 3868, 5432, 5500, 8080, 9090, 9100, 65535];
+const PORTS: [u16; 12] = [
+    1, 53, 80, 143, 443, 3868, 5432, 5500, 8080, 9090, 9100, 65535,
+];
 
 fn check_cluster(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
     let params = Params {
@@ -24,14 +26,27 @@ fn check_cluster(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
     };
     let text = generate(&params);
     let (inventory, diags) = Inventory::from_texts([("gen.yaml", text.as_str())]);
-    prop_assert!(diags.is_empty(), "seed {seed}: generator made bad input: {:?}", diags.items());
+    prop_assert!(
+        diags.is_empty(),
+        "seed {seed}: generator made bad input: {:?}",
+        diags.items()
+    );
     let engine = Engine::new(&inventory, settings);
-    let ips: Vec<Vec<IpAddr>> = inventory.workloads.iter().map(|w| w.ips().collect()).collect();
+    let ips: Vec<Vec<IpAddr>> = inventory
+        .workloads
+        .iter()
+        .map(|w| w.ips().collect())
+        .collect();
     let mut endpoints: Vec<(EndpointRef, Endpoint<'_>)> = inventory
         .workloads
         .iter()
         .enumerate()
-        .map(|(i, w)| (EndpointRef::Workload(i), Endpoint::Pod(workload_view(&inventory, w, &ips[i]))))
+        .map(|(i, w)| {
+            (
+                EndpointRef::Workload(i),
+                Endpoint::Pod(workload_view(&inventory, w, &ips[i])),
+            )
+        })
         .collect();
     // One address from each external range, at both ends of it.
     for (x, range) in engine.externals().ranges().iter().enumerate() {
@@ -41,12 +56,16 @@ fn check_cluster(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
     }
     for (src_ref, src) in &endpoints {
         for (dst_ref, dst) in &endpoints {
-            if matches!((src_ref, dst_ref), (EndpointRef::External(_), EndpointRef::External(_))) {
+            if matches!(
+                (src_ref, dst_ref),
+                (EndpointRef::External(_), EndpointRef::External(_))
+            ) {
                 continue;
             }
             for protocol in Protocol::ALL {
                 for port in PORTS {
-                    let expected = reference::evaluate(&inventory, settings, *src, *dst, protocol, port);
+                    let expected =
+                        reference::evaluate(&inventory, settings, *src, *dst, protocol, port);
                     let got = engine.allowed(*src_ref, *dst_ref, protocol, port);
                     prop_assert_eq!(
                         got,

@@ -55,7 +55,12 @@ fn verdict_with(policies: &str, settings: &Settings, from: &str, to: &str, conn:
     let src = resolve(&inv, from).unwrap();
     let dst = resolve(&inv, to).unwrap();
     let engine = Engine::new(&inv, settings);
-    let compiled = engine.allowed(src.endpoint_ref(&engine), dst.endpoint_ref(&engine), protocol, port);
+    let compiled = engine.allowed(
+        src.endpoint_ref(&engine),
+        dst.endpoint_ref(&engine),
+        protocol,
+        port,
+    );
     let (src_ips, dst_ips) = (src.ips(&inv), dst.ips(&inv));
     let decision = reference::evaluate(
         &inv,
@@ -65,7 +70,10 @@ fn verdict_with(policies: &str, settings: &Settings, from: &str, to: &str, conn:
         protocol,
         port,
     );
-    assert_eq!(compiled, decision.allowed, "evaluators disagree: {decision:#?}");
+    assert_eq!(
+        compiled, decision.allowed,
+        "evaluators disagree: {decision:#?}"
+    );
     compiled
 }
 
@@ -83,11 +91,31 @@ fn no_policy_allows_everything() {
 
 #[test]
 fn policy_without_rules_isolates() {
-    assert!(!verdict(DENY_ALL_INGRESS_SHOP, "ops/probe", "shop/web", "TCP/8080"));
-    assert!(!verdict(DENY_ALL_INGRESS_SHOP, "shop/api", "shop/web", "TCP/8080"));
-    assert!(!verdict(DENY_ALL_INGRESS_SHOP, "1.2.3.4", "shop/web", "TCP/8080"));
+    assert!(!verdict(
+        DENY_ALL_INGRESS_SHOP,
+        "ops/probe",
+        "shop/web",
+        "TCP/8080"
+    ));
+    assert!(!verdict(
+        DENY_ALL_INGRESS_SHOP,
+        "shop/api",
+        "shop/web",
+        "TCP/8080"
+    ));
+    assert!(!verdict(
+        DENY_ALL_INGRESS_SHOP,
+        "1.2.3.4",
+        "shop/web",
+        "TCP/8080"
+    ));
     // Egress of shop is not affected.
-    assert!(verdict(DENY_ALL_INGRESS_SHOP, "shop/web", "ops/probe", "TCP/80"));
+    assert!(verdict(
+        DENY_ALL_INGRESS_SHOP,
+        "shop/web",
+        "ops/probe",
+        "TCP/80"
+    ));
 }
 
 #[test]
@@ -164,7 +192,9 @@ fn except_carves_a_hole_that_another_rule_can_fill() {
     let hole = "kind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0, except: [169.254.169.254/32]}}]}]\n";
     assert!(verdict(hole, "shop/web", "169.254.169.253", "TCP/80"));
     assert!(!verdict(hole, "shop/web", "169.254.169.254", "TCP/80"));
-    let filled = format!("{hole}---\nkind: NetworkPolicy\nmetadata: {{name: q, namespace: shop}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{ipBlock: {{cidr: 169.254.0.0/16}}}}]}}]\n");
+    let filled = format!(
+        "{hole}---\nkind: NetworkPolicy\nmetadata: {{name: q, namespace: shop}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{ipBlock: {{cidr: 169.254.0.0/16}}}}]}}]\n"
+    );
     assert!(verdict(&filled, "shop/web", "169.254.169.254", "TCP/80"));
 }
 
@@ -248,8 +278,16 @@ fn ipblock_does_not_match_pod_addresses_by_default() {
     let calico = Settings {
         ipblock_matches_pods: true,
     };
-    assert!(verdict_with(p, &calico, "ops/probe", "shop/web", "TCP/8080"));
-    assert!(!verdict_with(p, &calico, "shop/api", "shop/web", "TCP/8080"));
+    assert!(verdict_with(
+        p,
+        &calico,
+        "ops/probe",
+        "shop/web",
+        "TCP/8080"
+    ));
+    assert!(!verdict_with(
+        p, &calico, "shop/api", "shop/web", "TCP/8080"
+    ));
 }
 
 #[test]

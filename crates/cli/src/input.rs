@@ -1,0 +1,103 @@
+//! Reading the user's manifest paths into an inventory, reporting
+//! diagnostics on stderr, and honouring `--strict` and `-v`.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use palisade_inventory::{Diagnostic, Inventory, Loader, Source, collect_manifest_files};
+
+/// Options shared by every command that reads manifests.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct InputArgs {
+    /// Any diagnostic (unreadable file, invalid object) is an error (exit 1).
+    #[arg(long, global = true)]
+    pub strict: bool,
+    /// List skipped object kinds and every diagnostic.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// Loads manifests from files, directories (recursively) and `-` (stdin).
+pub fn load(paths: &[PathBuf], args: &InputArgs) -> Result<Inventory> {
+    let mut loader = Loader::default();
+    let (stdin, others): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        paths.iter().partition(|p| p.as_os_str() == "-");
+    if !stdin.is_empty() {
+        let mut text = String::new();
+        match std::io::stdin().read_to_string(&mut text) {
+            Ok(_) => loader.add_text("<stdin>", &text),
+            Err(e) => loader.add_diagnostic(io_diagnostic("<stdin>", &e)),
+        }
+    }
+    let others: Vec<PathBuf> = others.into_iter().cloned().collect();
+    let (files, errors) = collect_manifest_files(&others);
+    let mut fatal = Vec::new();
+    for e in errors {
+        fatal.push(e.to_string());
+    }
+    for file in &files {
+        let name = file.display().to_string();
+        match std::fs::read(file) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => loader.add_text(&name, text.strip_prefix('\u{feff}').unwrap_or(&text)),
+                Err(_) => loader.add_diagnostic(Diagnostic::error(
+                    source_of(&name),
+                    "not UTF-8 text; skipped".to_string(),
+                )),
+            },
+            Err(e) => loader.add_diagnostic(io_diagnostic(&name, &e)),
+        }
+    }
+    if !fatal.is_empty() {
+        bail!("{}", fatal.join("\n"));
+    }
+    let (inventory, diagnostics) = loader.finish();
+    let shown = if args.verbose { usize::MAX } else { 20 };
+    for d in diagnostics.items().iter().take(shown) {
+        eprintln!("{d}");
+    }
+    if diagnostics.len() > shown {
+        eprintln!(
+            "... and {} more diagnostics (-v shows all)",
+            diagnostics.len() - shown
+        );
+    }
+    report_skipped(&inventory, args.verbose);
+    if args.strict && !diagnostics.is_empty() {
+        bail!("{} diagnostics and --strict is set", diagnostics.len());
+    }
+    if files.is_empty() && stdin.is_empty() {
+        bail!("no manifest files (.yaml, .yml, .json) found in the given paths");
+    }
+    Ok(inventory)
+}
+
+fn report_skipped(inventory: &Inventory, verbose: bool) {
+    let skipped = inventory.skipped_objects();
+    if skipped == 0 {
+        return;
+    }
+    if verbose {
+        for (kind, n) in &inventory.skipped_kinds {
+            eprintln!("skipped {n} object(s) of kind {kind}");
+        }
+    } else {
+        eprintln!(
+            "skipped {skipped} object(s) of {} kind(s) Palisade does not model (-v lists them)",
+            inventory.skipped_kinds.len()
+        );
+    }
+}
+
+fn source_of(file: &str) -> Source {
+    Source {
+        file: file.into(),
+        line: 1,
+        column: 1,
+    }
+}
+
+fn io_diagnostic(file: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::error(source_of(file), format!("cannot read: {e}"))
+}

@@ -1,0 +1,200 @@
+//! Semantic diff of two inventories' connectivity: what a change to policies
+//! (or workloads) adds, removes or changes, pair by pair. Both sides are
+//! computed over the same cut of the external address space, so ranges
+//! compare one to one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use palisade_inventory::{Inventory, IpRange, Peer};
+
+use crate::Settings;
+use crate::compiled::{EndpointRef, Engine};
+use crate::conn::ConnSet;
+use crate::map::{MapFilter, Node};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::Changed => "changed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiffEntry {
+    pub change: Change,
+    pub src: Node,
+    pub dst: Node,
+    pub old: ConnSet,
+    pub new: ConnSet,
+    /// Why the pair changed when a workload itself appeared or vanished.
+    pub note: Option<String>,
+}
+
+impl DiffEntry {
+    /// Connections that the new inventory allows and the old did not.
+    pub fn gained(&self) -> ConnSet {
+        self.new.difference(&self.old)
+    }
+
+    pub fn lost(&self) -> ConnSet {
+        self.old.difference(&self.new)
+    }
+}
+
+fn policy_cuts(inventory: &Inventory) -> Vec<IpRange> {
+    let mut cuts = Vec::new();
+    for p in &inventory.policies {
+        for rule in p.ingress.iter().chain(&p.egress) {
+            for peer in &rule.peers {
+                if let Peer::IpBlock { cidr, except } = peer {
+                    cuts.push(cidr.range());
+                    cuts.extend(except.iter().map(|e| e.range()));
+                }
+            }
+        }
+    }
+    cuts
+}
+
+/// The differences from `old` to `new`, sorted by source then destination.
+pub fn diff(
+    old: &Inventory,
+    new: &Inventory,
+    settings: &Settings,
+    filter: &MapFilter,
+) -> Vec<DiffEntry> {
+    let old_engine = Engine::with_extra_cuts(old, settings, &policy_cuts(new));
+    let new_engine = Engine::with_extra_cuts(new, settings, &policy_cuts(old));
+    let old_index = workload_index(old);
+    let new_index = workload_index(new);
+    let all: BTreeSet<&Node> = old_index.keys().chain(new_index.keys()).collect();
+    let focused = |n: &Node| {
+        filter.focus_workloads.is_empty()
+            || filter.focus_workloads.iter().any(|f| n.matches_focus(f))
+    };
+    let restrict = |c: &ConnSet| {
+        if filter.protocol.is_some() || filter.port.is_some() {
+            c.restrict(filter.protocol, filter.port)
+        } else {
+            c.clone()
+        }
+    };
+    let side =
+        |engine: &Engine<'_>, index: &BTreeMap<Node, usize>, src: &Node, dst: &Node| -> ConnSet {
+            match (index.get(src), index.get(dst)) {
+                (Some(&s), Some(&t)) => {
+                    restrict(engine.conns(EndpointRef::Workload(s), EndpointRef::Workload(t)))
+                }
+                _ => ConnSet::none(),
+            }
+        };
+    let note = |src: &Node, dst: &Node| -> Option<String> {
+        let status = |n: &Node| match (old_index.contains_key(n), new_index.contains_key(n)) {
+            (false, true) => Some(format!("{n} is new")),
+            (true, false) => Some(format!("{n} was removed")),
+            _ => None,
+        };
+        let notes: Vec<String> = [status(src), status(dst)].into_iter().flatten().collect();
+        (!notes.is_empty()).then(|| notes.join("; "))
+    };
+    let mut entries = Vec::new();
+    for &src in &all {
+        for &dst in &all {
+            if src == dst || !(focused(src) || focused(dst)) {
+                continue;
+            }
+            let before = side(&old_engine, &old_index, src, dst);
+            let after = side(&new_engine, &new_index, src, dst);
+            if let Some(e) = entry(src.clone(), dst.clone(), before, after, note(src, dst)) {
+                entries.push(e);
+            }
+        }
+    }
+    let ranges = old_engine.externals().ranges();
+    for &w in all.iter().filter(|n| focused(n)) {
+        for outbound in [true, false] {
+            // Group the external ranges by their (old, new) pair.
+            let mut groups: BTreeMap<(ConnSet, ConnSet), Vec<IpRange>> = BTreeMap::new();
+            for x in 0..ranges.len() {
+                let conn = |engine: &Engine<'_>, index: &BTreeMap<Node, usize>| match index.get(w) {
+                    Some(&i) if outbound => {
+                        restrict(engine.conns(EndpointRef::Workload(i), EndpointRef::External(x)))
+                    }
+                    Some(&i) => {
+                        restrict(engine.conns(EndpointRef::External(x), EndpointRef::Workload(i)))
+                    }
+                    None => ConnSet::none(),
+                };
+                let (before, after) =
+                    (conn(&old_engine, &old_index), conn(&new_engine, &new_index));
+                if before != after {
+                    push_range(groups.entry((before, after)).or_default(), ranges[x]);
+                }
+            }
+            for ((before, after), list) in groups {
+                let ext = Node::External(list);
+                let (src, dst) = if outbound {
+                    (w.clone(), ext)
+                } else {
+                    (ext, w.clone())
+                };
+                let n = note(w, w);
+                entries.extend(entry(src, dst, before, after, n));
+            }
+        }
+    }
+    entries.sort_by_key(|e| (e.src.to_string(), e.dst.to_string()));
+    entries
+}
+
+fn push_range(list: &mut Vec<IpRange>, r: IpRange) {
+    match list.last_mut() {
+        Some(last) if last.family == r.family && last.end.checked_add(1) == Some(r.start) => {
+            last.end = r.end
+        }
+        _ => list.push(r),
+    }
+}
+
+fn entry(
+    src: Node,
+    dst: Node,
+    old: ConnSet,
+    new: ConnSet,
+    note: Option<String>,
+) -> Option<DiffEntry> {
+    let change = match (old.is_empty(), new.is_empty()) {
+        _ if old == new => return None,
+        (true, false) => Change::Added,
+        (false, true) => Change::Removed,
+        _ => Change::Changed,
+    };
+    Some(DiffEntry {
+        change,
+        src,
+        dst,
+        old,
+        new,
+        note,
+    })
+}
+
+fn workload_index(inventory: &Inventory) -> BTreeMap<Node, usize> {
+    inventory
+        .workloads
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (Node::workload(w), i))
+        .collect()
+}
