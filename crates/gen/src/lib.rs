@@ -111,8 +111,8 @@ pub fn generate(params: &Params) -> String {
         .map(|i| Workload {
             namespace: i % params.namespaces.max(1),
             name: format!("app{i}"),
-            tier: *rng.pick(&TIERS),
-            env: *rng.pick(&ENVS),
+            tier: TIERS[rng.below(TIERS.len())],
+            env: ENVS[rng.below(ENVS.len())],
             host_network: rng.chance(3),
             ports: (0..rng.below(3) + 1)
                 .map(|_| rng.below(PORT_NAMES.len()))

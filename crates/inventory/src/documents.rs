@@ -59,9 +59,8 @@ pub fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut start_line = 1;
-    let mut line_no = 1;
     let mut offset = 0;
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1..).zip(text.split_inclusive('\n')) {
         let body = line.trim_end_matches(['\n', '\r']);
         let is_marker = body == "---"
             || body.starts_with("--- ")
@@ -82,7 +81,6 @@ pub fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
             }
         }
         offset += line.len();
-        line_no += 1;
     }
     chunks.push((start_line, &text[start..]));
     chunks.retain(|(_, chunk)| !is_blank_yaml(chunk));

@@ -36,7 +36,7 @@ impl PortSet {
     }
 
     pub fn add(&mut self, lo: u16, hi: u16) {
-        let (lo, hi) = (lo.max(MIN_PORT), hi.min(MAX_PORT));
+        let lo = lo.max(MIN_PORT);
         if lo > hi {
             return;
         }

@@ -126,7 +126,7 @@ pub fn diff(
         for outbound in [true, false] {
             // Group the external ranges by their (old, new) pair.
             let mut groups: BTreeMap<(ConnSet, ConnSet), Vec<IpRange>> = BTreeMap::new();
-            for x in 0..ranges.len() {
+            for (x, range) in ranges.iter().enumerate() {
                 let conn = |engine: &Engine<'_>, index: &BTreeMap<Node, usize>| match index.get(w) {
                     Some(&i) if outbound => {
                         restrict(engine.conns(EndpointRef::Workload(i), EndpointRef::External(x)))
@@ -139,7 +139,7 @@ pub fn diff(
                 let (before, after) =
                     (conn(&old_engine, &old_index), conn(&new_engine, &new_index));
                 if before != after {
-                    push_range(groups.entry((before, after)).or_default(), ranges[x]);
+                    push_range(groups.entry((before, after)).or_default(), *range);
                 }
             }
             for ((before, after), list) in groups {
