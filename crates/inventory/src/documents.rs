@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
@@ -44,9 +43,7 @@ pub fn read_objects(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec
     match TextFormat::sniff(text) {
         TextFormat::Json => read_json(file, text, diags, &mut objects),
         TextFormat::Yaml => {
-            for (first_line, chunk) in split_yaml_documents(text) {
-                read_yaml_document(file, first_line, chunk, diags, &mut objects);
-            }
+            read_yaml_documents(file, &split_yaml_documents(text), diags, &mut objects)
         }
     }
     objects
@@ -113,6 +110,64 @@ fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::Options::default()
 }
 
+/// Documents are independent, so large files are parsed on all cores; the
+/// results are joined in document order, so output is deterministic.
+fn read_yaml_documents(
+    file: &Arc<str>,
+    chunks: &[(usize, &str)],
+    diags: &mut Diagnostics,
+    out: &mut Vec<RawObject>,
+) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || chunks.len() < 256 {
+        for &(first_line, chunk) in chunks {
+            read_yaml_document(file, first_line, chunk, diags, out);
+        }
+        return;
+    }
+    let per_thread = chunks.len().div_ceil(threads);
+    let parts: Vec<(Vec<RawObject>, Diagnostics)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut objects = Vec::new();
+                    let mut part_diags = Diagnostics::default();
+                    for &(first_line, chunk) in part {
+                        read_yaml_document(file, first_line, chunk, &mut part_diags, &mut objects);
+                    }
+                    (objects, part_diags)
+                })
+            })
+            .collect();
+        // A parser panic would be a bug in the YAML crate; surface it as
+        // a diagnostic rather than aborting the whole load.
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    let mut d = Diagnostics::default();
+                    d.push(Diagnostic::error(
+                        Source {
+                            file: file.clone(),
+                            line: 1,
+                            column: 1,
+                        },
+                        "internal error while parsing this file".to_string(),
+                    ));
+                    (Vec::new(), d)
+                })
+            })
+            .collect()
+    });
+    for (objects, part_diags) in parts {
+        out.extend(objects);
+        diags.extend(part_diags);
+    }
+}
+
 fn read_yaml_document(
     file: &Arc<str>,
     first_line: usize,
@@ -125,22 +180,138 @@ fn read_yaml_document(
         line: first_content_line(first_line, chunk),
         column: 1,
     };
-    let value: Value = match serde_saphyr::from_str_with_options(chunk, yaml_options()) {
+    let doc: YamlDocument = match serde_saphyr::from_str_with_options(chunk, yaml_options()) {
         Ok(v) => v,
         Err(e) => {
             diags.push(yaml_error(file, first_line, &e, "YAML syntax error"));
             return;
         }
     };
-    if value.is_null() {
-        return;
+    let item_lines: Vec<usize> = doc
+        .item_lines
+        .iter()
+        .map(|l| first_line + l.saturating_sub(1))
+        .collect();
+    if !doc.value.is_null() {
+        flatten(doc.value, doc_source, &item_lines, diags, out);
     }
-    let item_lines = if is_list(&value) {
-        list_item_lines(chunk, first_line)
-    } else {
-        Vec::new()
-    };
-    flatten(value, doc_source, &item_lines, diags, out);
+}
+
+/// A YAML document as a JSON value, plus the line of each element of a
+/// top-level `items` sequence, read in the same pass: `kubectl get -o
+/// yaml` dumps are one big List, and their items need their own lines.
+struct YamlDocument {
+    value: Value,
+    item_lines: Vec<usize>,
+}
+
+impl<'de> serde::Deserialize<'de> for YamlDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DocVisitor;
+        impl<'de> serde::de::Visitor<'de> for DocVisitor {
+            type Value = YamlDocument;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a YAML document")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<YamlDocument, A::Error> {
+                let mut object = serde_json::Map::new();
+                let mut item_lines = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = if key == "items" {
+                        let items: Option<Vec<Spanned<Value>>> = map.next_value()?;
+                        match items {
+                            Some(items) => {
+                                item_lines =
+                                    items.iter().map(|s| s.referenced.line() as usize).collect();
+                                Value::Array(items.into_iter().map(|s| s.value).collect())
+                            }
+                            None => Value::Null,
+                        }
+                    } else {
+                        map.next_value()?
+                    };
+                    object.insert(key, value);
+                }
+                Ok(YamlDocument {
+                    value: Value::Object(object),
+                    item_lines,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<YamlDocument, A::Error> {
+                let value = serde::de::Visitor::visit_seq(ValueVisitor, seq)?;
+                Ok(YamlDocument {
+                    value,
+                    item_lines: Vec::new(),
+                })
+            }
+            fn visit_unit<E>(self) -> Result<YamlDocument, E> {
+                Ok(YamlDocument {
+                    value: Value::Null,
+                    item_lines: Vec::new(),
+                })
+            }
+            fn visit_none<E>(self) -> Result<YamlDocument, E> {
+                Ok(YamlDocument {
+                    value: Value::Null,
+                    item_lines: Vec::new(),
+                })
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<YamlDocument, E> {
+                Ok(YamlDocument {
+                    value: Value::Bool(v),
+                    item_lines: Vec::new(),
+                })
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<YamlDocument, E> {
+                Ok(YamlDocument {
+                    value: Value::from(v),
+                    item_lines: Vec::new(),
+                })
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<YamlDocument, E> {
+                Ok(YamlDocument {
+                    value: Value::from(v),
+                    item_lines: Vec::new(),
+                })
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<YamlDocument, E> {
+                Ok(YamlDocument {
+                    value: Value::from(v),
+                    item_lines: Vec::new(),
+                })
+            }
+            fn visit_str<E>(self, v: &str) -> Result<YamlDocument, E> {
+                Ok(YamlDocument {
+                    value: Value::from(v),
+                    item_lines: Vec::new(),
+                })
+            }
+        }
+        deserializer.deserialize_any(DocVisitor)
+    }
+}
+
+/// Borrows serde_json's own visitor for non-mapping documents.
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<Value>()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
 }
 
 fn yaml_error(
@@ -164,28 +335,6 @@ fn yaml_error(
     let text = e.to_string();
     let reason = text.lines().next().unwrap_or("unknown error").trim();
     Diagnostic::error(source, format!("{what}: {reason}"))
-}
-
-/// Line of each list item, from a second, cheap pass that records only
-/// positions. Used for `kubectl get -o yaml` dumps, which are one big List.
-fn list_item_lines(chunk: &str, first_line: usize) -> Vec<usize> {
-    #[derive(serde::Deserialize)]
-    struct ItemPositions {
-        #[serde(default)]
-        items: Vec<Spanned<IgnoredAny>>,
-    }
-    match serde_saphyr::from_str_with_options::<ItemPositions>(chunk, yaml_options()) {
-        Ok(p) => p
-            .items
-            .iter()
-            .map(|s| first_line + (s.referenced.line() as usize).saturating_sub(1))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn is_list(value: &Value) -> bool {
-    value.as_object().is_some_and(is_list_map)
 }
 
 /// `kind: List`, `PodList`, ... or a kind-less object that only has `items`.
