@@ -53,13 +53,13 @@ pub fn parse_port_spec(s: &str) -> Result<(Protocol, u16), String> {
 }
 
 #[derive(Serialize)]
-struct Report<'a> {
-    from: String,
-    to: String,
-    protocol: &'static str,
-    port: u16,
+pub struct Report<'a> {
+    pub from: String,
+    pub to: String,
+    pub protocol: &'static str,
+    pub port: u16,
     #[serde(flatten)]
-    decision: &'a Decision,
+    pub decision: &'a Decision,
 }
 
 pub fn run(args: &ExplainArgs, input_args: &InputArgs) -> Result<Outcome> {
@@ -94,7 +94,7 @@ pub fn run(args: &ExplainArgs, input_args: &InputArgs) -> Result<Outcome> {
     })
 }
 
-fn text(r: &Report<'_>) -> String {
+pub fn text(r: &Report<'_>) -> String {
     let verdict = if r.decision.allowed {
         "ALLOWED"
     } else {
