@@ -14,6 +14,10 @@ pub struct DiffArgs {
     pub old: PathBuf,
     /// The inventory after the change: a file or a directory.
     pub new: PathBuf,
+    /// Manifests shared by both sides (e.g. namespaces and workloads when
+    /// only policies change); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub base: Vec<PathBuf>,
     #[arg(long, short, value_enum, default_value_t)]
     pub output: DiffFormat,
     #[command(flatten)]
@@ -23,8 +27,13 @@ pub struct DiffArgs {
 }
 
 pub fn run(args: &DiffArgs, input_args: &InputArgs) -> Result<Outcome> {
-    let old = input::load(std::slice::from_ref(&args.old), input_args)?;
-    let new = input::load(std::slice::from_ref(&args.new), input_args)?;
+    let side = |path: &PathBuf| {
+        let mut paths = args.base.clone();
+        paths.push(path.clone());
+        input::load(&paths, input_args)
+    };
+    let old = side(&args.old)?;
+    let new = side(&args.new)?;
     let entries = palisade_policy::diff(
         &old,
         &new,

@@ -221,24 +221,30 @@ pub fn diff(entries: &[DiffEntry], format: DiffFormat) -> String {
     }
 }
 
-/// `changed a => b : TCP 80 -> TCP 80,443 (+TCP 443)`
+/// `added a => b : TCP 443`, `removed a => b : TCP 80`, or
+/// `changed a => b : TCP 80 -> TCP 80,443 (+TCP 443)`.
 fn diff_line(r: &JsonDiff) -> String {
-    let mut delta = Vec::new();
-    if !r.added.is_empty() {
-        delta.push(format!("+{}", r.added));
-    }
-    if !r.removed.is_empty() {
-        delta.push(format!("-{}", r.removed));
-    }
-    let mut line = format!(
-        "{:<7} {} => {} : {} -> {} ({})",
-        r.change,
-        r.src,
-        r.dst,
-        r.old,
-        r.new,
-        delta.join(" ")
-    );
+    let mut line = match r.change {
+        "added" => format!("added   {} => {} : {}", r.src, r.dst, r.new),
+        "removed" => format!("removed {} => {} : {}", r.src, r.dst, r.old),
+        _ => {
+            let mut delta = Vec::new();
+            if !r.added.is_empty() {
+                delta.push(format!("+{}", r.added));
+            }
+            if !r.removed.is_empty() {
+                delta.push(format!("-{}", r.removed));
+            }
+            format!(
+                "changed {} => {} : {} -> {} ({})",
+                r.src,
+                r.dst,
+                r.old,
+                r.new,
+                delta.join(" ")
+            )
+        }
+    };
     if let Some(note) = &r.note {
         let _ = write!(line, " [{note}]");
     }

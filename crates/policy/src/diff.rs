@@ -122,11 +122,12 @@ pub fn diff(
         }
     }
     let ranges = old_engine.externals().ranges();
+    let shown = crate::map::shown_external_ranges(old_engine.externals(), filter.include_ipv6);
     for &w in all.iter().filter(|n| focused(n)) {
         for outbound in [true, false] {
             // Group the external ranges by their (old, new) pair.
             let mut groups: BTreeMap<(ConnSet, ConnSet), Vec<IpRange>> = BTreeMap::new();
-            for (x, range) in ranges.iter().enumerate() {
+            for &x in &shown {
                 let conn = |engine: &Engine<'_>, index: &BTreeMap<Node, usize>| match index.get(w) {
                     Some(&i) if outbound => {
                         restrict(engine.conns(EndpointRef::Workload(i), EndpointRef::External(x)))
@@ -139,7 +140,7 @@ pub fn diff(
                 let (before, after) =
                     (conn(&old_engine, &old_index), conn(&new_engine, &new_index));
                 if before != after {
-                    push_range(groups.entry((before, after)).or_default(), *range);
+                    push_range(groups.entry((before, after)).or_default(), ranges[x]);
                 }
             }
             for ((before, after), list) in groups {

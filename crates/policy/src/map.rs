@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use palisade_inventory::{IpRange, Protocol, Workload};
+use palisade_inventory::{Family, IpRange, Protocol, Workload};
 
 use crate::compiled::{ConnId, EndpointRef, Engine, NONE};
 use crate::conn::ConnSet;
+use crate::external::ExternalRanges;
 
 /// One side of a map entry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -158,7 +159,7 @@ impl ConnectivityMap {
                 }
             }
         }
-        let shown_ranges = shown_external_ranges(engine, filter);
+        let shown_ranges = shown_external_ranges(engine.externals(), filter.include_ipv6);
         for w in (0..workloads).filter(|&w| focused[w]) {
             let out = group_ranges(engine, &shown_ranges, |x| {
                 engine.conn_id(EndpointRef::Workload(w), EndpointRef::External(x))
@@ -260,18 +261,13 @@ impl<'e, 'a> MapBuilder<'e, 'a> {
 }
 
 /// External range indices to show: IPv4 always; IPv6 when asked or when
-/// some policy cuts the IPv6 space.
-fn shown_external_ranges(engine: &Engine<'_>, filter: &MapFilter) -> Vec<usize> {
-    let ranges = engine.externals().ranges();
-    let v6_cut = ranges
-        .iter()
-        .filter(|r| r.family == palisade_inventory::Family::V6)
-        .count()
-        > 1;
+/// some policy cuts the IPv6 space (otherwise it is one uninteresting
+/// `::/0` range that would double every line about the outside).
+pub(crate) fn shown_external_ranges(externals: &ExternalRanges, include_ipv6: bool) -> Vec<usize> {
+    let ranges = externals.ranges();
+    let v6_cut = ranges.iter().filter(|r| r.family == Family::V6).count() > 1;
     (0..ranges.len())
-        .filter(|&x| {
-            ranges[x].family == palisade_inventory::Family::V4 || filter.include_ipv6 || v6_cut
-        })
+        .filter(|&x| ranges[x].family == Family::V4 || include_ipv6 || v6_cut)
         .collect()
 }
 

@@ -1,0 +1,303 @@
+//! End-to-end behaviour of the built binary on the bundled example, checked
+//! against golden files. `UPDATE_GOLDEN=1 cargo test -p palisade` rewrites
+//! them; review the diff before committing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn palisade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("utf-8 output")
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("golden file written");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(actual, expected, "output differs from {}", path.display());
+}
+
+fn golden(name: &str, args: &[&str], expected_code: i32) {
+    let out = palisade(args);
+    assert_eq!(
+        out.status.code(),
+        Some(expected_code),
+        "{args:?}: {}",
+        stderr(&out)
+    );
+    check_golden(name, &stdout(&out));
+}
+
+#[test]
+fn reach_in_every_format() {
+    for (format, file) in [
+        ("txt", "reach.txt"),
+        ("json", "reach.json"),
+        ("csv", "reach.csv"),
+        ("md", "reach.md"),
+        ("dot", "reach.dot"),
+    ] {
+        golden(file, &["reach", "examples/shop", "--output", format], 0);
+    }
+}
+
+#[test]
+fn reach_filters() {
+    golden(
+        "reach-focus.txt",
+        &[
+            "reach",
+            "examples/shop",
+            "--focus-workload",
+            "backend/checkout",
+        ],
+        0,
+    );
+    golden(
+        "reach-udp.txt",
+        &["reach", "examples/shop", "--protocol", "udp"],
+        0,
+    );
+    let by_name = stdout(&palisade(&[
+        "reach",
+        "examples/shop",
+        "--focus-workload",
+        "checkout",
+    ]));
+    assert_eq!(
+        by_name,
+        stdout(&palisade(&[
+            "reach",
+            "examples/shop",
+            "--focus-workload",
+            "backend/checkout"
+        ]))
+    );
+}
+
+#[test]
+fn reach_lines_are_sorted_and_leave_out_self_connections() {
+    let text = stdout(&palisade(&["reach", "examples/shop"]));
+    let lines: Vec<&str> = text.lines().collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+    for line in lines {
+        let (pair, _) = line.split_once(" : ").unwrap();
+        let (src, dst) = pair.split_once(" => ").unwrap();
+        assert_ne!(src, dst, "{line}");
+    }
+}
+
+#[test]
+fn explain_denied_and_allowed() {
+    golden(
+        "explain-denied.txt",
+        &[
+            "explain",
+            "examples/shop",
+            "--from",
+            "frontend/webapp",
+            "--to",
+            "database/postgres",
+            "--port",
+            "5432",
+        ],
+        2,
+    );
+    golden(
+        "explain-allowed.json",
+        &[
+            "explain",
+            "examples/shop",
+            "--from",
+            "backend/checkout",
+            "--to",
+            "database/postgres",
+            "--port",
+            "tcp/5432",
+            "-o",
+            "json",
+        ],
+        0,
+    );
+    golden(
+        "explain-metadata.txt",
+        &[
+            "explain",
+            "examples/shop",
+            "--from",
+            "backend/catalog",
+            "--to",
+            "169.254.169.254",
+            "--port",
+            "80",
+        ],
+        0,
+    );
+}
+
+#[test]
+fn diff_of_a_policy_change() {
+    let args = |format| {
+        vec![
+            "diff",
+            "--base",
+            "examples/shop/namespaces.yaml",
+            "--base",
+            "examples/shop/workloads.yaml",
+            "examples/shop/policies.yaml",
+            "examples/shop-pr/policies.yaml",
+            "--output",
+            format,
+        ]
+    };
+    golden("diff.txt", &args("txt"), 2);
+    golden("diff.json", &args("json"), 2);
+    golden("diff.csv", &args("csv"), 2);
+    let same = palisade(&["diff", "examples/shop", "examples/shop"]);
+    assert_eq!(same.status.code(), Some(0));
+    assert!(stdout(&same).is_empty());
+}
+
+#[test]
+fn demo_shows_the_planted_weaknesses() {
+    let out = palisade(&["demo"]);
+    assert_eq!(out.status.code(), Some(0));
+    check_golden("demo.txt", &stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("namespace legacy: no NetworkPolicy at all"));
+    assert!(text.contains(
+        "backend/catalog[Deployment] can reach the cloud metadata address 169.254.169.254"
+    ));
+    assert!(text.contains("named port \"metrics\""));
+    assert!(text.contains("monitoring/node-exporter[DaemonSet] uses hostNetwork"));
+}
+
+#[test]
+fn bad_input_is_reported_and_the_rest_analysed() {
+    let out = palisade(&["reach", "crates/cli/tests/data/broken.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("crates/cli/tests/data/broken.yaml:6:"),
+        "{err}"
+    );
+    assert!(err.contains("YAML syntax error"), "{err}");
+    assert!(
+        err.contains(
+            "crates/cli/tests/data/broken.yaml:8:1: error: NetworkPolicy x/bad is invalid"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("port 70000 is out of range"), "{err}");
+    // Both good pods are still there, unisolated.
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .filter(|l| l.starts_with("x/good[Pod] => x/other[Pod]"))
+            .count(),
+        1
+    );
+    let strict = palisade(&["reach", "--strict", "crates/cli/tests/data/broken.yaml"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(stderr(&strict).contains("--strict"));
+}
+
+#[test]
+fn usage_and_missing_input_exit_1() {
+    assert_eq!(palisade(&["reach"]).status.code(), Some(1));
+    assert_eq!(palisade(&["reach", "no/such/path"]).status.code(), Some(1));
+    assert_eq!(
+        palisade(&[
+            "explain",
+            "examples/shop",
+            "--from",
+            "nobody",
+            "--to",
+            "x",
+            "--port",
+            "1"
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+    assert_eq!(
+        palisade(&[
+            "explain",
+            "examples/shop",
+            "--from",
+            "a",
+            "--to",
+            "b",
+            "--port",
+            "tcp/0"
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+    let help = palisade(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("Exit codes:"));
+}
+
+#[test]
+fn skipped_kinds_are_counted_and_listed_with_verbose() {
+    let out = palisade(&["reach", "examples/shop"]);
+    assert!(stderr(&out).contains("skipped 1 object(s)"));
+    let verbose = palisade(&["reach", "-v", "examples/shop"]);
+    assert!(stderr(&verbose).contains("skipped 1 object(s) of kind ConfigMap"));
+}
+
+#[test]
+fn reads_stdin_and_json_dumps() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["reach", "-", "--output", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dump = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"kind":"Pod","metadata":{"name":"a","namespace":"n","labels":{"app":"a"}}},
+      {"kind":"Pod","metadata":{"name":"b","namespace":"n","labels":{"app":"b"}}},
+      {"kind":"NetworkPolicy","metadata":{"name":"p","namespace":"n"},"spec":{"podSelector":{"matchLabels":{"app":"b"}},"ingress":[{"ports":[{"port":80}]}]}}]}"#;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dump.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pair = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["src"] == "n/a[Pod]" && e["dst"] == "n/b[Pod]")
+        .unwrap();
+    assert_eq!(pair["conn"], "TCP 80");
+}
