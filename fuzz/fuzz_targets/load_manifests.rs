@@ -1,0 +1,18 @@
+//! Any bytes as a manifest file: loading must not panic or hang, and the
+//! engine must not panic on whatever inventory comes out.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use palisade_inventory::Inventory;
+use palisade_policy::{ConnectivityMap, Engine, MapFilter, Settings};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (inventory, _diagnostics) = Inventory::from_texts([("fuzz.yaml", text)]);
+    for settings in [Settings::default(), Settings { ipblock_matches_pods: true }] {
+        let engine = Engine::new(&inventory, &settings);
+        let _ = ConnectivityMap::from_engine(&engine, &MapFilter::default());
+    }
+});
