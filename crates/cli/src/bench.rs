@@ -19,13 +19,24 @@ pub struct GenArgs {
     pub pods: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Write only the workloads' templates, no Pod objects (as a repository
+    /// of manifests has them, rather than a cluster dump).
+    #[arg(long)]
+    pub no_pod_objects: bool,
+    /// Percent of workloads on the host network.
+    #[arg(long, default_value_t = 3)]
+    pub host_network_percent: u64,
 }
 
 pub fn generate_cluster(args: &GenArgs) -> Result<Outcome> {
-    let params = Params {
+    let mut params = Params {
         seed: args.seed,
+        host_network_percent: args.host_network_percent,
         ..Params::benchmark(args.pods)
     };
+    if args.no_pod_objects {
+        params.pods_per_workload = 0;
+    }
     print!("{}", generate(&params));
     Ok(Outcome::Clean)
 }

@@ -47,6 +47,8 @@ pub struct Params {
     pub pods_per_workload: usize,
     pub policies: usize,
     pub seed: u64,
+    /// Percent of workloads on the host network.
+    pub host_network_percent: u64,
 }
 
 impl Params {
@@ -59,6 +61,7 @@ impl Params {
             pods_per_workload: 10,
             policies: (pods / 5).max(1),
             seed: 1,
+            host_network_percent: 3,
         }
     }
 }
@@ -113,7 +116,7 @@ pub fn generate(params: &Params) -> String {
             name: format!("app{i}"),
             tier: TIERS[rng.below(TIERS.len())],
             env: ENVS[rng.below(ENVS.len())],
-            host_network: rng.chance(3),
+            host_network: rng.chance(params.host_network_percent),
             ports: (0..rng.below(3) + 1)
                 .map(|_| rng.below(PORT_NAMES.len()))
                 .collect(),

@@ -23,6 +23,7 @@ fn check_cluster(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
         pods_per_workload: 1,
         policies: 3 + (seed % 7) as usize,
         seed,
+        host_network_percent: 10,
     };
     let text = generate(&params);
     let (inventory, diags) = Inventory::from_texts([("gen.yaml", text.as_str())]);

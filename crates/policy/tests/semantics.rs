@@ -354,3 +354,14 @@ fn explanation_names_the_rule_that_allowed() {
     assert_eq!(m.peer, "namespaceSelector team=platform");
     assert_eq!(m.port, "TCP http");
 }
+
+#[test]
+fn exists_expression_in_a_cross_namespace_peer() {
+    // np-guard's network-config-analyzer 2.1.0 allows nothing here; the API
+    // semantics are plain: Exists matches every pod that has the key.
+    let p = "kind: NetworkPolicy\nmetadata: {name: p, namespace: ops}\nspec:\n  podSelector: {matchLabels: {app: probe}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: retail}}, podSelector: {matchExpressions: [{key: tier, operator: Exists}]}}, {ipBlock: {cidr: '::/0'}}]\n    ports: [{port: 53}, {protocol: UDP}]\n";
+    assert!(verdict(p, "ops/probe", "shop/web", "TCP/53"));
+    assert!(verdict(p, "ops/probe", "shop/web", "UDP/9999"));
+    // api has no tier label.
+    assert!(!verdict(p, "ops/probe", "shop/api", "TCP/53"));
+}
