@@ -51,8 +51,9 @@ struct Collected {
 pub fn build(objects: Vec<RawObject>, diags: &mut Diagnostics) -> Inventory {
     let mut collected = Collected::default();
     let mut seen: HashMap<(String, String, String), Source> = HashMap::new();
-    for object in objects {
-        collect(object, &mut collected, &mut seen, diags);
+    // Decoding is per object and independent; only insertion is ordered.
+    for decoded in crate::parallel::map_in_order(objects, decode) {
+        insert(decoded, &mut collected, &mut seen, diags);
     }
     let workloads = group_workloads(&mut collected);
     let mut inventory = Inventory {
@@ -68,57 +69,69 @@ pub fn build(objects: Vec<RawObject>, diags: &mut Diagnostics) -> Inventory {
     inventory
 }
 
-fn decode<T: DeserializeOwned>(object: &RawObject, diags: &mut Diagnostics) -> Option<T> {
-    match serde_path_to_error::deserialize(&object.value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let name = object
-                .value
-                .pointer("/metadata/name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("<unnamed>");
-            diags.push(Diagnostic::error(
-                object.source.clone(),
-                format!("{} {name}: {}: {}", object.kind, e.path(), e.inner()),
-            ));
-            None
-        }
-    }
+/// One object after typed decoding, before it joins the inventory.
+enum Decoded {
+    Skipped(String),
+    Failed(Diagnostic),
+    Object {
+        kind: String,
+        namespace: String,
+        name: String,
+        source: Source,
+        body: Box<Body>,
+        warnings: Diagnostics,
+    },
 }
 
-fn collect(
-    object: RawObject,
-    c: &mut Collected,
-    seen: &mut HashMap<(String, String, String), Source>,
-    diags: &mut Diagnostics,
-) {
+enum Body {
+    Namespace(Labels),
+    Pod(PodObject),
+    Controller(ControllerObject),
+    Service(Service),
+    Policy(NetworkPolicy),
+    Node(Node),
+    /// Decoded, but invalid in a way the API server would reject.
+    Invalid(Diagnostic),
+}
+
+fn decode_as<T: DeserializeOwned>(object: &RawObject) -> Result<T, Diagnostic> {
+    serde_path_to_error::deserialize(&object.value).map_err(|e| {
+        let name = object
+            .value
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("<unnamed>");
+        Diagnostic::error(
+            object.source.clone(),
+            format!("{} {name}: {}: {}", object.kind, e.path(), e.inner()),
+        )
+    })
+}
+
+fn decode(object: RawObject) -> Decoded {
     let kind = object.kind.as_str();
     if !is_supported_kind(kind) {
-        *c.skipped_kinds.entry(object.kind.clone()).or_default() += 1;
-        return;
+        return Decoded::Skipped(object.kind);
     }
     let meta: manifest::ObjectMeta = match object.value.get("metadata") {
         Some(m) => match serde_path_to_error::deserialize(m) {
             Ok(m) => m,
             Err(e) => {
-                diags.push(Diagnostic::error(
+                return Decoded::Failed(Diagnostic::error(
                     object.source.clone(),
                     format!("{kind}: metadata.{}: {}", e.path(), e.inner()),
                 ));
-                return;
             }
         },
         None => manifest::ObjectMeta::default(),
     };
     let Some(name) = meta.name.clone().filter(|n| !n.is_empty()) else {
-        diags.push(Diagnostic::error(
+        return Decoded::Failed(Diagnostic::error(
             object.source.clone(),
             format!("{kind}: metadata.name is missing"),
         ));
-        return;
     };
-    let cluster_scoped = matches!(kind, "Namespace" | "Node");
-    let namespace = if cluster_scoped {
+    let namespace = if matches!(kind, "Namespace" | "Node") {
         String::new()
     } else {
         meta.namespace
@@ -126,71 +139,127 @@ fn collect(
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
     };
-    let key = (kind.to_string(), namespace.clone(), name.clone());
-    if let Some(first) = seen.insert(key, object.source.clone()) {
+    let mut warnings = Diagnostics::default();
+    let body = match decode_body(&object, &meta, &namespace, &name, &mut warnings) {
+        Ok(body) => body,
+        Err(d) => return Decoded::Failed(d),
+    };
+    Decoded::Object {
+        kind: object.kind,
+        namespace,
+        name,
+        source: object.source,
+        body: Box::new(body),
+        warnings,
+    }
+}
+
+fn decode_body(
+    object: &RawObject,
+    meta: &manifest::ObjectMeta,
+    namespace: &str,
+    name: &str,
+    warnings: &mut Diagnostics,
+) -> Result<Body, Diagnostic> {
+    let source = object.source.clone();
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    let kind = object.kind.as_str();
+    Ok(match kind {
+        "Namespace" => Body::Namespace(meta.labels.clone().unwrap_or_default()),
+        "Pod" => Body::Pod(pod_object(
+            decode_as(object)?,
+            namespace,
+            name,
+            source,
+            warnings,
+        )),
+        "CronJob" => {
+            let cj: manifest::CronJob = decode_as(object)?;
+            let template = pod_template(cj.spec.job_template.spec.template, &source, warnings);
+            Body::Controller(controller(kind, namespace, name, template, meta, source))
+        }
+        "Service" => Body::Service(service(
+            decode_as(object)?,
+            namespace,
+            name,
+            source,
+            warnings,
+        )),
+        "NetworkPolicy" => {
+            let np: manifest::NetworkPolicy = decode_as(object)?;
+            match convert_policy(&namespace, &name, np.spec) {
+                Ok(mut policy) => {
+                    policy.source = Some(source);
+                    Body::Policy(policy)
+                }
+                Err(reason) => Body::Invalid(Diagnostic::error(
+                    source,
+                    format!("NetworkPolicy {namespace}/{name} is invalid and ignored: {reason}"),
+                )),
+            }
+        }
+        "Node" => Body::Node(node_model(decode_as(object)?, name, source, warnings)),
+        _ => {
+            let ctrl: manifest::Controller = decode_as(object)?;
+            let template = pod_template(ctrl.spec.template, &source, warnings);
+            Body::Controller(controller(kind, namespace, name, template, meta, source))
+        }
+    })
+}
+
+fn insert(
+    decoded: Decoded,
+    c: &mut Collected,
+    seen: &mut HashMap<(String, String, String), Source>,
+    diags: &mut Diagnostics,
+) {
+    let (kind, namespace, name, source, body, warnings) = match decoded {
+        Decoded::Skipped(kind) => {
+            *c.skipped_kinds.entry(kind).or_default() += 1;
+            return;
+        }
+        Decoded::Failed(d) => {
+            diags.push(d);
+            return;
+        }
+        Decoded::Object {
+            kind,
+            namespace,
+            name,
+            source,
+            body,
+            warnings,
+        } => (kind, namespace, name, source, body, warnings),
+    };
+    diags.extend(warnings);
+    let key = (kind.clone(), namespace.clone(), name.clone());
+    if let Some(first) = seen.insert(key, source.clone()) {
         diags.push(Diagnostic::warning(
-            object.source.clone(),
+            source.clone(),
             format!("{kind} {namespace}/{name} is declared again (first at {first}); the later one is used"),
         ));
-        remove_earlier(c, kind, &namespace, &name);
+        remove_earlier(c, &kind, &namespace, &name);
     }
-    let source = object.source.clone();
-    match kind {
-        "Namespace" => {
+    match *body {
+        Body::Namespace(labels) => {
             c.namespaces.insert(
                 name.clone(),
                 Namespace {
                     name,
-                    labels: meta.labels.unwrap_or_default(),
+                    labels,
                     declared: true,
                     source: Some(source),
                 },
             );
         }
-        "Pod" => {
-            if let Some(pod) = decode::<manifest::Pod>(&object, diags) {
-                c.pods.push(pod_object(pod, namespace, name, source, diags));
-            }
+        Body::Pod(pod) => c.pods.push(pod),
+        Body::Controller(ctrl) => {
+            c.controllers.insert((namespace, kind, name), ctrl);
         }
-        "CronJob" => {
-            if let Some(cj) = decode::<manifest::CronJob>(&object, diags) {
-                let template = pod_template(cj.spec.job_template.spec.template, &source, diags);
-                insert_controller(c, kind, namespace, name, template, &meta, source);
-            }
-        }
-        "Service" => {
-            if let Some(svc) = decode::<manifest::Service>(&object, diags) {
-                c.services
-                    .push(service(svc, namespace, name, source, diags));
-            }
-        }
-        "NetworkPolicy" => {
-            if let Some(np) = decode::<manifest::NetworkPolicy>(&object, diags) {
-                match convert_policy(&namespace, &name, np.spec) {
-                    Ok(mut policy) => {
-                        policy.source = Some(source);
-                        c.policies.push(policy);
-                    }
-                    Err(reason) => diags.push(Diagnostic::error(
-                        source,
-                        format!(
-                            "NetworkPolicy {namespace}/{name} is invalid and ignored: {reason}"
-                        ),
-                    )),
-                }
-            }
-        }
-        "Node" => {
-            if let Some(node) = decode::<manifest::Node>(&object, diags) {
-                c.nodes.push(node_model(node, name, source, diags));
-            }
-        }
-        _ => {
-            if let Some(ctrl) = decode::<manifest::Controller>(&object, diags) {
-                let template = pod_template(ctrl.spec.template, &source, diags);
-                insert_controller(c, kind, namespace, name, template, &meta, source);
-            }
-        }
+        Body::Service(svc) => c.services.push(svc),
+        Body::Policy(policy) => c.policies.push(policy),
+        Body::Node(node) => c.nodes.push(node),
+        Body::Invalid(d) => diags.push(d),
     }
 }
 
@@ -238,25 +307,22 @@ fn controller_owner(meta: &manifest::ObjectMeta) -> Option<(String, String)> {
         .map(|r| (r.kind.clone(), r.name.clone()))
 }
 
-fn insert_controller(
-    c: &mut Collected,
+fn controller(
     kind: &str,
     namespace: String,
     name: String,
     template: PodTemplate,
     meta: &manifest::ObjectMeta,
     source: Source,
-) {
-    let controller = ControllerObject {
+) -> ControllerObject {
+    ControllerObject {
         kind: WorkloadKind::from_kind(kind),
-        name: name.clone(),
-        namespace: namespace.clone(),
+        name,
+        namespace,
         template,
         owner: controller_owner(meta),
         source,
-    };
-    c.controllers
-        .insert((namespace, kind.to_string(), name), controller);
+    }
 }
 
 fn pod_object(

@@ -110,57 +110,18 @@ fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::Options::default()
 }
 
-/// Documents are independent, so large files are parsed on all cores; the
-/// results are joined in document order, so output is deterministic.
+/// Documents are independent, so large files are parsed on all cores.
 fn read_yaml_documents(
     file: &Arc<str>,
     chunks: &[(usize, &str)],
     diags: &mut Diagnostics,
     out: &mut Vec<RawObject>,
 ) {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads < 2 || chunks.len() < 256 {
-        for &(first_line, chunk) in chunks {
-            read_yaml_document(file, first_line, chunk, diags, out);
-        }
-        return;
-    }
-    let per_thread = chunks.len().div_ceil(threads);
-    let parts: Vec<(Vec<RawObject>, Diagnostics)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .chunks(per_thread)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut objects = Vec::new();
-                    let mut part_diags = Diagnostics::default();
-                    for &(first_line, chunk) in part {
-                        read_yaml_document(file, first_line, chunk, &mut part_diags, &mut objects);
-                    }
-                    (objects, part_diags)
-                })
-            })
-            .collect();
-        // A parser panic would be a bug in the YAML crate; surface it as
-        // a diagnostic rather than aborting the whole load.
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    let mut d = Diagnostics::default();
-                    d.push(Diagnostic::error(
-                        Source {
-                            file: file.clone(),
-                            line: 1,
-                            column: 1,
-                        },
-                        "internal error while parsing this file".to_string(),
-                    ));
-                    (Vec::new(), d)
-                })
-            })
-            .collect()
+    let parts = crate::parallel::map_in_order(chunks.to_vec(), |(first_line, chunk)| {
+        let mut objects = Vec::new();
+        let mut part_diags = Diagnostics::default();
+        read_yaml_document(file, first_line, chunk, &mut part_diags, &mut objects);
+        (objects, part_diags)
     });
     for (objects, part_diags) in parts {
         out.extend(objects);

@@ -12,6 +12,7 @@ pub mod documents;
 mod files;
 pub mod manifest;
 pub mod model;
+mod parallel;
 mod policy_convert;
 pub mod selector;
 
