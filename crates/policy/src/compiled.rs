@@ -338,12 +338,7 @@ impl<'a, 'e> Builder<'a, 'e> {
                         workloads.extend(self.inventory.workloads.iter().enumerate().filter_map(
                             |(i, w)| {
                                 let ips: Vec<IpAddr> = w.ips().collect();
-                                let inside = !ips.is_empty()
-                                    && ips.iter().all(|ip| {
-                                        cidr.contains(*ip)
-                                            && !except.iter().any(|e| e.contains(*ip))
-                                    });
-                                inside.then_some(i)
+                                crate::reference::ip_block_covers(cidr, except, &ips).then_some(i)
                             },
                         ));
                     }

@@ -15,8 +15,8 @@
 use std::net::IpAddr;
 
 use palisade_inventory::{
-    Direction, Inventory, Labels, NetworkPolicy, Peer, PodTemplate, PolicyPort, PortRef, Protocol,
-    Rule,
+    Cidr, Direction, Family, Inventory, Labels, NetworkPolicy, Peer, PodTemplate, PolicyPort,
+    PortRef, Protocol, Rule,
 };
 
 use crate::Settings;
@@ -224,14 +224,8 @@ impl Context<'_> {
                 cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
             }
             (Peer::IpBlock { cidr, except }, Endpoint::Pod(pod)) => {
-                // CNI-dependent; see `Settings::ipblock_matches_pods`. A pod
-                // with several addresses matches when all of them do.
-                self.settings.ipblock_matches_pods
-                    && !pod.ips.is_empty()
-                    && pod
-                        .ips
-                        .iter()
-                        .all(|ip| cidr.contains(*ip) && !except.iter().any(|e| e.contains(*ip)))
+                // CNI-dependent; see `Settings::ipblock_matches_pods`.
+                self.settings.ipblock_matches_pods && ip_block_covers(cidr, except, pod.ips)
             }
         }
     }
@@ -255,6 +249,19 @@ impl Context<'_> {
             },
         }
     }
+}
+
+/// Whether an ipBlock matches a pod (or workload) with these addresses: all
+/// of its addresses of the block's family are inside the block and outside
+/// its holes, and it has at least one. Only the block's family counts, so a
+/// dual-stack pod matches an IPv4 block by its IPv4 address.
+pub fn ip_block_covers(cidr: &Cidr, except: &[Cidr], ips: &[IpAddr]) -> bool {
+    let mut same_family = ips
+        .iter()
+        .filter(|ip| Family::of(**ip) == cidr.family)
+        .peekable();
+    same_family.peek().is_some()
+        && same_family.all(|ip| cidr.contains(*ip) && !except.iter().any(|e| e.contains(*ip)))
 }
 
 /// Whether `policy` selects `pod`: same namespace, selector matches, and the

@@ -365,3 +365,23 @@ fn exists_expression_in_a_cross_namespace_peer() {
     // api has no tier label.
     assert!(!verdict(p, "ops/probe", "shop/api", "TCP/53"));
 }
+
+#[test]
+fn dual_stack_pods_match_ipblocks_of_each_family_by_that_family() {
+    let pods = "kind: Pod\nmetadata: {name: ds, namespace: ops, labels: {app: ds}}\nstatus: {podIPs: [{ip: 10.0.2.1}, {ip: 'fd00::21'}]}\n";
+    let policy = "kind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{from: [{ipBlock: {cidr: 10.0.2.0/24}}]}]}\n";
+    let calico = Settings {
+        ipblock_matches_pods: true,
+    };
+    let both = format!("{pods}---\n{policy}");
+    assert!(verdict_with(
+        &both, &calico, "ops/ds", "shop/web", "TCP/8080"
+    ));
+    assert!(!verdict_with(
+        &both,
+        &Settings::default(),
+        "ops/ds",
+        "shop/web",
+        "TCP/8080"
+    ));
+}

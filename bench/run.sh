@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Reproduces the figures in BENCHMARKS.md. Needs: a release build, GNU time,
+# and (for the peer comparison) np-guard's network-config-analyzer:
+#   python3 -m venv /opt/nca && /opt/nca/bin/pip install network-config-analyzer
+# Usage: bench/run.sh [NCA_SIZES]   (default "500 1000"; NCA is slow)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+bin=target/release/palisade
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "## machine"
+echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(lscpu | sed -n 's/Model name: *//p')"
+echo "date: $(date -u +%F)"
+echo
+
+echo "## palisade bench (phases, in-process)"
+$bin bench --pods 1000,10000,50000
+echo
+
+echo "## end to end: palisade reach FILE > /dev/null (wall s, peak RSS KiB)"
+for pods in 1000 10000 50000; do
+  $bin gen --pods "$pods" > "$work/c$pods.yaml"
+  objects=$(grep -c '^kind:' "$work/c$pods.yaml")
+  /usr/bin/time -f "pods=$pods objects=$objects wall=%e s rss=%M KiB" $bin reach "$work/c$pods.yaml" > /dev/null
+done
+echo
+
+echo "## peer: np-guard network-config-analyzer (NCA), same files, same run"
+if [ -x /opt/nca/bin/nca ]; then
+  /opt/nca/bin/nca --version 2>/dev/null || true
+  for pods in ${1:-500 1000}; do
+    f="$work/t$pods.yaml"
+    $bin gen --pods "$pods" --no-pod-objects --host-network-percent 0 > "$f"
+    /usr/bin/time -f "palisade pods=$pods wall=%e s rss=%M KiB" $bin reach "$f" > "$work/p$pods.txt"
+    /usr/bin/time -f "nca      pods=$pods wall=%e s rss=%M KiB" /opt/nca/bin/nca --connectivity "$f" --resource_list "$f" \
+      --output_format txt_no_fw_rules > "$work/n$pods.txt" 2>/dev/null
+    python3 bench/compare_nca.py "$work/p$pods.txt" "$work/n$pods.txt" | grep -v '^    ' || true
+  done
+else
+  echo "NCA not installed; skipped"
+fi
