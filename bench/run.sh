@@ -33,10 +33,21 @@ if [ -x /opt/nca/bin/nca ]; then
   for pods in ${1:-500 1000}; do
     f="$work/t$pods.yaml"
     $bin gen --pods "$pods" --no-pod-objects --host-network-percent 0 > "$f"
-    /usr/bin/time -f "palisade pods=$pods wall=%e s rss=%M KiB" $bin reach "$f" > "$work/p$pods.txt"
-    /usr/bin/time -f "nca      pods=$pods wall=%e s rss=%M KiB" /opt/nca/bin/nca --connectivity "$f" --resource_list "$f" \
-      --output_format txt_no_fw_rules > "$work/n$pods.txt" 2>/dev/null
+    /usr/bin/time -o "$work/time" -f "palisade pods=$pods wall=%e s rss=%M KiB" $bin reach "$f" > "$work/p$pods.txt"
+    cat "$work/time"
+    /usr/bin/time -o "$work/time" -f "nca      pods=$pods wall=%e s rss=%M KiB" /opt/nca/bin/nca --connectivity "$f" \
+      --resource_list "$f" --output_format txt_no_fw_rules > "$work/n$pods.txt" 2>/dev/null
+    cat "$work/time"
+    echo "as generated:"
     python3 bench/compare_nca.py "$work/p$pods.txt" "$work/n$pods.txt" | grep -v '^    ' || true
+    # The same cluster with key-only selector expressions written as values
+    # (NCA mishandles them in cross-namespace peers).
+    python3 bench/nca_equivalent.py "$f" "$f.eq"
+    $bin reach "$f.eq" > "$work/p$pods.eq.txt"
+    cmp -s <(sort "$work/p$pods.txt") <(sort "$work/p$pods.eq.txt") && echo "palisade map unchanged by the rewrite"
+    /opt/nca/bin/nca --connectivity "$f.eq" --resource_list "$f.eq" --output_format txt_no_fw_rules > "$work/n$pods.eq.txt" 2>/dev/null
+    echo "with equivalent selectors:"
+    python3 bench/compare_nca.py "$work/p$pods.eq.txt" "$work/n$pods.eq.txt" | grep -v '^    ' || true
   done
 else
   echo "NCA not installed; skipped"

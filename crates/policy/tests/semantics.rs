@@ -385,3 +385,10 @@ fn dual_stack_pods_match_ipblocks_of_each_family_by_that_family() {
         "TCP/8080"
     ));
 }
+
+#[test]
+fn does_not_exist_expression_in_a_cross_namespace_peer() {
+    let p = "kind: NetworkPolicy\nmetadata: {name: p, namespace: ops}\nspec:\n  podSelector: {matchLabels: {app: probe}}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {matchLabels: {team: retail}}, podSelector: {matchExpressions: [{key: tier, operator: DoesNotExist}]}}]}]\n";
+    assert!(verdict(p, "ops/probe", "shop/api", "TCP/9000"));
+    assert!(!verdict(p, "ops/probe", "shop/web", "TCP/8080"));
+}
