@@ -52,7 +52,7 @@ pub fn build(objects: Vec<RawObject>, diags: &mut Diagnostics) -> Inventory {
     let mut collected = Collected::default();
     let mut seen: HashMap<(String, String, String), Source> = HashMap::new();
     // Decoding is per object and independent; only insertion is ordered.
-    for decoded in crate::parallel::map_in_order(objects, decode) {
+    for decoded in crate::parallel::map_in_order(objects, 128, decode) {
         insert(decoded, &mut collected, &mut seen, diags);
     }
     let workloads = group_workloads(&mut collected);

@@ -43,7 +43,14 @@ pub fn read_objects(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec
     match TextFormat::sniff(text) {
         TextFormat::Json => read_json(file, text, diags, &mut objects),
         TextFormat::Yaml => {
-            read_yaml_documents(file, &split_yaml_documents(text), diags, &mut objects)
+            let pieces: Vec<Piece<'_>> = split_yaml_documents(text)
+                .into_iter()
+                .flat_map(|(first_line, chunk)| {
+                    list_pieces(first_line, chunk)
+                        .unwrap_or_else(|| vec![Piece::whole(first_line, chunk)])
+                })
+                .collect();
+            read_yaml_pieces(file, pieces, diags, &mut objects);
         }
     }
     objects
@@ -104,23 +111,124 @@ fn is_blank_yaml(chunk: &str) -> bool {
     })
 }
 
-fn yaml_options() -> serde_saphyr::Options {
-    // The defaults bound anchors, aliases, depth and document size, which is
-    // what keeps a "billion laughs" input from hanging the loader.
-    serde_saphyr::Options::default()
+/// Parser limits for a document of `len` bytes. The alias and anchor limits
+/// keep their defaults: they are what stops a "billion laughs" input. The
+/// node and event limits grow with the input (without aliases a node needs
+/// input bytes), because the defaults (250,000 nodes) reject a whole-cluster
+/// `kubectl get -o yaml` dump, which is one document.
+fn yaml_options(len: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(len);
+    budget.max_events = budget.max_events.max(len.saturating_mul(2));
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
-/// Documents are independent, so large files are parsed on all cores.
-fn read_yaml_documents(
+/// A unit of YAML parsing: a whole document, or a slice of the items of a
+/// large List document.
+#[derive(Clone, Debug)]
+struct Piece<'a> {
+    /// Line of the piece's first line in the file. For item slices this is
+    /// the line before the first item, which the synthetic `items:` stands in.
+    first_line: usize,
+    text: std::borrow::Cow<'a, str>,
+    /// Kind for items that carry none (items of a typed `PodList` from the
+    /// raw API have no `kind`).
+    item_kind: Option<String>,
+}
+
+impl<'a> Piece<'a> {
+    fn whole(first_line: usize, text: &'a str) -> Piece<'a> {
+        Piece {
+            first_line,
+            text: std::borrow::Cow::Borrowed(text),
+            item_kind: None,
+        }
+    }
+}
+
+/// Items per slice when a List is split; small enough to balance the
+/// threads, large enough that per-document overhead does not matter.
+const ITEMS_PER_PIECE: usize = 64;
+/// Lists with fewer items are parsed whole.
+const MIN_ITEMS_TO_SPLIT: usize = 4 * ITEMS_PER_PIECE;
+
+/// Splits a `kubectl get -o yaml` dump (one List document, items as
+/// `- ` entries at column 0 under a column-0 `items:`) into slices of items
+/// that parse independently. Returns None for anything else; the document
+/// is then parsed whole, so an unusual layout costs speed, never results.
+fn list_pieces(first_line: usize, chunk: &str) -> Option<Vec<Piece<'_>>> {
+    let lines: Vec<&str> = chunk.split_inclusive('\n').collect();
+    let items_at = lines.iter().position(|l| l.trim_end() == "items:")?;
+    let mut starts = Vec::new();
+    let mut end = lines.len();
+    for (i, line) in lines.iter().enumerate().skip(items_at + 1) {
+        if line.starts_with("- ") || line.trim_end() == "-" {
+            starts.push(i);
+        } else if !(line.starts_with(' ') || line.starts_with('#') || line.trim().is_empty()) {
+            end = i;
+            break;
+        }
+    }
+    if starts.len() < MIN_ITEMS_TO_SPLIT || starts[0] != items_at + 1 {
+        return None;
+    }
+    let list_kind = lines
+        .iter()
+        .filter(|l| !(l.starts_with(' ') || l.starts_with('-')))
+        .find_map(|l| l.trim_end().strip_prefix("kind: "))
+        .map(|k| k.trim_matches(['"', '\''].as_ref()).to_string());
+    if list_kind.as_deref().is_some_and(|k| !k.ends_with("List")) {
+        return None;
+    }
+    let item_kind = list_kind
+        .as_deref()
+        .and_then(|k| k.strip_suffix("List"))
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
+    let pieces = starts
+        .chunks(ITEMS_PER_PIECE)
+        .enumerate()
+        .map(|(n, group)| {
+            let from = group[0];
+            let to = starts
+                .get((n + 1) * ITEMS_PER_PIECE)
+                .copied()
+                .unwrap_or(end);
+            let mut text = String::from("items:\n");
+            lines[from..to].iter().for_each(|l| text.push_str(l));
+            Piece {
+                first_line: first_line + from - 1,
+                text: std::borrow::Cow::Owned(text),
+                item_kind: item_kind.clone(),
+            }
+        })
+        .collect();
+    Some(pieces)
+}
+
+/// Pieces are independent, so large inputs are parsed on all cores.
+fn read_yaml_pieces(
     file: &Arc<str>,
-    chunks: &[(usize, &str)],
+    pieces: Vec<Piece<'_>>,
     diags: &mut Diagnostics,
     out: &mut Vec<RawObject>,
 ) {
-    let parts = crate::parallel::map_in_order(chunks.to_vec(), |(first_line, chunk)| {
+    // A piece is one document or ITEMS_PER_PIECE list items: worth a thread
+    // from a handful on.
+    let parts = crate::parallel::map_in_order(pieces, 8, |piece| {
         let mut objects = Vec::new();
         let mut part_diags = Diagnostics::default();
-        read_yaml_document(file, first_line, chunk, &mut part_diags, &mut objects);
+        read_yaml_document(
+            file,
+            piece.first_line,
+            &piece.text,
+            piece.item_kind.as_deref(),
+            &mut part_diags,
+            &mut objects,
+        );
         (objects, part_diags)
     });
     for (objects, part_diags) in parts {
@@ -133,6 +241,7 @@ fn read_yaml_document(
     file: &Arc<str>,
     first_line: usize,
     chunk: &str,
+    item_kind: Option<&str>,
     diags: &mut Diagnostics,
     out: &mut Vec<RawObject>,
 ) {
@@ -141,20 +250,21 @@ fn read_yaml_document(
         line: first_content_line(first_line, chunk),
         column: 1,
     };
-    let doc: YamlDocument = match serde_saphyr::from_str_with_options(chunk, yaml_options()) {
-        Ok(v) => v,
-        Err(e) => {
-            diags.push(yaml_error(file, first_line, &e, "YAML syntax error"));
-            return;
-        }
-    };
+    let doc: YamlDocument =
+        match serde_saphyr::from_str_with_options(chunk, yaml_options(chunk.len())) {
+            Ok(v) => v,
+            Err(e) => {
+                diags.push(yaml_error(file, first_line, &e, "YAML syntax error"));
+                return;
+            }
+        };
     let item_lines: Vec<usize> = doc
         .item_lines
         .iter()
         .map(|l| first_line + l.saturating_sub(1))
         .collect();
     if !doc.value.is_null() {
-        flatten(doc.value, doc_source, &item_lines, diags, out);
+        flatten(doc.value, doc_source, &item_lines, item_kind, diags, out);
     }
 }
 
@@ -322,7 +432,7 @@ fn read_json(file: &Arc<str>, text: &str, diags: &mut Diagnostics, out: &mut Vec
                     line,
                     column: 1,
                 };
-                flatten(value, source, &[], diags, out);
+                flatten(value, source, &[], None, diags, out);
             }
             Some(Err(e)) => {
                 let source = Source {
@@ -352,22 +462,30 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
 
 /// Turns a document into objects: a List into its items (recursively), a
 /// JSON array into its elements, anything else into one object.
+/// `item_kind` is the kind implied by an enclosing typed list (`PodList`
+/// → `Pod`) for objects that carry none.
 fn flatten(
     value: Value,
     source: Source,
     item_lines: &[usize],
+    item_kind: Option<&str>,
     diags: &mut Diagnostics,
     out: &mut Vec<RawObject>,
 ) {
     match value {
         Value::Array(values) => {
             for v in values {
-                flatten(v, source.clone(), &[], diags, out);
+                flatten(v, source.clone(), &[], item_kind, diags, out);
             }
         }
         Value::Object(mut map) if is_list_map(&map) => {
             let Some(Value::Array(items)) = map.remove("items") else {
                 return;
+            };
+            let list_kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+            let implied = match list_kind.strip_suffix("List") {
+                Some(k) if !k.is_empty() => Some(k),
+                _ => item_kind,
             };
             for (i, item) in items.into_iter().enumerate() {
                 let line = item_lines.get(i).copied().unwrap_or(source.line);
@@ -375,8 +493,13 @@ fn flatten(
                     line,
                     ..source.clone()
                 };
-                flatten(item, item_source, &[], diags, out);
+                flatten(item, item_source, &[], implied, diags, out);
             }
+        }
+        Value::Object(mut map) if !map.contains_key("kind") && item_kind.is_some() => {
+            let kind = item_kind.unwrap_or_default();
+            map.insert("kind".into(), Value::String(kind.to_string()));
+            flatten(Value::Object(map), source, &[], None, diags, out);
         }
         Value::Object(map) => match map.get("kind").and_then(Value::as_str) {
             Some(kind) if !kind.is_empty() => out.push(RawObject {
@@ -466,6 +589,46 @@ mod tests {
         assert!(objects.is_empty());
         assert_eq!(diags.len(), 2);
         assert_eq!(diags.items()[1].source.line, 3);
+    }
+
+    fn dump(items: usize, list_kind: &str, with_kind: bool) -> String {
+        let mut text = String::from("apiVersion: v1\nitems:\n");
+        for i in 0..items {
+            if with_kind {
+                text.push_str(&format!("- kind: Pod\n  metadata:\n    name: p{i}\n"));
+            } else {
+                text.push_str(&format!("- metadata:\n    name: p{i}\n"));
+            }
+        }
+        text.push_str(&format!(
+            "kind: {list_kind}\nmetadata:\n  resourceVersion: \"\"\n"
+        ));
+        text
+    }
+
+    #[test]
+    fn large_list_dumps_are_split_with_exact_item_lines() {
+        let text = dump(1000, "List", true);
+        let pieces = list_pieces(1, &text).expect("a kubectl dump splits");
+        assert_eq!(pieces.len(), 1000usize.div_ceil(ITEMS_PER_PIECE));
+        let (objects, diags) = read(&text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(objects.len(), 1000);
+        // Item i starts on line 3 + 3i.
+        for (i, o) in objects.iter().enumerate() {
+            assert_eq!(o.source.line, 3 + 3 * i, "item {i}");
+            assert_eq!(o.value["metadata"]["name"], format!("p{i}"));
+        }
+    }
+
+    #[test]
+    fn typed_list_items_take_the_lists_kind() {
+        for items in [3, 1000] {
+            let (objects, diags) = read(&dump(items, "PodList", false));
+            assert!(diags.is_empty(), "{diags:?}");
+            assert_eq!(objects.len(), items);
+            assert!(objects.iter().all(|o| o.kind == "Pod"));
+        }
     }
 
     #[test]

@@ -2,14 +2,17 @@
 //! loader's independent per-document and per-object work. Results come back
 //! in input order, so output is deterministic.
 
-/// Below this many items the threads cost more than they save.
-const MIN_ITEMS_PER_THREAD: usize = 128;
-
-pub fn map_in_order<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+/// `min_per_thread`: below this many items per thread, threads cost more
+/// than they save (it depends on how much work one item is).
+pub fn map_in_order<T: Send, U: Send>(
+    items: Vec<T>,
+    min_per_thread: usize,
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8)
-        .min(items.len() / MIN_ITEMS_PER_THREAD)
+        .min(items.len() / min_per_thread.max(1))
         .max(1);
     if threads == 1 {
         return items.into_iter().map(f).collect();
@@ -47,8 +50,8 @@ mod tests {
     #[test]
     fn keeps_order() {
         let items: Vec<usize> = (0..10_000).collect();
-        let out = super::map_in_order(items, |x| x * 2);
+        let out = super::map_in_order(items, 1, |x| x * 2);
         assert!(out.iter().enumerate().all(|(i, &x)| x == i * 2));
-        assert!(super::map_in_order(Vec::<u8>::new(), |x| x).is_empty());
+        assert!(super::map_in_order(Vec::<u8>::new(), 1, |x| x).is_empty());
     }
 }
