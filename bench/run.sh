@@ -27,6 +27,26 @@ for pods in 1000 10000 50000; do
 done
 echo
 
+echo "## loading exactly 10,000 objects (7,663 pods), multi-document and as one kubectl List dump"
+$bin gen --pods 7663 > "$work/o10k.yaml"
+python3 - "$work/o10k.yaml" "$work/o10k-list.yaml" <<'PY'
+import sys
+docs = [d.strip("\n") for d in open(sys.argv[1]).read().split("---\n") if d.strip()]
+out = ["apiVersion: v1\nitems:\n"]
+for d in docs:
+    first, *rest = d.split("\n")
+    out.append("- " + first + "\n" + "".join("  " + l + "\n" for l in rest))
+out.append("kind: List\nmetadata:\n  resourceVersion: \"\"\n")
+open(sys.argv[2], "w").write("".join(out))
+PY
+echo "objects: $(grep -c '^kind:' "$work/o10k.yaml")"
+for f in o10k.yaml o10k-list.yaml; do
+  /usr/bin/time -o "$work/time" -f "$f: reach --focus-workload none (load + engine): wall=%e s user=%U s rss=%M KiB" \
+    $bin reach "$work/$f" --focus-workload no/such > /dev/null
+  cat "$work/time"
+done
+echo
+
 echo "## peer: np-guard network-config-analyzer (NCA), same files, same run"
 if [ -x /opt/nca/bin/nca ]; then
   /opt/nca/bin/nca --version 2>/dev/null || true
@@ -42,10 +62,10 @@ if [ -x /opt/nca/bin/nca ]; then
     python3 bench/compare_nca.py "$work/p$pods.txt" "$work/n$pods.txt" | grep -v '^    ' || true
     # The same cluster with key-only selector expressions written as values
     # (NCA mishandles them in cross-namespace peers).
-    python3 bench/nca_equivalent.py "$f" "$f.eq"
-    $bin reach "$f.eq" > "$work/p$pods.eq.txt"
+    python3 bench/nca_equivalent.py "$f" "${f%.yaml}-eq.yaml"
+    $bin reach "${f%.yaml}-eq.yaml" > "$work/p$pods.eq.txt"
     cmp -s <(sort "$work/p$pods.txt") <(sort "$work/p$pods.eq.txt") && echo "palisade map unchanged by the rewrite"
-    /opt/nca/bin/nca --connectivity "$f.eq" --resource_list "$f.eq" --output_format txt_no_fw_rules > "$work/n$pods.eq.txt" 2>/dev/null
+    /opt/nca/bin/nca --connectivity "${f%.yaml}-eq.yaml" --resource_list "${f%.yaml}-eq.yaml" --output_format txt_no_fw_rules > "$work/n$pods.eq.txt" 2>/dev/null
     echo "with equivalent selectors:"
     python3 bench/compare_nca.py "$work/p$pods.eq.txt" "$work/n$pods.eq.txt" | grep -v '^    ' || true
   done

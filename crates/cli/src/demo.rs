@@ -172,9 +172,10 @@ fn unresolved_named_ports(inventory: &Inventory) -> Vec<String> {
             .workloads
             .iter()
             .filter(|w| {
-                w.namespace == policy.namespace
-                    && !w.template.host_network
-                    && policy.pod_selector.matches(&w.template.labels)
+                reference::selects(
+                    policy,
+                    &palisade_policy::endpoint::workload_view(inventory, w, &[]),
+                )
             })
             .collect();
         for (index, rule) in policy.ingress.iter().enumerate() {

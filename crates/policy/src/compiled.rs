@@ -67,13 +67,7 @@ impl ConnTable {
         if a == NONE || b == ALL {
             return b;
         }
-        let key = (a.min(b), a.max(b));
-        if let Some(&id) = self.unions.get(&key) {
-            return id;
-        }
-        let id = self.intern(self.get(a).union(self.get(b)));
-        self.unions.insert(key, id);
-        id
+        self.memoised(Op::Union, a, b)
     }
 
     pub fn intersect(&mut self, a: ConnId, b: ConnId) -> ConnId {
@@ -83,14 +77,37 @@ impl ConnTable {
         if a == ALL || b == NONE {
             return b;
         }
+        self.memoised(Op::Intersection, a, b)
+    }
+
+    /// Both operations are commutative, so the memo key is ordered.
+    fn memoised(&mut self, op: Op, a: ConnId, b: ConnId) -> ConnId {
         let key = (a.min(b), a.max(b));
-        if let Some(&id) = self.intersections.get(&key) {
+        let memo = match op {
+            Op::Union => &self.unions,
+            Op::Intersection => &self.intersections,
+        };
+        if let Some(&id) = memo.get(&key) {
             return id;
         }
-        let id = self.intern(self.get(a).intersect(self.get(b)));
-        self.intersections.insert(key, id);
+        let (x, y) = (self.get(a), self.get(b));
+        let set = match op {
+            Op::Union => x.union(y),
+            Op::Intersection => x.intersect(y),
+        };
+        let id = self.intern(set);
+        match op {
+            Op::Union => self.unions.insert(key, id),
+            Op::Intersection => self.intersections.insert(key, id),
+        };
         id
     }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Union,
+    Intersection,
 }
 
 /// An endpoint of the compiled engine.
