@@ -40,13 +40,14 @@ pub fn run(args: &DiffArgs, input_args: &InputArgs) -> Result<Outcome> {
         &args.semantics.settings(),
         &args.filter.filter(),
     );
-    print!("{}", render::diff(&entries, args.output));
-    if entries.is_empty() {
-        if args.output == DiffFormat::Txt {
-            eprintln!("no connectivity difference");
-        }
-        Ok(Outcome::Clean)
-    } else {
-        Ok(Outcome::Found)
+    if entries.is_empty() && args.output == DiffFormat::Txt {
+        eprintln!("no connectivity difference");
+        return Ok(Outcome::Clean);
     }
+    print!("{}", render::diff(&entries, args.output));
+    Ok(if entries.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Found
+    })
 }

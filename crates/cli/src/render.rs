@@ -92,9 +92,12 @@ pub fn table_csv<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> St
     out
 }
 
+/// A Markdown table; the separator row has one dash per header character
+/// and two more, as roxctl writes it (`|-----|-----|------|`).
 pub fn table_md<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut out = format!("| {} |\n", header.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(N));
+    let dashes: Vec<String> = header.iter().map(|h| "-".repeat(h.len() + 2)).collect();
+    let _ = writeln!(out, "|{}|", dashes.join("|"));
     for row in rows {
         let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
@@ -159,56 +162,80 @@ pub enum DiffFormat {
 
 #[derive(Serialize)]
 struct JsonDiff {
-    change: &'static str,
-    src: String,
-    dst: String,
-    old: String,
-    new: String,
+    #[serde(rename = "diff-type")]
+    diff_type: &'static str,
+    source: String,
+    destination: String,
+    ref1: String,
+    ref2: String,
+    /// Connections the new inventory allows and the old did not.
     added: String,
+    /// Connections the old inventory allowed and the new does not.
     removed: String,
-    note: Option<String>,
+    #[serde(rename = "workloads-diff-info")]
+    workloads_diff_info: String,
 }
 
 fn diff_row(e: &DiffEntry) -> JsonDiff {
-    let added = e.gained();
-    let removed = e.lost();
+    let text = |c: ConnSet| {
+        if c.is_empty() {
+            String::new()
+        } else {
+            c.to_string()
+        }
+    };
     JsonDiff {
-        change: e.change.as_str(),
-        src: e.src.to_string(),
-        dst: e.dst.to_string(),
-        old: e.old.to_string(),
-        new: e.new.to_string(),
-        added: if added.is_empty() {
-            String::new()
-        } else {
-            added.to_string()
-        },
-        removed: if removed.is_empty() {
-            String::new()
-        } else {
-            removed.to_string()
-        },
-        note: e.note.clone(),
+        diff_type: e.change.as_str(),
+        source: e.src.to_string(),
+        destination: e.dst.to_string(),
+        ref1: e.old.to_string(),
+        ref2: e.new.to_string(),
+        added: text(e.gained()),
+        removed: text(e.lost()),
+        workloads_diff_info: e.note.clone().unwrap_or_default(),
     }
 }
 
+/// The diff in `roxctl netpol diff`'s formats (txt, csv, md), or as JSON
+/// with the gained and lost connections spelled out.
 pub fn diff(entries: &[DiffEntry], format: DiffFormat) -> String {
     let rows: Vec<JsonDiff> = entries.iter().map(diff_row).collect();
     match format {
         DiffFormat::Json => json(&rows),
-        DiffFormat::Txt => rows.iter().map(diff_line).collect(),
+        DiffFormat::Txt => {
+            let mut out = String::from("Connectivity diff:\n");
+            for r in &rows {
+                let _ = write!(
+                    out,
+                    "diff-type: {}, source: {}, destination: {}, ref1: {}, ref2: {}",
+                    r.diff_type, r.source, r.destination, r.ref1, r.ref2
+                );
+                if !r.workloads_diff_info.is_empty() {
+                    let _ = write!(out, ", workloads-diff-info: {}", r.workloads_diff_info);
+                }
+                out.push('\n');
+            }
+            out
+        }
         DiffFormat::Csv | DiffFormat::Md => {
-            let header = ["change", "src", "dst", "old", "new", "note"];
+            let header = [
+                "diff-type",
+                "source",
+                "destination",
+                "ref1",
+                "ref2",
+                "workloads-diff-info",
+            ];
             let table: Vec<[String; 6]> = rows
                 .into_iter()
                 .map(|r| {
                     [
-                        r.change.to_string(),
-                        r.src,
-                        r.dst,
-                        r.old,
-                        r.new,
-                        r.note.unwrap_or_default(),
+                        r.diff_type.to_string(),
+                        r.source,
+                        r.destination,
+                        r.ref1,
+                        r.ref2,
+                        r.workloads_diff_info,
                     ]
                 })
                 .collect();
@@ -219,35 +246,4 @@ pub fn diff(entries: &[DiffEntry], format: DiffFormat) -> String {
             }
         }
     }
-}
-
-/// `added a => b : TCP 443`, `removed a => b : TCP 80`, or
-/// `changed a => b : TCP 80 -> TCP 80,443 (+TCP 443)`.
-fn diff_line(r: &JsonDiff) -> String {
-    let mut line = match r.change {
-        "added" => format!("added   {} => {} : {}", r.src, r.dst, r.new),
-        "removed" => format!("removed {} => {} : {}", r.src, r.dst, r.old),
-        _ => {
-            let mut delta = Vec::new();
-            if !r.added.is_empty() {
-                delta.push(format!("+{}", r.added));
-            }
-            if !r.removed.is_empty() {
-                delta.push(format!("-{}", r.removed));
-            }
-            format!(
-                "changed {} => {} : {} -> {} ({})",
-                r.src,
-                r.dst,
-                r.old,
-                r.new,
-                delta.join(" ")
-            )
-        }
-    };
-    if let Some(note) = &r.note {
-        let _ = write!(line, " [{note}]");
-    }
-    line.push('\n');
-    line
 }

@@ -208,11 +208,13 @@ impl ConnSet {
     }
 }
 
+/// Protocols in the order `roxctl netpol` prints them (alphabetical).
+const DISPLAY_ORDER: [Protocol; 3] = [Protocol::Sctp, Protocol::Tcp, Protocol::Udp];
+
 impl fmt::Display for ConnSet {
     /// The notation of `roxctl netpol connectivity`: `All Connections`,
-    /// `No Connections`, or protocols in the order TCP, UDP, SCTP, each with
-    /// its ports: `TCP 80,443,UDP 53`; a protocol with every port is its
-    /// name alone.
+    /// `No Connections`, or each protocol with its ports, alphabetically:
+    /// `TCP 80,443,UDP 53`, `SCTP 1-65535,TCP 1-79,81-65535`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_all() {
             return f.write_str("All Connections");
@@ -221,7 +223,7 @@ impl fmt::Display for ConnSet {
             return f.write_str("No Connections");
         }
         let mut first = true;
-        for p in Protocol::ALL {
+        for p in DISPLAY_ORDER {
             let ports = self.ports(p);
             if ports.is_empty() {
                 continue;
@@ -230,11 +232,7 @@ impl fmt::Display for ConnSet {
                 f.write_str(",")?;
             }
             first = false;
-            if ports.is_all() {
-                write!(f, "{p}")?;
-            } else {
-                write!(f, "{p} {ports}")?;
-            }
+            write!(f, "{p} {ports}")?;
         }
         Ok(())
     }
@@ -256,7 +254,11 @@ mod tests {
         let mut holes = ConnSet::single(Tcp, 1, 65535);
         holes = holes.difference(&ConnSet::single(Tcp, 80, 80));
         assert_eq!(holes.to_string(), "TCP 1-79,81-65535");
-        assert_eq!(ConnSet::protocol_all(Sctp).to_string(), "SCTP");
+        assert_eq!(ConnSet::protocol_all(Sctp).to_string(), "SCTP 1-65535");
+        let mut mixed = ConnSet::protocol_all(Udp);
+        mixed.add(Sctp, 9, 9);
+        mixed.add(Tcp, 1, 79);
+        assert_eq!(mixed.to_string(), "SCTP 9,TCP 1-79,UDP 1-65535");
     }
 
     #[test]

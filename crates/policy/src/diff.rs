@@ -15,9 +15,9 @@ use crate::map::{MapFilter, Node};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
+    Changed,
     Added,
     Removed,
-    Changed,
 }
 
 impl Change {
@@ -67,7 +67,8 @@ fn policy_cuts(inventory: &Inventory) -> Vec<IpRange> {
     cuts
 }
 
-/// The differences from `old` to `new`, sorted by source then destination.
+/// The differences from `old` to `new`, grouped as roxctl does (changed,
+/// then added, then removed), each group sorted by source then destination.
 pub fn diff(
     old: &Inventory,
     new: &Inventory,
@@ -101,8 +102,8 @@ pub fn diff(
         };
     let note = |src: &Node, dst: &Node| -> Option<String> {
         let status = |n: &Node| match (old_index.contains_key(n), new_index.contains_key(n)) {
-            (false, true) => Some(format!("{n} is new")),
-            (true, false) => Some(format!("{n} was removed")),
+            (false, true) => Some(format!("workload {n} added")),
+            (true, false) => Some(format!("workload {n} removed")),
             _ => None,
         };
         let notes: Vec<String> = [status(src), status(dst)].into_iter().flatten().collect();
@@ -143,19 +144,21 @@ pub fn diff(
                     push_range(groups.entry((before, after)).or_default(), ranges[x]);
                 }
             }
+            // One entry per contiguous range, as roxctl prints them.
             for ((before, after), list) in groups {
-                let ext = Node::External(list);
-                let (src, dst) = if outbound {
-                    (w.clone(), ext)
-                } else {
-                    (ext, w.clone())
-                };
-                let n = note(w, w);
-                entries.extend(entry(src, dst, before, after, n));
+                for range in list {
+                    let ext = Node::External(vec![range]);
+                    let (src, dst) = if outbound {
+                        (w.clone(), ext)
+                    } else {
+                        (ext, w.clone())
+                    };
+                    entries.extend(entry(src, dst, before.clone(), after.clone(), note(w, w)));
+                }
             }
         }
     }
-    entries.sort_by_key(|e| (e.src.to_string(), e.dst.to_string()));
+    entries.sort_by_key(|e| (e.change, e.src.to_string(), e.dst.to_string()));
     entries
 }
 

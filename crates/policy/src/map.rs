@@ -18,8 +18,8 @@ pub enum Node {
         name: String,
         kind: String,
     },
-    /// Disjoint address ranges that the policies treat alike toward the
-    /// other side of the entry.
+    /// Address ranges that the policies treat alike toward the other side
+    /// of the entry. Maps use one contiguous range per node, as roxctl does.
     External(Vec<IpRange>),
 }
 
@@ -164,16 +164,21 @@ impl ConnectivityMap {
             let out = group_ranges(engine, &shown_ranges, |x| {
                 engine.conn_id(EndpointRef::Workload(w), EndpointRef::External(x))
             });
+            // One line per contiguous range, as roxctl prints them.
             for (id, ranges) in out {
-                let ext = b.external_node(ranges);
-                b.push(w as u32, ext, id);
+                for range in ranges {
+                    let ext = b.external_node(vec![range]);
+                    b.push(w as u32, ext, id);
+                }
             }
             let inbound = group_ranges(engine, &shown_ranges, |x| {
                 engine.conn_id(EndpointRef::External(x), EndpointRef::Workload(w))
             });
             for (id, ranges) in inbound {
-                let ext = b.external_node(ranges);
-                b.push(ext, w as u32, id);
+                for range in ranges {
+                    let ext = b.external_node(vec![range]);
+                    b.push(ext, w as u32, id);
+                }
             }
         }
         b.finish()
@@ -272,7 +277,8 @@ pub(crate) fn shown_external_ranges(externals: &ExternalRanges, include_ipv6: bo
 }
 
 /// Groups external ranges by the connection set they get, merging adjacent
-/// ranges; groups with no connection are dropped.
+/// ranges into maximal contiguous ones; groups with no connection are
+/// dropped.
 fn group_ranges(
     engine: &Engine<'_>,
     shown: &[usize],
