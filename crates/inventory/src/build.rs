@@ -12,6 +12,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::documents::RawObject;
 use crate::manifest;
 use crate::model::*;
+use crate::pod_convert::pod_template;
 use crate::policy_convert::{convert_policy, parse_protocol, port_number};
 use crate::selector::Labels;
 
@@ -23,6 +24,7 @@ const DEFAULT_NAMESPACE: &str = "default";
 /// A controller object (Deployment, ReplicaSet, ...) before grouping.
 struct ControllerObject {
     kind: WorkloadKind,
+    annotations: Labels,
     name: String,
     namespace: String,
     template: PodTemplate,
@@ -32,6 +34,7 @@ struct ControllerObject {
 
 struct PodObject {
     namespace: String,
+    annotations: Labels,
     owner: Option<(String, String)>,
     template: PodTemplate,
     instance: PodInstance,
@@ -84,7 +87,7 @@ enum Decoded {
 }
 
 enum Body {
-    Namespace(Labels),
+    Namespace(Labels, Labels),
     Pod(PodObject),
     Controller(ControllerObject),
     Service(Service),
@@ -165,7 +168,10 @@ fn decode_body(
     let (namespace, name) = (namespace.to_string(), name.to_string());
     let kind = object.kind.as_str();
     Ok(match kind {
-        "Namespace" => Body::Namespace(meta.labels.clone().unwrap_or_default()),
+        "Namespace" => Body::Namespace(
+            meta.labels.clone().unwrap_or_default(),
+            meta.annotations.clone().unwrap_or_default(),
+        ),
         "Pod" => Body::Pod(pod_object(
             decode_as(object)?,
             namespace,
@@ -190,6 +196,7 @@ fn decode_body(
             match convert_policy(&namespace, &name, np.spec) {
                 Ok(mut policy) => {
                     policy.source = Some(source);
+                    policy.annotations = meta.annotations.clone().unwrap_or_default();
                     Body::Policy(policy)
                 }
                 Err(reason) => Body::Invalid(Diagnostic::error(
@@ -241,12 +248,13 @@ fn insert(
         remove_earlier(c, &kind, &namespace, &name);
     }
     match *body {
-        Body::Namespace(labels) => {
+        Body::Namespace(labels, annotations) => {
             c.namespaces.insert(
                 name.clone(),
                 Namespace {
                     name,
                     labels,
+                    annotations,
                     declared: true,
                     source: Some(source),
                 },
@@ -317,6 +325,7 @@ fn controller(
 ) -> ControllerObject {
     ControllerObject {
         kind: WorkloadKind::from_kind(kind),
+        annotations: meta.annotations.clone().unwrap_or_default(),
         name,
         namespace,
         template,
@@ -333,6 +342,7 @@ fn pod_object(
     diags: &mut Diagnostics,
 ) -> PodObject {
     let owner = controller_owner(&pod.metadata);
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     let mut ips: Vec<IpAddr> = Vec::new();
     let listed = pod.status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
     for text in pod.status.pod_ip.iter().map(String::as_str).chain(listed) {
@@ -357,6 +367,7 @@ fn pod_object(
     );
     PodObject {
         namespace,
+        annotations,
         owner,
         instance: PodInstance {
             name,
@@ -370,50 +381,6 @@ fn pod_object(
     }
 }
 
-fn pod_template(
-    t: manifest::PodTemplateSpec,
-    source: &Source,
-    diags: &mut Diagnostics,
-) -> PodTemplate {
-    let containers =
-        |list: Option<Vec<manifest::Container>>, diags: &mut Diagnostics| -> Vec<Container> {
-            list.unwrap_or_default()
-                .into_iter()
-                .map(|c| container(c, source, diags))
-                .collect()
-        };
-    PodTemplate {
-        labels: t.metadata.labels.unwrap_or_default(),
-        host_network: t.spec.host_network.unwrap_or(false),
-        containers: containers(t.spec.containers, diags),
-        init_containers: containers(t.spec.init_containers, diags),
-    }
-}
-
-fn container(c: manifest::Container, source: &Source, diags: &mut Diagnostics) -> Container {
-    let mut ports = Vec::new();
-    for p in c.ports.unwrap_or_default() {
-        let port = port_number(p.container_port);
-        let protocol = parse_protocol(p.protocol.as_deref());
-        match (port, protocol) {
-            (Ok(port), Ok(protocol)) => ports.push(ContainerPort {
-                name: p.name,
-                port,
-                protocol,
-            }),
-            (Err(e), _) | (_, Err(e)) => diags.push(Diagnostic::warning(
-                source.clone(),
-                format!("container {:?}: port ignored: {e}", c.name),
-            )),
-        }
-    }
-    Container {
-        name: c.name,
-        image: c.image.unwrap_or_default(),
-        ports,
-    }
-}
-
 fn service(
     svc: manifest::Service,
     namespace: String,
@@ -421,6 +388,7 @@ fn service(
     source: Source,
     diags: &mut Diagnostics,
 ) -> Service {
+    let annotations = svc.metadata.annotations.unwrap_or_default();
     let spec = svc.spec;
     let mut cluster_ips = Vec::new();
     let listed = spec.cluster_ips.iter().flatten().map(String::as_str);
@@ -454,6 +422,7 @@ fn service(
     Service {
         namespace,
         name,
+        annotations,
         service_type: spec.service_type.unwrap_or_else(|| "ClusterIP".to_string()),
         selector: spec.selector,
         cluster_ips,
@@ -583,6 +552,7 @@ fn group_workloads(c: &mut Collected) -> Vec<Workload> {
                 namespace: ctrl.namespace.clone(),
                 name: ctrl.name.clone(),
                 kind: ctrl.kind.clone(),
+                annotations: ctrl.annotations.clone(),
                 template: ctrl.template.clone(),
                 pods: Vec::new(),
                 source: Some(ctrl.source.clone()),
@@ -603,6 +573,7 @@ fn group_workloads(c: &mut Collected) -> Vec<Workload> {
             namespace: pod.namespace.clone(),
             name,
             kind: WorkloadKind::from_kind(&kind),
+            annotations: pod.annotations.clone(),
             // Without its controller, the first pod stands for the workload.
             template: pod.template.clone(),
             pods: Vec::new(),
@@ -629,6 +600,7 @@ fn complete_namespaces(
         declared.entry(ns.clone()).or_insert_with(|| Namespace {
             name: ns.clone(),
             labels: Labels::new(),
+            annotations: Labels::new(),
             declared: false,
             source: None,
         });

@@ -13,6 +13,7 @@ mod files;
 pub mod manifest;
 pub mod model;
 mod parallel;
+mod pod_convert;
 mod policy_convert;
 pub mod selector;
 

@@ -49,6 +49,126 @@ pub struct Container {
     pub name: String,
     pub image: Option<String>,
     pub ports: Option<Vec<ContainerPort>>,
+    pub security_context: Option<SecurityContext>,
+    pub resources: Option<Resources>,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
+    pub lifecycle: Option<Lifecycle>,
+    pub restart_policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Resources {
+    pub limits: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// The handler fields of probes and lifecycle hooks that can name a host.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Handler {
+    pub http_get: Option<HostField>,
+    pub tcp_socket: Option<HostField>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HostField {
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Probe {
+    #[serde(flatten)]
+    pub handler: Handler,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Lifecycle {
+    pub post_start: Option<Handler>,
+    pub pre_stop: Option<Handler>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Capabilities {
+    pub add: Option<Vec<String>>,
+    pub drop: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeccompProfile {
+    #[serde(rename = "type")]
+    pub profile_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AppArmorProfile {
+    #[serde(rename = "type")]
+    pub profile_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeLinuxOptions {
+    #[serde(rename = "type")]
+    pub se_type: Option<String>,
+    pub user: Option<String>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WindowsOptions {
+    pub host_process: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Sysctl {
+    pub name: String,
+}
+
+/// Pod- and container-level security context fields (the container has a
+/// subset plus privileged, capabilities and friends).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecurityContext {
+    pub privileged: Option<bool>,
+    pub allow_privilege_escalation: Option<bool>,
+    pub capabilities: Option<Capabilities>,
+    pub run_as_non_root: Option<bool>,
+    pub run_as_user: Option<i64>,
+    pub read_only_root_filesystem: Option<bool>,
+    pub seccomp_profile: Option<SeccompProfile>,
+    pub app_armor_profile: Option<AppArmorProfile>,
+    pub se_linux_options: Option<SeLinuxOptions>,
+    pub proc_mount: Option<String>,
+    pub windows_options: Option<WindowsOptions>,
+    pub sysctls: Option<Vec<Sysctl>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HostPathSource {
+    pub path: Option<String>,
+}
+
+/// A volume: its name, and which source type it uses (the one key besides
+/// `name`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Volume {
+    pub name: String,
+    #[serde(rename = "hostPath")]
+    pub host_path: Option<HostPathSource>,
+    #[serde(flatten)]
+    pub sources: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,8 +176,17 @@ pub struct Container {
 pub struct PodSpec {
     pub containers: Option<Vec<Container>>,
     pub init_containers: Option<Vec<Container>>,
+    pub ephemeral_containers: Option<Vec<Container>>,
     pub host_network: Option<bool>,
+    #[serde(rename = "hostPID")]
+    pub host_pid: Option<bool>,
+    #[serde(rename = "hostIPC")]
+    pub host_ipc: Option<bool>,
     pub node_name: Option<String>,
+    pub security_context: Option<SecurityContext>,
+    pub volumes: Option<Vec<Volume>>,
+    pub automount_service_account_token: Option<bool>,
+    pub service_account_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

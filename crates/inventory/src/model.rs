@@ -65,23 +65,95 @@ pub struct ContainerPort {
     pub name: Option<String>,
     pub port: u16,
     pub protocol: Protocol,
+    pub host_port: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SeLinuxOptions {
+    pub se_type: Option<String>,
+    pub user: Option<String>,
+    pub role: Option<String>,
+}
+
+/// A security context as written, at pod or container level. `None` means
+/// the field is not set at that level (precedence is the auditor's job).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SecurityContext {
+    pub privileged: Option<bool>,
+    pub allow_privilege_escalation: Option<bool>,
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    pub run_as_non_root: Option<bool>,
+    pub run_as_user: Option<i64>,
+    pub read_only_root_filesystem: Option<bool>,
+    /// `seccompProfile.type`.
+    pub seccomp: Option<String>,
+    /// `appArmorProfile.type`.
+    pub app_armor: Option<String>,
+    pub se_linux: Option<SeLinuxOptions>,
+    pub proc_mount: Option<String>,
+    pub windows_host_process: Option<bool>,
+    /// Pod level only.
+    pub sysctls: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ContainerKind {
+    #[default]
+    Regular,
+    Init,
+    Ephemeral,
+}
+
+impl ContainerKind {
+    /// The pod spec field the container is listed in.
+    pub fn field(self) -> &'static str {
+        match self {
+            ContainerKind::Regular => "containers",
+            ContainerKind::Init => "initContainers",
+            ContainerKind::Ephemeral => "ephemeralContainers",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Container {
     pub name: String,
     pub image: String,
+    pub kind: ContainerKind,
     pub ports: Vec<ContainerPort>,
+    pub security: SecurityContext,
+    pub cpu_limit: bool,
+    pub memory_limit: bool,
+    /// Probes and lifecycle hooks that set `host`: (field path, host).
+    pub handler_hosts: Vec<(String, String)>,
 }
 
-/// What a pod looks like to the network: its labels, whether it shares the
-/// node's network namespace, and the named ports its containers expose.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Volume {
+    pub name: String,
+    /// The source type: `hostPath`, `configMap`, `emptyDir`, ...
+    pub source: String,
+    pub host_path: Option<String>,
+}
+
+/// What a pod looks like: labels and annotations, host namespaces, its
+/// containers (with the named ports policies resolve against) and its
+/// security settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PodTemplate {
     pub labels: Labels,
+    pub annotations: Labels,
     pub host_network: bool,
+    pub host_pid: bool,
+    pub host_ipc: bool,
     pub containers: Vec<Container>,
     pub init_containers: Vec<Container>,
+    pub ephemeral_containers: Vec<Container>,
+    pub security: SecurityContext,
+    pub volumes: Vec<Volume>,
+    pub automount_service_account_token: Option<bool>,
+    pub service_account: Option<String>,
 }
 
 impl PodTemplate {
@@ -98,6 +170,14 @@ impl PodTemplate {
             .collect()
     }
 
+    /// Every container of the pod: regular, init and ephemeral.
+    pub fn all_containers(&self) -> impl Iterator<Item = &Container> {
+        self.containers
+            .iter()
+            .chain(&self.init_containers)
+            .chain(&self.ephemeral_containers)
+    }
+
     pub fn has_port_name(&self, name: &str) -> bool {
         self.containers
             .iter()
@@ -112,6 +192,7 @@ pub struct Namespace {
     pub name: String,
     /// Includes the automatic `kubernetes.io/metadata.name` label.
     pub labels: Labels,
+    pub annotations: Labels,
     /// False when the namespace is only referenced by other objects.
     pub declared: bool,
     pub source: Option<Source>,
@@ -178,6 +259,8 @@ pub struct Workload {
     pub namespace: String,
     pub name: String,
     pub kind: WorkloadKind,
+    /// The controller's (or bare pod's) own annotations.
+    pub annotations: Labels,
     pub template: PodTemplate,
     pub pods: Vec<PodInstance>,
     pub source: Option<Source>,
@@ -208,6 +291,7 @@ pub struct ServicePort {
 pub struct Service {
     pub namespace: String,
     pub name: String,
+    pub annotations: Labels,
     pub service_type: String,
     /// `None` for services without a selector (manually managed endpoints).
     pub selector: Option<Labels>,
@@ -321,6 +405,7 @@ impl fmt::Display for Direction {
 pub struct NetworkPolicy {
     pub namespace: String,
     pub name: String,
+    pub annotations: Labels,
     pub pod_selector: LabelSelector,
     /// After defaulting: Ingress always when `policyTypes` is omitted, Egress
     /// when omitted and an `egress` section is present.

@@ -24,6 +24,7 @@ pub fn convert_policy(
     Ok(NetworkPolicy {
         namespace: namespace.to_string(),
         name: name.to_string(),
+        annotations: Default::default(),
         pod_selector,
         affects_ingress,
         affects_egress,
