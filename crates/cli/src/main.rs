@@ -1,5 +1,6 @@
 //! `palisade`: do your Kubernetes network policies actually hold?
 
+mod audit_cmd;
 mod bench;
 mod demo;
 mod diff_cmd;
@@ -18,7 +19,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success, and nothing was found (diff: no difference; explain: allowed)
   1  usage error, unreadable input, or a diagnostic under --strict
-  2  something was found (diff: connectivity differs; explain: denied)";
+  2  something was found (diff: connectivity differs; explain: denied;
+     audit: a finding at or above --fail-on)";
 
 #[derive(Parser, Debug)]
 #[command(name = "palisade", version, about = "Do your Kubernetes network policies actually hold?", after_help = EXIT_CODES)]
@@ -89,6 +91,8 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Semantic difference of two inventories' connectivity (policy review).
     Diff(diff_cmd::DiffArgs),
+    /// Posture audit: bypass vectors and weak policies, for people and CI.
+    Audit(audit_cmd::AuditArgs),
     /// Run the main job on the bundled example cluster.
     Demo,
     /// Write a synthetic cluster (seeded, deterministic) as YAML to stdout.
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Reach(args) => reach::run(&args, &cli.input),
         Command::Explain(args) => explain::run(&args, &cli.input),
         Command::Diff(args) => diff_cmd::run(&args, &cli.input),
+        Command::Audit(args) => audit_cmd::run(&args, &cli.input),
         Command::Demo => demo::run(),
         Command::Gen(args) => bench::generate_cluster(&args),
         Command::Bench(args) => bench::run(&args),

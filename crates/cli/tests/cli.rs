@@ -301,3 +301,75 @@ fn reads_stdin_and_json_dumps() {
         .unwrap();
     assert_eq!(pair["conn"], "TCP 80");
 }
+
+#[test]
+fn audit_in_every_format() {
+    for (format, file) in [
+        ("table", "audit.txt"),
+        ("json", "audit.json"),
+        ("sarif", "audit.sarif"),
+        ("junit", "audit.junit.xml"),
+        ("md", "audit.md"),
+    ] {
+        golden(file, &["audit", "examples/shop", "--output", format], 0);
+    }
+}
+
+#[test]
+fn audit_finds_the_planted_weaknesses_and_gates_ci() {
+    let out = palisade(&["audit", "examples/shop", "-o", "json", "--fail-on", "high"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = |check: &str, name: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["check"] == check && f["resource"]["name"] == name)
+    };
+    assert!(found("POL-001", "legacy"), "namespace without policy");
+    assert!(
+        found("POL-009", "catalog"),
+        "egress to the metadata address"
+    );
+    assert!(
+        found("POL-012", "postgres"),
+        "named port that resolves nowhere"
+    );
+    assert!(found("BYP-001", "node-exporter"), "hostNetwork DaemonSet");
+    // Nothing critical in the shop: --fail-on critical passes.
+    assert_eq!(
+        palisade(&["audit", "examples/shop", "--fail-on", "critical"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        palisade(&["audit", "examples/shop", "--skip", "NOPE-1"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn audit_sarif_has_rules_results_and_regions() {
+    let out = palisade(&["audit", "examples/shop", "-o", "sarif", "--skip", "BYP-005"]);
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for result in run["results"].as_array().unwrap() {
+        assert!(rules.contains(&result["ruleId"].as_str().unwrap()));
+        let region = &result["locations"][0]["physicalLocation"]["region"];
+        assert!(region["startLine"].as_u64().unwrap() >= 1, "{result}");
+        if result["ruleId"] == "BYP-005" {
+            assert_eq!(result["suppressions"][0]["kind"], "external");
+        }
+    }
+}

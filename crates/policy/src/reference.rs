@@ -203,21 +203,8 @@ impl Context<'_> {
 
     fn peer_matches(&self, peer: &Peer, policy_namespace: &str, endpoint: Endpoint<'_>) -> bool {
         match (peer, endpoint) {
-            (
-                Peer::Pods {
-                    namespace_selector,
-                    pod_selector,
-                },
-                Endpoint::Pod(pod),
-            ) => {
-                // A peer without namespaceSelector means the policy's own
-                // namespace; podSelector and namespaceSelector are ANDed.
-                let namespace_ok = match namespace_selector {
-                    None => pod.namespace == policy_namespace,
-                    Some(sel) => sel.matches(pod.namespace_labels),
-                };
-                let pod_ok = pod_selector.as_ref().is_none_or(|s| s.matches(pod.labels));
-                !pod.host_network() && namespace_ok && pod_ok
+            (Peer::Pods { .. }, Endpoint::Pod(pod)) => {
+                peer_selects_pod(peer, policy_namespace, &pod)
             }
             (Peer::Pods { .. }, Endpoint::External(_)) => false,
             (Peer::IpBlock { cidr, except }, Endpoint::External(ip)) => {
@@ -249,6 +236,26 @@ impl Context<'_> {
             },
         }
     }
+}
+
+/// Whether a pod/namespace peer of a policy in `policy_namespace` selects
+/// `pod`. A peer without namespaceSelector means the policy's own namespace;
+/// podSelector and namespaceSelector are ANDed; hostNetwork pods are never
+/// selected. ipBlock peers select no pod here (see `ip_block_covers`).
+pub fn peer_selects_pod(peer: &Peer, policy_namespace: &str, pod: &PodView<'_>) -> bool {
+    let Peer::Pods {
+        namespace_selector,
+        pod_selector,
+    } = peer
+    else {
+        return false;
+    };
+    let namespace_ok = match namespace_selector {
+        None => pod.namespace == policy_namespace,
+        Some(sel) => sel.matches(pod.namespace_labels),
+    };
+    let pod_ok = pod_selector.as_ref().is_none_or(|s| s.matches(pod.labels));
+    !pod.host_network() && namespace_ok && pod_ok
 }
 
 /// Whether an ipBlock matches a pod (or workload) with these addresses: all

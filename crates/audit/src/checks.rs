@@ -1,0 +1,357 @@
+//! The registry of checks: stable ids, default severity, standards tags, the
+//! concrete risk and the remediation. Every finding refers to one entry;
+//! docs/checks.md documents every entry (a test keeps them in step).
+
+use palisade_inventory::Source;
+
+use crate::finding::{Finding, Resource, Severity};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Workloads and services that escape or defeat pod-level policy.
+    Bypass,
+    /// What the policies actually cover and allow.
+    Coverage,
+}
+
+#[derive(Debug)]
+pub struct Check {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub family: Family,
+    pub severity: Severity,
+    pub tags: &'static [&'static str],
+    pub risk: &'static str,
+    pub remediation: &'static str,
+}
+
+impl Check {
+    pub fn finding(
+        &'static self,
+        resource: Resource,
+        field: String,
+        message: String,
+        source: Option<Source>,
+    ) -> Finding {
+        Finding {
+            check: self.id,
+            severity: self.severity,
+            resource,
+            field,
+            message,
+            risk: self.risk,
+            remediation: self.remediation,
+            tags: self.tags,
+            source,
+            suppressed: None,
+        }
+    }
+}
+
+macro_rules! check {
+    ($name:ident, $id:literal, $family:ident, $sev:ident, $title:literal, [$($tag:literal),*], $risk:literal, $fix:literal) => {
+        pub static $name: Check = Check {
+            id: $id,
+            title: $title,
+            family: Family::$family,
+            severity: Severity::$sev,
+            tags: &[$($tag),*],
+            risk: $risk,
+            remediation: $fix,
+        };
+    };
+}
+
+check!(
+    HOST_NETWORK,
+    "BYP-001",
+    Bypass,
+    High,
+    "Pod uses the host network",
+    ["pss:baseline", "cis:5.2.5", "nsa", "mitre:T1599"],
+    "NetworkPolicy never selects hostNetwork pods: the pod is not isolated, its traffic leaves with the node's address, and peers cannot tell it from the node.",
+    "Remove hostNetwork: true; expose the workload through a Service instead."
+);
+check!(
+    HOST_PORT,
+    "BYP-002",
+    Bypass,
+    Medium,
+    "Container binds a host port",
+    ["pss:baseline", "cis:5.2.13", "nsa"],
+    "A hostPort is reachable on the node's address; on many data planes that path is not subject to the pod's ingress policy, and clients are SNATed.",
+    "Remove hostPort; use a Service (ClusterIP, or NodePort/LoadBalancer with externalTrafficPolicy: Local)."
+);
+check!(
+    PRIVILEGED,
+    "BYP-003",
+    Bypass,
+    Critical,
+    "Privileged container",
+    ["pss:baseline", "cis:5.2.2", "nsa", "mitre:T1611"],
+    "A privileged container holds every capability and device: it can rewrite the node's firewall and routing, so no policy binds it.",
+    "Set securityContext.privileged: false and grant only the capabilities needed."
+);
+check!(
+    NET_ADMIN,
+    "BYP-004",
+    Bypass,
+    High,
+    "Container adds NET_ADMIN",
+    ["pss:baseline", "cis:5.2.9", "mitre:T1599"],
+    "NET_ADMIN can change interfaces, routes and nftables rules in the pod's network namespace, and with host networking on the node.",
+    "Drop NET_ADMIN; move network setup into a CNI plugin or an init step run by the platform."
+);
+check!(
+    NET_RAW,
+    "BYP-005",
+    Bypass,
+    Medium,
+    "Container can open raw sockets (NET_RAW not dropped)",
+    ["pss:restricted", "cis:5.2.8", "mitre:T1557"],
+    "NET_RAW lets a process forge packets (ARP/IP spoofing) and probe the network outside the connection-tracked path policy enforcement relies on. Container runtimes grant it by default.",
+    "Add NET_RAW (or ALL) to securityContext.capabilities.drop."
+);
+check!(
+    SYS_ADMIN,
+    "BYP-006",
+    Bypass,
+    Critical,
+    "Container adds SYS_ADMIN",
+    ["pss:baseline", "cis:5.2.9", "mitre:T1611"],
+    "SYS_ADMIN is close to root on the node: mounts, namespaces and BPF make escaping the pod's network sandbox routine.",
+    "Drop SYS_ADMIN; use narrowly scoped capabilities or a privileged platform component."
+);
+check!(
+    ALL_CAPS,
+    "BYP-007",
+    Bypass,
+    Critical,
+    "Container adds ALL capabilities",
+    ["pss:baseline", "cis:5.2.9"],
+    "Adding ALL grants NET_ADMIN, NET_RAW and SYS_ADMIN at once.",
+    "Replace ALL with the specific capabilities needed, and drop ALL."
+);
+check!(
+    HOST_NAMESPACES,
+    "BYP-008",
+    Bypass,
+    High,
+    "Pod shares the host's PID or IPC namespace",
+    ["pss:baseline", "cis:5.2.3", "cis:5.2.4", "nsa"],
+    "hostPID/hostIPC expose the node's processes and shared memory: a compromise reaches host-network processes that no policy governs.",
+    "Remove hostPID and hostIPC."
+);
+check!(
+    PRIVILEGE_ESCALATION,
+    "BYP-009",
+    Bypass,
+    Medium,
+    "Privilege escalation is not disabled",
+    ["pss:restricted", "cis:5.2.6"],
+    "Without allowPrivilegeEscalation: false, setuid binaries can gain capabilities such as NET_RAW inside the container.",
+    "Set securityContext.allowPrivilegeEscalation: false on every container."
+);
+check!(
+    HANDLER_HOST,
+    "BYP-010",
+    Bypass,
+    Medium,
+    "Probe or lifecycle hook targets another host",
+    ["pss:baseline"],
+    "The kubelet sends these requests from the node, where NetworkPolicy does not apply: a `host` field turns them into node-originated requests to any address.",
+    "Remove the host field so probes target the pod itself."
+);
+check!(
+    EXPOSED_CLUSTER_POLICY,
+    "BYP-011",
+    Bypass,
+    High,
+    "External Service hides client addresses from ipBlock rules",
+    ["nsa", "mitre:T1599"],
+    "With externalTrafficPolicy: Cluster, traffic is SNATed to a node address before it reaches the pod: ipBlock rules meant for client addresses silently stop matching, and rules for node addresses admit everyone.",
+    "Set externalTrafficPolicy: Local, or enforce client ranges at the load balancer."
+);
+check!(
+    EXTERNAL_IPS,
+    "BYP-012",
+    Bypass,
+    High,
+    "Service sets externalIPs",
+    ["cve:CVE-2020-8554", "mitre:T1557"],
+    "Any user who can create Services can claim an external address and intercept cluster traffic to it (CVE-2020-8554).",
+    "Remove externalIPs, and block them cluster-wide with an admission policy."
+);
+check!(
+    EXTERNAL_NAME,
+    "BYP-013",
+    Bypass,
+    Low,
+    "ExternalName Service",
+    ["nsa"],
+    "An ExternalName Service is a DNS alias: it can redirect in-cluster clients to any host, and traffic to it is judged by egress rules for that host, not for the Service.",
+    "Prefer a Service with explicit endpoints, and restrict egress to the real destination."
+);
+check!(
+    SERVICE_UNPROTECTED_BACKENDS,
+    "BYP-014",
+    Bypass,
+    Medium,
+    "Service routes to pods no ingress policy protects",
+    ["nsa"],
+    "The Service's backends accept connections from anywhere in the cluster (and from outside, for NodePort/LoadBalancer).",
+    "Add an ingress policy that selects the Service's pods."
+);
+check!(
+    NO_DEFAULT_DENY_INGRESS,
+    "POL-001",
+    Coverage,
+    High,
+    "Namespace has no default-deny for ingress",
+    ["nsa", "cis:5.3.2"],
+    "No policy selects every pod of the namespace for ingress, so a new or relabelled workload accepts connections from everyone.",
+    "Add a policy with podSelector: {} and policyTypes: [Ingress]."
+);
+check!(
+    NO_DEFAULT_DENY_EGRESS,
+    "POL-002",
+    Coverage,
+    Medium,
+    "Namespace has no default-deny for egress",
+    ["nsa", "cis:5.3.2"],
+    "No policy selects every pod of the namespace for egress, so a compromised workload can connect anywhere, including the cloud metadata service.",
+    "Add a policy with podSelector: {} and policyTypes: [Egress], plus the needed egress rules (DNS first)."
+);
+check!(
+    WORKLOAD_NOT_ISOLATED_INGRESS,
+    "POL-003",
+    Coverage,
+    Medium,
+    "Workload is not isolated for ingress",
+    ["nsa"],
+    "No ingress policy selects the workload: it accepts connections from every pod and address.",
+    "Select the workload with an ingress policy (a namespace default-deny covers it)."
+);
+check!(
+    WORKLOAD_NOT_ISOLATED_EGRESS,
+    "POL-004",
+    Coverage,
+    Low,
+    "Workload is not isolated for egress",
+    ["nsa"],
+    "No egress policy selects the workload: it can open connections to anything.",
+    "Select the workload with an egress policy."
+);
+check!(
+    POLICY_SELECTS_NOTHING,
+    "POL-005",
+    Coverage,
+    Low,
+    "Policy selects no workload",
+    [],
+    "The policy protects nothing; often a label typo that leaves the intended workload open.",
+    "Fix the podSelector, or delete the policy."
+);
+check!(
+    PEER_SELECTS_NOTHING,
+    "POL-006",
+    Coverage,
+    Low,
+    "Rule peer matches no workload",
+    [],
+    "The peer admits no current workload; often a label or namespace typo, and traffic meant to be allowed is dropped.",
+    "Fix the selector."
+);
+check!(
+    ALLOW_ALL_SOURCES,
+    "POL-007",
+    Coverage,
+    Medium,
+    "Ingress rule admits every source",
+    ["nsa"],
+    "The rule admits all pods of all namespaces and/or every external address on the listed ports.",
+    "Name the clients with pod and namespace selectors, or explicit ipBlocks."
+);
+check!(
+    ALLOW_ALL_DESTINATIONS,
+    "POL-008",
+    Coverage,
+    Medium,
+    "Egress rule allows every destination",
+    ["nsa", "mitre:T1048"],
+    "The rule lets the workload connect to any pod and any address on the listed ports: an exfiltration path.",
+    "Name the destinations with selectors or narrow ipBlocks."
+);
+check!(
+    METADATA_EGRESS,
+    "POL-009",
+    Coverage,
+    High,
+    "Egress reaches the cloud metadata service",
+    ["mitre:T1552.005"],
+    "The workload can reach 169.254.169.254 / fd00:ec2::254, where cloud instance credentials are served.",
+    "Add the metadata addresses to the ipBlock's except list, or narrow the ipBlock."
+);
+check!(
+    DNS_ANY_DESTINATION,
+    "POL-011",
+    Coverage,
+    Low,
+    "DNS egress to any destination",
+    ["mitre:T1071.004"],
+    "Port 53 is allowed to every address, not just the cluster DNS: DNS tunnelling to any resolver works.",
+    "Allow port 53 only to kube-dns (namespaceSelector kube-system, podSelector k8s-app: kube-dns)."
+);
+check!(
+    NAMED_PORT_UNRESOLVED,
+    "POL-012",
+    Coverage,
+    Medium,
+    "Named port resolves on no pod",
+    [],
+    "A named port that no destination pod declares (with that protocol) allows nothing: the rule silently fails.",
+    "Use a port name the destination containers declare, or a number."
+);
+check!(
+    EXPOSED_EVERYWHERE,
+    "POL-015",
+    Coverage,
+    High,
+    "Workload exposed to every namespace on every port",
+    ["nsa"],
+    "Every other workload of the cluster can connect to it on every port and protocol.",
+    "Isolate the workload for ingress and allow only its clients and ports."
+);
+
+pub static ALL: &[&Check] = &[
+    &HOST_NETWORK,
+    &HOST_PORT,
+    &PRIVILEGED,
+    &NET_ADMIN,
+    &NET_RAW,
+    &SYS_ADMIN,
+    &ALL_CAPS,
+    &HOST_NAMESPACES,
+    &PRIVILEGE_ESCALATION,
+    &HANDLER_HOST,
+    &EXPOSED_CLUSTER_POLICY,
+    &EXTERNAL_IPS,
+    &EXTERNAL_NAME,
+    &SERVICE_UNPROTECTED_BACKENDS,
+    &NO_DEFAULT_DENY_INGRESS,
+    &NO_DEFAULT_DENY_EGRESS,
+    &WORKLOAD_NOT_ISOLATED_INGRESS,
+    &WORKLOAD_NOT_ISOLATED_EGRESS,
+    &POLICY_SELECTS_NOTHING,
+    &PEER_SELECTS_NOTHING,
+    &ALLOW_ALL_SOURCES,
+    &ALLOW_ALL_DESTINATIONS,
+    &METADATA_EGRESS,
+    &DNS_ANY_DESTINATION,
+    &NAMED_PORT_UNRESOLVED,
+    &EXPOSED_EVERYWHERE,
+];
+
+pub fn by_id(id: &str) -> Option<&'static Check> {
+    ALL.iter().copied().find(|c| c.id == id)
+}

@@ -1,0 +1,320 @@
+//! Policy coverage and strength, judged with the engine's semantics: which
+//! namespaces and workloads are isolated, which rules admit everyone, what
+//! really reaches the metadata service, which selectors and named ports
+//! match nothing.
+
+use std::net::IpAddr;
+
+use palisade_inventory::{
+    Direction, Family, Inventory, NetworkPolicy, Peer, PortRef, Protocol, Rule,
+};
+use palisade_policy::compiled::resolve_ports;
+use palisade_policy::endpoint::workload_view;
+use palisade_policy::reference::{peer_selects_pod, selects};
+use palisade_policy::{EndpointRef, Engine};
+
+use crate::bypass::workload_resource;
+use crate::checks::*;
+use crate::finding::{Finding, Resource};
+
+/// Cloud instance metadata addresses (AWS, GCP, Azure on IPv4; AWS IPv6).
+const METADATA_ADDRESSES: [&str; 2] = ["169.254.169.254", "fd00:ec2::254"];
+
+/// Whether some policy isolates workload `w` for `direction`.
+pub fn isolated(inventory: &Inventory, w: usize, direction: Direction) -> bool {
+    let view = workload_view(inventory, &inventory.workloads[w], &[]);
+    inventory
+        .policies
+        .iter()
+        .any(|p| p.affects(direction) && selects(p, &view))
+}
+
+fn selected_workloads(inventory: &Inventory, policy: &NetworkPolicy) -> Vec<usize> {
+    (0..inventory.workloads.len())
+        .filter(|&i| {
+            selects(
+                policy,
+                &workload_view(inventory, &inventory.workloads[i], &[]),
+            )
+        })
+        .collect()
+}
+
+fn policy_resource(p: &NetworkPolicy) -> Resource {
+    Resource {
+        kind: "NetworkPolicy".into(),
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+        container: None,
+    }
+}
+
+pub fn check(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>) {
+    namespaces(inventory, out);
+    workloads(inventory, engine, out);
+    for policy in &inventory.policies {
+        policy_checks(inventory, policy, out);
+    }
+}
+
+fn namespaces(inventory: &Inventory, out: &mut Vec<Finding>) {
+    for ns in &inventory.namespaces {
+        if !inventory.workloads.iter().any(|w| w.namespace == ns.name) {
+            continue;
+        }
+        let resource = Resource {
+            kind: "Namespace".into(),
+            namespace: String::new(),
+            name: ns.name.clone(),
+            container: None,
+        };
+        for (direction, check) in [
+            (Direction::Ingress, &NO_DEFAULT_DENY_INGRESS),
+            (Direction::Egress, &NO_DEFAULT_DENY_EGRESS),
+        ] {
+            // Only an empty podSelector also covers pods created later.
+            let covered = inventory.policies.iter().any(|p| {
+                p.namespace == ns.name && p.affects(direction) && p.pod_selector.is_empty()
+            });
+            if !covered {
+                out.push(check.finding(
+                    resource.clone(),
+                    "metadata.name".into(),
+                    format!(
+                        "no policy in namespace {} selects all pods for {direction}",
+                        ns.name
+                    ),
+                    ns.source.clone(),
+                ));
+            }
+        }
+    }
+}
+
+fn workloads(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>) {
+    let metadata: Vec<(IpAddr, EndpointRef)> = METADATA_ADDRESSES
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .map(|ip| (ip, engine.endpoint_of_ip(ip)))
+        .collect();
+    let n = inventory.workloads.len();
+    for (i, w) in inventory.workloads.iter().enumerate() {
+        // hostNetwork workloads are reported once, as a bypass (BYP-001).
+        if w.template.host_network {
+            continue;
+        }
+        let resource = workload_resource(w, None);
+        for (direction, check) in [
+            (Direction::Ingress, &WORKLOAD_NOT_ISOLATED_INGRESS),
+            (Direction::Egress, &WORKLOAD_NOT_ISOLATED_EGRESS),
+        ] {
+            if !isolated(inventory, i, direction) {
+                out.push(check.finding(
+                    resource.clone(),
+                    "metadata.labels".into(),
+                    format!("no {direction} policy selects {}", w.display_name()),
+                    w.source.clone(),
+                ));
+            }
+        }
+        let reached: Vec<String> = metadata
+            .iter()
+            .filter(|(_, ext)| !engine.conns(EndpointRef::Workload(i), *ext).is_empty())
+            .map(|(ip, ext)| format!("{ip} ({})", engine.conns(EndpointRef::Workload(i), *ext)))
+            .collect();
+        if !reached.is_empty() {
+            let how = if isolated(inventory, i, Direction::Egress) {
+                "an egress rule allows it"
+            } else {
+                "its egress is not restricted"
+            };
+            out.push(METADATA_EGRESS.finding(
+                resource.clone(),
+                "metadata.labels".into(),
+                format!(
+                    "{} can reach {}: {how}",
+                    w.display_name(),
+                    reached.join(", ")
+                ),
+                w.source.clone(),
+            ));
+        }
+        let exposed = isolated(inventory, i, Direction::Ingress)
+            && n > 1
+            && (0..n).filter(|&s| s != i).all(|s| {
+                engine
+                    .conns(EndpointRef::Workload(s), EndpointRef::Workload(i))
+                    .is_all()
+            });
+        if exposed {
+            out.push(EXPOSED_EVERYWHERE.finding(
+                resource,
+                "metadata.labels".into(),
+                format!(
+                    "every other workload may connect to {} on every port and protocol",
+                    w.display_name()
+                ),
+                w.source.clone(),
+            ));
+        }
+    }
+}
+
+fn policy_checks(inventory: &Inventory, policy: &NetworkPolicy, out: &mut Vec<Finding>) {
+    let selected = selected_workloads(inventory, policy);
+    let resource = policy_resource(policy);
+    if selected.is_empty() {
+        out.push(POLICY_SELECTS_NOTHING.finding(
+            resource.clone(),
+            "spec.podSelector".into(),
+            format!(
+                "policy {} selects no workload (podSelector {})",
+                policy.qualified_name(),
+                policy.pod_selector.describe()
+            ),
+            policy.source.clone(),
+        ));
+    }
+    for direction in [Direction::Ingress, Direction::Egress] {
+        if !policy.affects(direction) {
+            continue;
+        }
+        let section = direction.to_string();
+        for (r, rule) in policy.rules(direction).iter().enumerate() {
+            let path = format!("spec.{section}[{r}]");
+            rule_checks(inventory, policy, &selected, direction, rule, &path, out);
+        }
+    }
+}
+
+/// Whether a peer list admits everyone: no peers, an ipBlock of a whole
+/// address family, or a bare `namespaceSelector: {}` (every pod).
+fn admits_everyone(rule: &Rule) -> Option<String> {
+    if rule.peers.is_empty() {
+        return Some("has no peers (every pod and address)".into());
+    }
+    rule.peers.iter().find_map(|peer| match peer {
+        Peer::IpBlock { cidr, except } if cidr.prefix == 0 && except.is_empty() => Some(format!(
+            "admits ipBlock {cidr} (every {} address)",
+            if cidr.family == Family::V4 {
+                "IPv4"
+            } else {
+                "IPv6"
+            }
+        )),
+        Peer::Pods {
+            namespace_selector: Some(ns),
+            pod_selector,
+        } if ns.is_empty() && pod_selector.as_ref().is_none_or(|p| p.is_empty()) => {
+            Some("admits namespaceSelector {} (every pod of every namespace)".into())
+        }
+        _ => None,
+    })
+}
+
+fn is_dns_only(rule: &Rule) -> bool {
+    let conns = resolve_ports(&rule.ports, None);
+    !rule.ports.is_empty()
+        && (conns.contains(Protocol::Udp, 53) || conns.contains(Protocol::Tcp, 53))
+        && Protocol::ALL.iter().all(|p| {
+            conns
+                .ports(*p)
+                .ranges()
+                .iter()
+                .all(|&(lo, hi)| lo == 53 && hi == 53)
+        })
+}
+
+fn rule_checks(
+    inventory: &Inventory,
+    policy: &NetworkPolicy,
+    selected: &[usize],
+    direction: Direction,
+    rule: &Rule,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let resource = policy_resource(policy);
+    let name = policy.qualified_name();
+    let ports = if rule.ports.is_empty() {
+        "every port".to_string()
+    } else {
+        rule.ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let peer_field = if direction == Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    };
+    if let Some(why) = admits_everyone(rule) {
+        let check = match direction {
+            Direction::Ingress => &ALLOW_ALL_SOURCES,
+            Direction::Egress if is_dns_only(rule) => &DNS_ANY_DESTINATION,
+            Direction::Egress => &ALLOW_ALL_DESTINATIONS,
+        };
+        out.push(check.finding(
+            resource.clone(),
+            format!("{path}.{peer_field}"),
+            format!("{direction} rule of {name} {why} on {ports}"),
+            policy.source.clone(),
+        ));
+    }
+    for (j, peer) in rule.peers.iter().enumerate() {
+        if matches!(peer, Peer::IpBlock { .. }) {
+            continue;
+        }
+        let any = inventory
+            .workloads
+            .iter()
+            .any(|w| peer_selects_pod(peer, &policy.namespace, &workload_view(inventory, w, &[])));
+        if !any {
+            out.push(PEER_SELECTS_NOTHING.finding(
+                resource.clone(),
+                format!("{path}.{peer_field}[{j}]"),
+                format!("peer {peer} of {name} matches no workload"),
+                policy.source.clone(),
+            ));
+        }
+    }
+    // Named ports resolve on the destination: the selected pods for
+    // ingress, the peers' pods for egress.
+    let destinations: Vec<usize> = match direction {
+        Direction::Ingress => selected.to_vec(),
+        Direction::Egress => (0..inventory.workloads.len())
+            .filter(|&i| {
+                let view = workload_view(inventory, &inventory.workloads[i], &[]);
+                rule.peers.is_empty()
+                    || rule
+                        .peers
+                        .iter()
+                        .any(|p| peer_selects_pod(p, &policy.namespace, &view))
+            })
+            .collect(),
+    };
+    for (k, port) in rule.ports.iter().enumerate() {
+        let Some(PortRef::Name(port_name)) = &port.port else {
+            continue;
+        };
+        let resolves = destinations.iter().any(|&i| {
+            !inventory.workloads[i]
+                .template
+                .named_port(port_name, port.protocol)
+                .is_empty()
+        });
+        if !resolves && !destinations.is_empty() {
+            out.push(NAMED_PORT_UNRESOLVED.finding(
+                resource.clone(),
+                format!("{path}.ports[{k}].port"),
+                format!(
+                    "{direction} rule of {name}: no destination pod declares a {} port named {port_name:?}, so the rule allows nothing there",
+                    port.protocol
+                ),
+                policy.source.clone(),
+            ));
+        }
+    }
+}

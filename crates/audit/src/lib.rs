@@ -1,0 +1,38 @@
+//! `palisade audit`: the configurations that let traffic bypass network
+//! policy, and the policies that are weaker than they look. Checks that
+//! reason about what policies allow use the policy engine, never a second,
+//! simpler reading of selectors.
+
+mod bypass;
+pub mod checks;
+mod coverage;
+pub mod finding;
+pub mod report;
+pub mod suppress;
+
+use palisade_inventory::Inventory;
+use palisade_policy::Engine;
+
+pub use finding::{Finding, Resource, Severity};
+pub use report::{Report, Summary};
+pub use suppress::Suppressions;
+
+/// Runs every check and applies suppressions; suppressed findings stay in
+/// the report, marked, and are counted.
+pub fn audit(inventory: &Inventory, engine: &Engine<'_>, suppressions: &Suppressions) -> Report {
+    let mut findings = Vec::new();
+    bypass::check(inventory, engine, &mut findings);
+    coverage::check(inventory, engine, &mut findings);
+    for f in &mut findings {
+        f.suppressed = suppressions.reason(inventory, f);
+    }
+    findings.sort_by(|a, b| {
+        (b.severity, a.check, &a.resource, &a.field).cmp(&(
+            a.severity,
+            b.check,
+            &b.resource,
+            &b.field,
+        ))
+    });
+    Report::new(findings)
+}

@@ -1,0 +1,271 @@
+//! `palisade audit`: posture findings, as a table or for CI systems (JSON,
+//! SARIF 2.1.0 for code scanning, JUnit).
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use palisade_audit::checks::{self, Check};
+use palisade_audit::{Finding, Report, Severity, Suppressions, audit};
+use palisade_policy::Engine;
+use serde_json::json;
+
+use crate::input::{self, InputArgs};
+use crate::render::{self, table_md};
+use crate::{Outcome, SemanticsArgs};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditFormat {
+    #[default]
+    Table,
+    Json,
+    Sarif,
+    Junit,
+    Md,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Manifest files or directories (recursive), or `-` for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: AuditFormat,
+    /// Exit with code 2 when an unsuppressed finding has this severity or
+    /// higher (critical, high, medium, low, info).
+    #[arg(long, value_parser = parse_severity, value_name = "SEVERITY")]
+    pub fail_on: Option<Severity>,
+    /// Suppress a check for this run (repeatable); suppressed findings are
+    /// still counted.
+    #[arg(long, value_name = "CHECK-ID")]
+    pub skip: Vec<String>,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s)
+        .ok_or_else(|| format!("unknown severity {s:?} (critical, high, medium, low, info)"))
+}
+
+pub fn run(args: &AuditArgs, input_args: &InputArgs) -> Result<Outcome> {
+    for id in &args.skip {
+        checks::by_id(id).ok_or_else(|| anyhow!("--skip: unknown check id {id:?}"))?;
+    }
+    let inventory = input::load(&args.paths, input_args)?;
+    let engine = Engine::new(&inventory, &args.semantics.settings());
+    let suppressions = Suppressions {
+        skip: args.skip.clone(),
+    };
+    let report = audit(&inventory, &engine, &suppressions);
+    print!("{}", render(&report, args.output));
+    let failed = args.fail_on.is_some_and(|t| report.fails(t));
+    Ok(if failed {
+        Outcome::Found
+    } else {
+        Outcome::Clean
+    })
+}
+
+pub fn render(report: &Report, format: AuditFormat) -> String {
+    match format {
+        AuditFormat::Table => table(report),
+        AuditFormat::Json => render::json(report),
+        AuditFormat::Sarif => render::json(&sarif(report)),
+        AuditFormat::Junit => junit(report),
+        AuditFormat::Md => md(report),
+    }
+}
+
+fn summary_line(report: &Report) -> String {
+    let s = &report.summary;
+    let counts: Vec<String> = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ]
+    .iter()
+    .map(|sev| format!("{} {sev}", s.by_severity.get(sev).copied().unwrap_or(0)))
+    .collect();
+    format!(
+        "{} findings: {}; {} suppressed",
+        report.active().count(),
+        counts.join(", "),
+        s.suppressed
+    )
+}
+
+fn table(report: &Report) -> String {
+    let mut out = String::new();
+    for f in report.active() {
+        let _ = writeln!(
+            out,
+            "{:<8} {:<7} {}  {}",
+            f.severity.as_str().to_uppercase(),
+            f.check,
+            f.resource,
+            f.field
+        );
+        let _ = writeln!(out, "         {}", f.message);
+    }
+    let _ = writeln!(out, "\n{}", summary_line(report));
+    let scores: Vec<String> = report
+        .summary
+        .namespace_scores
+        .iter()
+        .map(|(ns, score)| format!("{ns} {score}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "namespace scores (100 = no findings): {}",
+        scores.join(", ")
+    );
+    out
+}
+
+fn md(report: &Report) -> String {
+    let rows: Vec<[String; 5]> = report
+        .active()
+        .map(|f| {
+            [
+                f.severity.to_string(),
+                f.check.to_string(),
+                f.resource.to_string(),
+                f.field.clone(),
+                f.message.clone(),
+            ]
+        })
+        .collect();
+    let mut out = format!("## Palisade audit\n\n{}\n\n", summary_line(report));
+    out.push_str(&table_md(
+        &["severity", "check", "resource", "field", "message"],
+        &rows,
+    ));
+    out
+}
+
+fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "note",
+    }
+}
+
+/// GitHub code scanning ranks security results by this property (0-10).
+fn security_severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+        Severity::Info => "0.0",
+    }
+}
+
+fn sarif_rule(c: &Check) -> serde_json::Value {
+    json!({
+        "id": c.id,
+        "name": c.title,
+        "shortDescription": {"text": c.title},
+        "fullDescription": {"text": c.risk},
+        "help": {"text": c.remediation},
+        "defaultConfiguration": {"level": sarif_level(c.severity)},
+        "properties": {"tags": c.tags, "security-severity": security_severity(c.severity)},
+    })
+}
+
+fn sarif_result(f: &Finding) -> serde_json::Value {
+    let mut location = json!({
+        "logicalLocations": [{"fullyQualifiedName": f.resource.to_string(), "kind": "resource"}],
+    });
+    if let Some(src) = &f.source {
+        location["physicalLocation"] = json!({
+            "artifactLocation": {"uri": src.file.to_string()},
+            "region": {"startLine": src.line, "startColumn": src.column},
+        });
+    }
+    let mut result = json!({
+        "ruleId": f.check,
+        "level": sarif_level(f.severity),
+        "message": {"text": format!("{} ({}). Risk: {} Fix: {}", f.message, f.field, f.risk, f.remediation)},
+        "locations": [location],
+        "properties": {"field": f.field, "severity": f.severity.as_str()},
+    });
+    if let Some(reason) = &f.suppressed {
+        result["suppressions"] = json!([{"kind": "external", "justification": reason}]);
+    }
+    result
+}
+
+fn sarif(report: &Report) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = checks::ALL.iter().map(|c| sarif_rule(c)).collect();
+    let results: Vec<serde_json::Value> = report.findings.iter().map(sarif_result).collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "palisade",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/palisade/palisade",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// One test case per finding: failures for active findings, skipped for
+/// suppressed ones, so CI dashboards show both.
+fn junit(report: &Report) -> String {
+    let failures = report.active().count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"palisade audit\" tests=\"{}\" failures=\"{failures}\" skipped=\"{}\">",
+        report.findings.len(),
+        report.summary.suppressed
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"palisade audit\" tests=\"{}\" failures=\"{failures}\" skipped=\"{}\">",
+        report.findings.len(),
+        report.summary.suppressed
+    );
+    for f in &report.findings {
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{}\">",
+            xml(f.check),
+            xml(&format!("{} {}", f.resource, f.field))
+        );
+        match &f.suppressed {
+            Some(reason) => {
+                let _ = writeln!(out, "      <skipped message=\"{}\"/>", xml(reason));
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "      <failure type=\"{}\" message=\"{}\">{}</failure>",
+                    f.severity,
+                    xml(&f.message),
+                    xml(&format!("Risk: {}\nFix: {}", f.risk, f.remediation))
+                );
+            }
+        }
+        out.push_str("    </testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
