@@ -12,6 +12,10 @@ pub enum Family {
     Bypass,
     /// What the policies actually cover and allow.
     Coverage,
+    /// Pod Security Standards (baseline and restricted).
+    PodSecurity,
+    /// Container hygiene that matters for monitoring and response.
+    Hygiene,
 }
 
 #[derive(Debug)]
@@ -323,6 +327,227 @@ check!(
     "Isolate the workload for ingress and allow only its clients and ports."
 );
 
+check!(
+    PSS_HOST_NAMESPACES,
+    "PSS-001",
+    PodSecurity,
+    High,
+    "Host namespaces (PSS baseline)",
+    ["pss:baseline", "cis:5.2.3", "cis:5.2.4", "cis:5.2.5"],
+    "Sharing the host's network, PID or IPC namespace removes the pod's isolation from the node.",
+    "Remove hostNetwork, hostPID and hostIPC."
+);
+check!(
+    PSS_PRIVILEGED,
+    "PSS-002",
+    PodSecurity,
+    High,
+    "Privileged container (PSS baseline)",
+    ["pss:baseline", "cis:5.2.2"],
+    "Privileged containers disable most isolation mechanisms.",
+    "Remove securityContext.privileged: true."
+);
+check!(
+    PSS_CAPABILITIES_BASELINE,
+    "PSS-003",
+    PodSecurity,
+    Medium,
+    "Capabilities beyond the baseline set (PSS baseline)",
+    ["pss:baseline", "cis:5.2.9"],
+    "Only AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID and SYS_CHROOT may be added.",
+    "Remove the other capabilities from capabilities.add."
+);
+check!(
+    PSS_HOST_PATH,
+    "PSS-004",
+    PodSecurity,
+    High,
+    "HostPath volume (PSS baseline)",
+    ["pss:baseline", "cis:5.2.12"],
+    "A hostPath volume gives the pod the node's files: credentials, the container runtime socket, kubelet state.",
+    "Use a persistentVolumeClaim, configMap, secret or emptyDir instead."
+);
+check!(
+    PSS_HOST_PORTS,
+    "PSS-005",
+    PodSecurity,
+    Medium,
+    "Host port (PSS baseline)",
+    ["pss:baseline", "cis:5.2.13"],
+    "Host ports bind the node's address and bypass Service-level controls.",
+    "Remove hostPort."
+);
+check!(
+    PSS_APPARMOR,
+    "PSS-006",
+    PodSecurity,
+    Medium,
+    "AppArmor profile overridden (PSS baseline)",
+    ["pss:baseline"],
+    "An Unconfined (or custom non-local) AppArmor profile removes a mandatory access control layer.",
+    "Leave AppArmor unset, or use RuntimeDefault or a Localhost profile."
+);
+check!(
+    PSS_SELINUX,
+    "PSS-007",
+    PodSecurity,
+    Medium,
+    "SELinux options outside the allowed set (PSS baseline)",
+    ["pss:baseline"],
+    "Custom SELinux users/roles or types other than container_t, container_init_t, container_kvm_t and container_engine_t can escape confinement.",
+    "Remove seLinuxOptions.user/role and use an allowed type."
+);
+check!(
+    PSS_PROC_MOUNT,
+    "PSS-008",
+    PodSecurity,
+    Medium,
+    "Unmasked /proc (PSS baseline)",
+    ["pss:baseline"],
+    "procMount other than Default exposes host kernel interfaces under /proc.",
+    "Remove procMount or set it to Default."
+);
+check!(
+    PSS_SECCOMP_BASELINE,
+    "PSS-009",
+    PodSecurity,
+    Medium,
+    "Seccomp Unconfined (PSS baseline)",
+    ["pss:baseline"],
+    "Without seccomp every system call is reachable, widening the kernel attack surface.",
+    "Remove the Unconfined profile; use RuntimeDefault."
+);
+check!(
+    PSS_SYSCTLS,
+    "PSS-010",
+    PodSecurity,
+    Medium,
+    "Unsafe sysctls (PSS baseline)",
+    ["pss:baseline"],
+    "Only namespaced, safe sysctls are allowed; others change kernel behaviour for the whole node.",
+    "Remove the sysctls outside the safe set."
+);
+check!(
+    PSS_HOST_PROCESS,
+    "PSS-011",
+    PodSecurity,
+    High,
+    "Windows HostProcess (PSS baseline)",
+    ["pss:baseline", "cis:5.2.11"],
+    "A HostProcess container runs directly on the Windows node with host privileges.",
+    "Remove windowsOptions.hostProcess."
+);
+check!(
+    PSS_VOLUME_TYPES,
+    "PSS-101",
+    PodSecurity,
+    Medium,
+    "Volume type outside the restricted set (PSS restricted)",
+    ["pss:restricted"],
+    "Restricted allows only configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected and secret volumes.",
+    "Replace the volume with an allowed type."
+);
+check!(
+    PSS_PRIVILEGE_ESCALATION,
+    "PSS-102",
+    PodSecurity,
+    Medium,
+    "Privilege escalation allowed (PSS restricted)",
+    ["pss:restricted", "cis:5.2.6"],
+    "setuid binaries can gain privileges unless allowPrivilegeEscalation is false.",
+    "Set allowPrivilegeEscalation: false."
+);
+check!(
+    PSS_RUN_AS_NON_ROOT,
+    "PSS-103",
+    PodSecurity,
+    Medium,
+    "May run as root (PSS restricted)",
+    ["pss:restricted", "cis:5.2.7"],
+    "Without runAsNonRoot: true the image decides, and most images run as root.",
+    "Set runAsNonRoot: true on the pod (or every container)."
+);
+check!(
+    PSS_RUN_AS_USER,
+    "PSS-104",
+    PodSecurity,
+    Medium,
+    "Runs as user 0 (PSS restricted)",
+    ["pss:restricted", "cis:5.2.7"],
+    "runAsUser: 0 is root in the container.",
+    "Set a non-zero runAsUser."
+);
+check!(
+    PSS_SECCOMP_RESTRICTED,
+    "PSS-105",
+    PodSecurity,
+    Medium,
+    "No seccomp profile (PSS restricted)",
+    ["pss:restricted"],
+    "Restricted requires RuntimeDefault or Localhost seccomp on the pod or every container.",
+    "Set securityContext.seccompProfile.type: RuntimeDefault on the pod."
+);
+check!(
+    PSS_CAPABILITIES_RESTRICTED,
+    "PSS-106",
+    PodSecurity,
+    Medium,
+    "Capabilities not dropped (PSS restricted)",
+    ["pss:restricted", "cis:5.2.10"],
+    "Restricted requires dropping ALL capabilities and allows adding back only NET_BIND_SERVICE.",
+    "Set capabilities.drop: [ALL] and add only NET_BIND_SERVICE if needed."
+);
+check!(
+    PSS_NO_ENFORCE_LABEL,
+    "PSS-201",
+    PodSecurity,
+    Low,
+    "Namespace enforces no Pod Security level",
+    ["pss:baseline"],
+    "Without a pod-security.kubernetes.io/enforce label, admission accepts privileged pods in the namespace.",
+    "Label the namespace pod-security.kubernetes.io/enforce: baseline (or restricted)."
+);
+check!(
+    WRITABLE_ROOT_FS,
+    "HYG-001",
+    Hygiene,
+    Low,
+    "Writable root filesystem",
+    ["nsa"],
+    "An attacker can drop tools and persist changes in the container; a read-only root also makes tampering visible.",
+    "Set readOnlyRootFilesystem: true and mount emptyDir volumes where writes are needed."
+);
+check!(
+    TOKEN_WITH_API_REACH,
+    "HYG-002",
+    Hygiene,
+    Medium,
+    "Service account token mounted and API server reachable",
+    ["cis:5.1.6", "mitre:T1528"],
+    "The pod holds a Kubernetes API token and its egress reaches the API server: a compromise can act as the service account.",
+    "Set automountServiceAccountToken: false, or restrict egress away from the API server."
+);
+check!(
+    NO_LIMITS,
+    "HYG-003",
+    Hygiene,
+    Low,
+    "No CPU or memory limit",
+    [],
+    "Without limits one compromised or runaway container can starve the node, including the agents that monitor it.",
+    "Set resources.limits.cpu and resources.limits.memory."
+);
+check!(
+    MUTABLE_IMAGE,
+    "HYG-004",
+    Hygiene,
+    Low,
+    "Image not pinned by digest",
+    [],
+    "A tag (worst: latest, or none) can be re-pointed: what runs is not what was reviewed or scanned.",
+    "Reference images by digest (image@sha256:...)."
+);
+
 pub static ALL: &[&Check] = &[
     &HOST_NETWORK,
     &HOST_PORT,
@@ -350,6 +575,28 @@ pub static ALL: &[&Check] = &[
     &DNS_ANY_DESTINATION,
     &NAMED_PORT_UNRESOLVED,
     &EXPOSED_EVERYWHERE,
+    &PSS_HOST_NAMESPACES,
+    &PSS_PRIVILEGED,
+    &PSS_CAPABILITIES_BASELINE,
+    &PSS_HOST_PATH,
+    &PSS_HOST_PORTS,
+    &PSS_APPARMOR,
+    &PSS_SELINUX,
+    &PSS_PROC_MOUNT,
+    &PSS_SECCOMP_BASELINE,
+    &PSS_SYSCTLS,
+    &PSS_HOST_PROCESS,
+    &PSS_VOLUME_TYPES,
+    &PSS_PRIVILEGE_ESCALATION,
+    &PSS_RUN_AS_NON_ROOT,
+    &PSS_RUN_AS_USER,
+    &PSS_SECCOMP_RESTRICTED,
+    &PSS_CAPABILITIES_RESTRICTED,
+    &PSS_NO_ENFORCE_LABEL,
+    &WRITABLE_ROOT_FS,
+    &TOKEN_WITH_API_REACH,
+    &NO_LIMITS,
+    &MUTABLE_IMAGE,
 ];
 
 pub fn by_id(id: &str) -> Option<&'static Check> {

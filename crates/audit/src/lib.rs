@@ -7,6 +7,8 @@ mod bypass;
 pub mod checks;
 mod coverage;
 pub mod finding;
+mod hygiene;
+mod pss;
 pub mod report;
 pub mod suppress;
 
@@ -14,15 +16,26 @@ use palisade_inventory::Inventory;
 use palisade_policy::Engine;
 
 pub use finding::{Finding, Resource, Severity};
+pub use pss::PssLevel;
 pub use report::{Report, Summary};
 pub use suppress::Suppressions;
 
+#[derive(Clone, Debug, Default)]
+pub struct AuditOptions {
+    pub suppressions: Suppressions,
+    pub pss: PssLevel,
+}
+
 /// Runs every check and applies suppressions; suppressed findings stay in
 /// the report, marked, and are counted.
-pub fn audit(inventory: &Inventory, engine: &Engine<'_>, suppressions: &Suppressions) -> Report {
+pub fn audit(inventory: &Inventory, engine: &Engine<'_>, options: &AuditOptions) -> Report {
+    let suppressions = &options.suppressions;
     let mut findings = Vec::new();
     bypass::check(inventory, engine, &mut findings);
     coverage::check(inventory, engine, &mut findings);
+    pss::check_namespaces(inventory, &mut findings);
+    pss::check(inventory, options.pss, &mut findings);
+    hygiene::check(inventory, engine, &mut findings);
     for f in &mut findings {
         f.suppressed = suppressions.reason(inventory, f);
     }

@@ -1,6 +1,6 @@
 //! Every check with a manifest that fails it and one that passes.
 
-use palisade_audit::{Suppressions, audit, checks};
+use palisade_audit::{AuditOptions, PssLevel, Suppressions, audit, checks};
 use palisade_inventory::Inventory;
 use palisade_policy::{Engine, Settings};
 
@@ -12,10 +12,17 @@ fn findings(yaml: &str) -> Vec<(String, String)> {
     let (inv, diags) = Inventory::from_texts([("t.yaml", text.as_str())]);
     assert!(diags.is_empty(), "{:?}", diags.items());
     let engine = Engine::new(&inv, &Settings::default());
-    audit(&inv, &engine, &Suppressions::default())
-        .active()
-        .map(|f| (f.check.to_string(), f.resource.to_string()))
-        .collect()
+    audit(
+        &inv,
+        &engine,
+        &AuditOptions {
+            suppressions: Suppressions::default(),
+            pss: PssLevel::Restricted,
+        },
+    )
+    .active()
+    .map(|f| (f.check.to_string(), f.resource.to_string()))
+    .collect()
 }
 
 fn has(yaml: &str, id: &str) -> bool {
@@ -285,13 +292,13 @@ fn suppressions_are_counted_not_dropped() {
     let text = format!("{NS}{annotated}");
     let (inv, _) = Inventory::from_texts([("t.yaml", text.as_str())]);
     let engine = Engine::new(&inv, &Settings::default());
-    let report = audit(
-        &inv,
-        &engine,
-        &Suppressions {
+    let options = AuditOptions {
+        suppressions: Suppressions {
             skip: vec!["BYP-009".into()],
         },
-    );
+        pss: PssLevel::Both,
+    };
+    let report = audit(&inv, &engine, &options);
     let suppressed: Vec<(&str, &str)> = report
         .findings
         .iter()
@@ -317,4 +324,194 @@ fn every_check_is_documented() {
             check.id
         );
     }
+}
+
+/// A pod that passes every Pod Security control, restricted included.
+const RESTRICTED_POD: &str = "  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: c\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n";
+
+fn pss_ids(spec: &str) -> Vec<String> {
+    let mut ids: Vec<String> = findings(&pod(spec))
+        .into_iter()
+        .map(|(c, _)| c)
+        .filter(|c| c.starts_with("PSS-1") || (c.starts_with("PSS-0")))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn restricted_pod_passes_every_pod_security_control() {
+    assert!(
+        pss_ids(RESTRICTED_POD).is_empty(),
+        "{:?}",
+        pss_ids(RESTRICTED_POD)
+    );
+}
+
+fn with_container_context(sc: &str) -> String {
+    let caps = if sc.contains("capabilities:") {
+        ""
+    } else {
+        "capabilities: {drop: [ALL]}, "
+    };
+    format!(
+        "  securityContext: {{runAsNonRoot: true, seccompProfile: {{type: RuntimeDefault}}}}\n  containers:\n  - name: c\n    securityContext: {{allowPrivilegeEscalation: false, {caps}{sc}}}\n"
+    )
+}
+
+#[test]
+fn baseline_controls_fail_and_pass_field_by_field() {
+    let cases = [
+        ("PSS-002", with_container_context("privileged: true")),
+        ("PSS-008", with_container_context("procMount: Unmasked")),
+        ("PSS-009", with_container_context("seccompProfile: {type: Unconfined}")),
+        ("PSS-006", with_container_context("appArmorProfile: {type: Unconfined}")),
+        ("PSS-007", with_container_context("seLinuxOptions: {type: spc_t}")),
+        ("PSS-007", with_container_context("seLinuxOptions: {user: system_u}")),
+        ("PSS-011", with_container_context("windowsOptions: {hostProcess: true}")),
+        ("PSS-001", format!("  hostIPC: true\n{RESTRICTED_POD}")),
+        ("PSS-004", format!("  volumes: [{{name: h, hostPath: {{path: /var/run}}}}]\n{RESTRICTED_POD}")),
+        ("PSS-010", "  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}, sysctls: [{name: net.ipv4.ip_forward, value: '1'}]}\n  containers:\n  - name: c\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n".to_string()),
+        ("PSS-005", "  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: c\n    ports: [{containerPort: 80, hostPort: 80}]\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n".to_string()),
+        ("PSS-003", with_container_context("capabilities: {drop: [ALL], add: [NET_ADMIN]}")),
+    ];
+    for (id, spec) in cases {
+        assert!(
+            pss_ids(&spec).contains(&id.to_string()),
+            "{id} not raised for\n{spec}"
+        );
+    }
+    // Allowed values pass.
+    for ok in [
+        with_container_context("seLinuxOptions: {type: container_init_t}"),
+        with_container_context("procMount: Default"),
+        with_container_context("appArmorProfile: {type: RuntimeDefault}"),
+        with_container_context("seccompProfile: {type: Localhost, localhostProfile: p.json}"),
+        "  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}, sysctls: [{name: net.ipv4.tcp_syncookies, value: '1'}]}\n  containers:\n  - name: c\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n".to_string(),
+    ] {
+        assert!(pss_ids(&ok).is_empty(), "{:?} for\n{ok}", pss_ids(&ok));
+    }
+    // Baseline allows adding its own capabilities (restricted does not).
+    let chown = pss_ids(&with_container_context(
+        "capabilities: {drop: [ALL], add: [CHOWN]}",
+    ));
+    assert!(!chown.contains(&"PSS-003".to_string()) && chown.contains(&"PSS-106".to_string()));
+    // AppArmor annotations count too.
+    let annotated = format!(
+        "kind: Pod\nmetadata: {{name: p, namespace: app, annotations: {{container.apparmor.security.beta.kubernetes.io/c: unconfined}}}}\nspec:\n{RESTRICTED_POD}"
+    );
+    assert!(findings(&annotated).iter().any(|(c, _)| c == "PSS-006"));
+}
+
+#[test]
+fn restricted_controls_and_pod_versus_container_precedence() {
+    // The pod sets runAsNonRoot, a container overrides it with false.
+    let overridden = "  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: c\n    securityContext: {runAsNonRoot: false, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n";
+    assert!(pss_ids(overridden).contains(&"PSS-103".to_string()));
+    // Set only on the container: enough.
+    let container_only = "  containers:\n  - name: c\n    securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n";
+    assert!(
+        pss_ids(container_only).is_empty(),
+        "{:?}",
+        pss_ids(container_only)
+    );
+    // Init containers are held to the same rules.
+    let init = format!("{RESTRICTED_POD}  initContainers:\n  - name: setup\n");
+    let ids = pss_ids(&init);
+    for id in ["PSS-102", "PSS-106"] {
+        assert!(ids.contains(&id.to_string()), "{id} {ids:?}");
+    }
+    let root = "  securityContext: {runAsNonRoot: true, runAsUser: 0, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: c\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n".to_string();
+    assert!(pss_ids(&root).contains(&"PSS-104".to_string()));
+    let volume = format!("  volumes: [{{name: g, gitRepo: {{repository: x}}}}]\n{RESTRICTED_POD}");
+    assert!(pss_ids(&volume).contains(&"PSS-101".to_string()));
+    let ok_volume = format!(
+        "  volumes: [{{name: e, emptyDir: {{}}}}, {{name: s, secret: {{secretName: x}}}}]\n{RESTRICTED_POD}"
+    );
+    assert!(pss_ids(&ok_volume).is_empty());
+    let no_seccomp = "  securityContext: {runAsNonRoot: true}\n  containers:\n  - name: c\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n";
+    assert!(pss_ids(no_seccomp).contains(&"PSS-105".to_string()));
+    let bind = with_container_context("capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}");
+    assert!(pss_ids(&bind).is_empty(), "{:?}", pss_ids(&bind));
+}
+
+#[test]
+fn pss_level_selects_and_weights_restricted_controls() {
+    let text = format!("{NS}{}", pod("  containers:\n  - name: c\n"));
+    let (inv, _) = Inventory::from_texts([("t.yaml", text.as_str())]);
+    let engine = Engine::new(&inv, &Settings::default());
+    let run = |pss| {
+        audit(
+            &inv,
+            &engine,
+            &AuditOptions {
+                suppressions: Suppressions::default(),
+                pss,
+            },
+        )
+    };
+    let severity_of = |r: &palisade_audit::Report, id: &str| {
+        r.findings
+            .iter()
+            .find(|f| f.check == id)
+            .map(|f| f.severity)
+    };
+    assert_eq!(severity_of(&run(PssLevel::Baseline), "PSS-103"), None);
+    assert_eq!(
+        severity_of(&run(PssLevel::Both), "PSS-103"),
+        Some(palisade_audit::Severity::Low)
+    );
+    assert_eq!(
+        severity_of(&run(PssLevel::Restricted), "PSS-103"),
+        Some(palisade_audit::Severity::Medium)
+    );
+}
+
+#[test]
+fn namespace_enforce_labels() {
+    let p = pod(RESTRICTED_POD);
+    assert!(has(&p, "PSS-201"));
+    let labelled = format!(
+        "kind: Namespace\nmetadata: {{name: app, labels: {{pod-security.kubernetes.io/enforce: baseline}}}}\n---\n{}",
+        pod("  hostPID: true\n  containers: [{name: c}]\n")
+    );
+    let (inv, _) = Inventory::from_texts([("t.yaml", labelled.as_str())]);
+    let engine = Engine::new(&inv, &Settings::default());
+    let report = audit(&inv, &engine, &AuditOptions::default());
+    assert!(!report.findings.iter().any(|f| f.check == "PSS-201"));
+    let host = report
+        .findings
+        .iter()
+        .find(|f| f.check == "PSS-001")
+        .unwrap();
+    assert!(
+        host.message
+            .contains("enforces baseline: admission would reject"),
+        "{}",
+        host.message
+    );
+    let restricted_only = report
+        .findings
+        .iter()
+        .find(|f| f.check == "PSS-103")
+        .unwrap();
+    assert!(!restricted_only.message.contains("reject"));
+}
+
+#[test]
+fn hygiene() {
+    let bare = pod("  containers:\n  - name: c\n    image: nginx\n");
+    let ids: Vec<String> = findings(&bare).into_iter().map(|(c, _)| c).collect();
+    for id in ["HYG-001", "HYG-002", "HYG-003", "HYG-004"] {
+        assert!(ids.contains(&id.to_string()), "{id} {ids:?}");
+    }
+    let tidy = "  automountServiceAccountToken: false\n  containers:\n  - name: c\n    image: nginx@sha256:abc\n    resources: {limits: {cpu: 100m, memory: 64Mi}}\n    securityContext: {readOnlyRootFilesystem: true}\n";
+    let ids: Vec<String> = findings(&pod(tidy)).into_iter().map(|(c, _)| c).collect();
+    assert!(!ids.iter().any(|c| c.starts_with("HYG")), "{ids:?}");
+    // The token only matters when the API server is reachable.
+    let api = "---\nkind: Service\nmetadata: {name: kubernetes, namespace: default}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 443}]}\n";
+    let deny = "---\nkind: NetworkPolicy\nmetadata: {name: d, namespace: app}\nspec: {podSelector: {}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}}]}]}\n";
+    assert!(!has(&format!("{bare}{api}{deny}"), "HYG-002"));
+    assert!(has(&format!("{bare}{api}"), "HYG-002"));
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use palisade_audit::checks::{self, Check};
-use palisade_audit::{Finding, Report, Severity, Suppressions, audit};
+use palisade_audit::{AuditOptions, Finding, PssLevel, Report, Severity, Suppressions, audit};
 use palisade_policy::Engine;
 use serde_json::json;
 
@@ -39,8 +39,19 @@ pub struct AuditArgs {
     /// still counted.
     #[arg(long, value_name = "CHECK-ID")]
     pub skip: Vec<String>,
+    /// Pod Security Standards level: `baseline` checks only baseline;
+    /// `restricted` both at full severity. Default: both, with
+    /// restricted-only findings at low severity.
+    #[arg(long, value_enum)]
+    pub pss: Option<PssArg>,
     #[command(flatten)]
     pub semantics: SemanticsArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PssArg {
+    Baseline,
+    Restricted,
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -54,10 +65,17 @@ pub fn run(args: &AuditArgs, input_args: &InputArgs) -> Result<Outcome> {
     }
     let inventory = input::load(&args.paths, input_args)?;
     let engine = Engine::new(&inventory, &args.semantics.settings());
-    let suppressions = Suppressions {
-        skip: args.skip.clone(),
+    let options = AuditOptions {
+        suppressions: Suppressions {
+            skip: args.skip.clone(),
+        },
+        pss: match args.pss {
+            None => PssLevel::Both,
+            Some(PssArg::Baseline) => PssLevel::Baseline,
+            Some(PssArg::Restricted) => PssLevel::Restricted,
+        },
     };
-    let report = audit(&inventory, &engine, &suppressions);
+    let report = audit(&inventory, &engine, &options);
     print!("{}", render(&report, args.output));
     let failed = args.fail_on.is_some_and(|t| report.fails(t));
     Ok(if failed {
