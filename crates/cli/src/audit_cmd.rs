@@ -143,6 +143,39 @@ fn table(report: &Report) -> String {
     out
 }
 
+/// One line per check that fired: severity, id, title, how many
+/// resources, and the first of them.
+pub fn by_check(report: &Report) -> String {
+    let mut groups: Vec<(&Finding, usize)> = Vec::new();
+    for f in report.active() {
+        match groups
+            .iter_mut()
+            .find(|(g, _)| g.check == f.check && g.severity == f.severity)
+        {
+            Some((_, n)) => *n += 1,
+            None => groups.push((f, 1)),
+        }
+    }
+    let mut out = String::new();
+    for (f, n) in groups {
+        let title = checks::by_id(f.check).map_or("", |c| c.title);
+        let more = if n > 1 {
+            format!(" and {} more", n - 1)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<7} {title}: {}{more}",
+            f.severity.as_str().to_uppercase(),
+            f.check,
+            f.resource
+        );
+    }
+    let _ = writeln!(out, "{}", summary_line(report));
+    out
+}
+
 fn md(report: &Report) -> String {
     let rows: Vec<[String; 5]> = report
         .active()

@@ -2,17 +2,15 @@
 //! shop with a few deliberate weaknesses. The example is compiled into the
 //! binary so the demo runs from anywhere.
 //!
-//! The "what a reviewer should catch" section is a preview built on the
-//! engine; the full posture audit (`palisade audit`) will own these checks.
 
 use std::fmt::Write;
-use std::net::IpAddr;
 
 use anyhow::Result;
-use palisade_inventory::{Inventory, PortRef, Protocol};
+use palisade_audit::AuditOptions;
+use palisade_inventory::{Inventory, Protocol};
 use palisade_policy::endpoint::resolve;
 use palisade_policy::reference;
-use palisade_policy::{ConnectivityMap, EndpointRef, Engine, MapFilter, Settings};
+use palisade_policy::{ConnectivityMap, Engine, MapFilter, Settings};
 
 use crate::Outcome;
 use crate::render::{self, MapFormat};
@@ -32,8 +30,13 @@ const EXAMPLE: [(&str, &str); 3] = [
     ),
 ];
 
-/// The link-local address every major cloud serves instance credentials on.
-const METADATA_IP: &str = "169.254.169.254";
+/// The weaknesses built into the example, as (check, resource name).
+const PLANTED: [(&str, &str); 4] = [
+    ("POL-001", "legacy"),
+    ("POL-009", "catalog"),
+    ("POL-012", "postgres"),
+    ("BYP-001", "node-exporter"),
+];
 
 pub fn run() -> Result<Outcome> {
     print!("{}", report());
@@ -64,9 +67,21 @@ pub fn report() -> String {
         map.len()
     );
     out.push_str(&render::map(&map, MapFormat::Txt));
-    out.push_str("\n== What a reviewer should catch ==\n");
-    for line in highlights(&inventory, &engine, &settings) {
-        let _ = writeln!(out, "{line}");
+    let report = palisade_audit::audit(&inventory, &engine, &AuditOptions::default());
+    out.push_str("\n== Posture audit (`palisade audit examples/shop`), findings by check ==\n");
+    out.push_str(&crate::audit_cmd::by_check(&report));
+    out.push_str("\n== The planted weaknesses, found ==\n");
+    for (check, name) in PLANTED {
+        if let Some(f) = report
+            .active()
+            .find(|f| f.check == check && f.resource.name == name)
+        {
+            let _ = writeln!(
+                out,
+                "[{}] {} {}: {}",
+                f.severity, f.check, f.resource, f.message
+            );
+        }
     }
     out.push_str("\n== Why? (`palisade explain`) ==\n");
     for (from, to, port) in [
@@ -76,127 +91,6 @@ pub fn report() -> String {
         out.push_str(&explain_text(&inventory, &settings, from, to, port));
     }
     out
-}
-
-fn highlights(inventory: &Inventory, engine: &Engine<'_>, settings: &Settings) -> Vec<String> {
-    let mut lines = Vec::new();
-    for ns in &inventory.namespaces {
-        let has_workloads = inventory.workloads.iter().any(|w| w.namespace == ns.name);
-        let has_policies = inventory.policies.iter().any(|p| p.namespace == ns.name);
-        if has_workloads && !has_policies {
-            lines.push(format!(
-                "[high]   namespace {}: no NetworkPolicy at all; its workloads accept connections from anyone and may connect anywhere",
-                ns.name
-            ));
-        }
-    }
-    lines.extend(metadata_reach(inventory, engine, settings));
-    lines.extend(unresolved_named_ports(inventory));
-    for w in inventory
-        .workloads
-        .iter()
-        .filter(|w| w.template.host_network)
-    {
-        lines.push(format!(
-            "[medium] {} uses hostNetwork: no NetworkPolicy can isolate it, and its traffic carries the node's address",
-            w.display_name()
-        ));
-    }
-    lines
-}
-
-/// Workloads whose egress reaches the cloud metadata address, separating
-/// those with an explicit allow rule from those with no egress policy.
-fn metadata_reach(inventory: &Inventory, engine: &Engine<'_>, settings: &Settings) -> Vec<String> {
-    let Ok(ip) = METADATA_IP.parse::<IpAddr>() else {
-        return Vec::new();
-    };
-    let metadata = engine.endpoint_of_ip(ip);
-    let mut unrestricted = Vec::new();
-    let mut lines = Vec::new();
-    for (i, w) in inventory.workloads.iter().enumerate() {
-        let conns = engine.conns(EndpointRef::Workload(i), metadata);
-        if conns.is_empty() {
-            continue;
-        }
-        let ips: Vec<IpAddr> = w.ips().collect();
-        let view = palisade_policy::endpoint::workload_view(inventory, w, &ips);
-        let decision = reference::evaluate(
-            inventory,
-            settings,
-            reference::Endpoint::Pod(view),
-            reference::Endpoint::External(ip),
-            first_protocol(conns),
-            first_port(conns),
-        );
-        match decision.egress.allowed_by.first() {
-            Some(rule) => lines.push(format!(
-                "[high]   {} can reach the cloud metadata address {METADATA_IP} ({conns}): allowed by {} egress rule {} (peer {})",
-                w.display_name(),
-                rule.policy,
-                rule.rule_index,
-                rule.peer
-            )),
-            None => unrestricted.push(w.display_name()),
-        }
-    }
-    if !unrestricted.is_empty() {
-        lines.push(format!(
-            "[medium] no egress policy, so {METADATA_IP} and everything else is reachable from: {}",
-            unrestricted.join(", ")
-        ));
-    }
-    lines
-}
-
-fn first_protocol(conns: &palisade_policy::ConnSet) -> Protocol {
-    Protocol::ALL
-        .into_iter()
-        .find(|p| !conns.ports(*p).is_empty())
-        .unwrap_or(Protocol::Tcp)
-}
-
-fn first_port(conns: &palisade_policy::ConnSet) -> u16 {
-    conns
-        .ports(first_protocol(conns))
-        .ranges()
-        .first()
-        .map_or(1, |r| r.0)
-}
-
-/// Ingress rules naming a port that none of the selected pods declares.
-fn unresolved_named_ports(inventory: &Inventory) -> Vec<String> {
-    let mut lines = Vec::new();
-    for policy in inventory.policies.iter().filter(|p| p.affects_ingress) {
-        let selected: Vec<_> = inventory
-            .workloads
-            .iter()
-            .filter(|w| {
-                reference::selects(
-                    policy,
-                    &palisade_policy::endpoint::workload_view(inventory, w, &[]),
-                )
-            })
-            .collect();
-        for (index, rule) in policy.ingress.iter().enumerate() {
-            for port in &rule.ports {
-                let Some(PortRef::Name(name)) = &port.port else {
-                    continue;
-                };
-                if selected
-                    .iter()
-                    .all(|w| w.template.named_port(name, port.protocol).is_empty())
-                {
-                    lines.push(format!(
-                        "[medium] {} ingress rule {index}: named port {name:?} ({}) is declared by none of the selected pods, so the rule allows nothing",
-                        policy.qualified_name(),
-                        port.protocol
-                    ));
-                }
-            }
-        }
-    }
-    lines
 }
 
 fn explain_text(
