@@ -5,6 +5,7 @@ use palisade_inventory::{Container, Inventory, Service, Workload, WorkloadKind};
 use palisade_policy::Engine;
 
 use crate::checks::*;
+use crate::coverage::Facts;
 use crate::finding::{Finding, Resource};
 
 /// Where the pod spec sits in a workload's manifest.
@@ -38,7 +39,12 @@ fn has_cap(list: &[String], cap: &str) -> bool {
     })
 }
 
-pub fn check(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>) {
+pub fn check(
+    inventory: &Inventory,
+    engine: &Engine<'_>,
+    facts: &Facts<'_>,
+    out: &mut Vec<Finding>,
+) {
     for w in &inventory.workloads {
         pod_level(w, out);
         let lists = [
@@ -53,7 +59,7 @@ pub fn check(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>)
         }
     }
     for svc in &inventory.services {
-        service_checks(inventory, engine, svc, out);
+        service_checks(inventory, engine, facts, svc, out);
     }
 }
 
@@ -173,6 +179,7 @@ fn container_level(w: &Workload, c: &Container, index: usize, out: &mut Vec<Find
 fn service_checks(
     inventory: &Inventory,
     engine: &Engine<'_>,
+    facts: &Facts<'_>,
     svc: &Service,
     out: &mut Vec<Finding>,
 ) {
@@ -215,8 +222,7 @@ fn service_checks(
                     .all(|(k, v)| w.template.labels.get(k) == Some(v))
         })
         .collect();
-    let isolated =
-        |i: usize| crate::coverage::isolated(inventory, i, palisade_inventory::Direction::Ingress);
+    let isolated = |i: usize| facts.isolated(i, palisade_inventory::Direction::Ingress);
     let external = matches!(svc.service_type.as_str(), "NodePort" | "LoadBalancer");
     let cluster_policy = svc.external_traffic_policy.as_deref().unwrap_or("Cluster") == "Cluster";
     if external && cluster_policy && backends.iter().any(|&i| isolated(i)) {

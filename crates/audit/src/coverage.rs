@@ -10,7 +10,7 @@ use palisade_inventory::{
 };
 use palisade_policy::compiled::resolve_ports;
 use palisade_policy::endpoint::workload_view;
-use palisade_policy::reference::{peer_selects_pod, selects};
+use palisade_policy::reference::{PodView, peer_selects_pod, selects};
 use palisade_policy::{EndpointRef, Engine};
 
 use crate::bypass::workload_resource;
@@ -20,24 +20,55 @@ use crate::finding::{Finding, Resource};
 /// Cloud instance metadata addresses (AWS, GCP, Azure on IPv4; AWS IPv6).
 const METADATA_ADDRESSES: [&str; 2] = ["169.254.169.254", "fd00:ec2::254"];
 
-/// Whether some policy isolates workload `w` for `direction`.
-pub fn isolated(inventory: &Inventory, w: usize, direction: Direction) -> bool {
-    let view = workload_view(inventory, &inventory.workloads[w], &[]);
-    inventory
-        .policies
-        .iter()
-        .any(|p| p.affects(direction) && selects(p, &view))
+/// What every check needs about the cluster, computed once: each
+/// workload's view for the policy rules, which policies select which
+/// workloads, and which workloads are isolated per direction.
+pub struct Facts<'a> {
+    pub views: Vec<PodView<'a>>,
+    /// Per policy (same order as `Inventory::policies`), selected workloads.
+    pub selected: Vec<Vec<usize>>,
+    pub isolated_ingress: Vec<bool>,
+    pub isolated_egress: Vec<bool>,
 }
 
-fn selected_workloads(inventory: &Inventory, policy: &NetworkPolicy) -> Vec<usize> {
-    (0..inventory.workloads.len())
-        .filter(|&i| {
-            selects(
-                policy,
-                &workload_view(inventory, &inventory.workloads[i], &[]),
-            )
-        })
-        .collect()
+impl<'a> Facts<'a> {
+    pub fn new(inventory: &'a Inventory) -> Facts<'a> {
+        let views: Vec<PodView<'a>> = inventory
+            .workloads
+            .iter()
+            .map(|w| workload_view(inventory, w, &[]))
+            .collect();
+        let mut isolated_ingress = vec![false; views.len()];
+        let mut isolated_egress = vec![false; views.len()];
+        let selected: Vec<Vec<usize>> = inventory
+            .policies
+            .iter()
+            .map(|p| {
+                let chosen: Vec<usize> = (0..views.len())
+                    .filter(|&i| selects(p, &views[i]))
+                    .collect();
+                for &i in &chosen {
+                    isolated_ingress[i] |= p.affects(Direction::Ingress);
+                    isolated_egress[i] |= p.affects(Direction::Egress);
+                }
+                chosen
+            })
+            .collect();
+        Facts {
+            views,
+            selected,
+            isolated_ingress,
+            isolated_egress,
+        }
+    }
+
+    /// Whether some policy isolates workload `w` for `direction`.
+    pub fn isolated(&self, w: usize, direction: Direction) -> bool {
+        match direction {
+            Direction::Ingress => self.isolated_ingress[w],
+            Direction::Egress => self.isolated_egress[w],
+        }
+    }
 }
 
 fn policy_resource(p: &NetworkPolicy) -> Resource {
@@ -49,11 +80,16 @@ fn policy_resource(p: &NetworkPolicy) -> Resource {
     }
 }
 
-pub fn check(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>) {
+pub fn check(
+    inventory: &Inventory,
+    engine: &Engine<'_>,
+    facts: &Facts<'_>,
+    out: &mut Vec<Finding>,
+) {
     namespaces(inventory, out);
-    workloads(inventory, engine, out);
-    for policy in &inventory.policies {
-        policy_checks(inventory, policy, out);
+    workloads(inventory, engine, facts, out);
+    for (p, policy) in inventory.policies.iter().enumerate() {
+        policy_checks(inventory, facts, p, policy, out);
     }
 }
 
@@ -91,7 +127,12 @@ fn namespaces(inventory: &Inventory, out: &mut Vec<Finding>) {
     }
 }
 
-fn workloads(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>) {
+fn workloads(
+    inventory: &Inventory,
+    engine: &Engine<'_>,
+    facts: &Facts<'_>,
+    out: &mut Vec<Finding>,
+) {
     let metadata: Vec<(IpAddr, EndpointRef)> = METADATA_ADDRESSES
         .iter()
         .filter_map(|a| a.parse().ok())
@@ -108,7 +149,7 @@ fn workloads(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>)
             (Direction::Ingress, &WORKLOAD_NOT_ISOLATED_INGRESS),
             (Direction::Egress, &WORKLOAD_NOT_ISOLATED_EGRESS),
         ] {
-            if !isolated(inventory, i, direction) {
+            if !facts.isolated(i, direction) {
                 out.push(check.finding(
                     resource.clone(),
                     "metadata.labels".into(),
@@ -123,7 +164,7 @@ fn workloads(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>)
             .map(|(ip, ext)| format!("{ip} ({})", engine.conns(EndpointRef::Workload(i), *ext)))
             .collect();
         if !reached.is_empty() {
-            let how = if isolated(inventory, i, Direction::Egress) {
+            let how = if facts.isolated(i, Direction::Egress) {
                 "an egress rule allows it"
             } else {
                 "its egress is not restricted"
@@ -139,7 +180,7 @@ fn workloads(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>)
                 w.source.clone(),
             ));
         }
-        let exposed = isolated(inventory, i, Direction::Ingress)
+        let exposed = facts.isolated(i, Direction::Ingress)
             && n > 1
             && (0..n).filter(|&s| s != i).all(|s| {
                 engine
@@ -160,8 +201,14 @@ fn workloads(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>)
     }
 }
 
-fn policy_checks(inventory: &Inventory, policy: &NetworkPolicy, out: &mut Vec<Finding>) {
-    let selected = selected_workloads(inventory, policy);
+fn policy_checks(
+    inventory: &Inventory,
+    facts: &Facts<'_>,
+    p: usize,
+    policy: &NetworkPolicy,
+    out: &mut Vec<Finding>,
+) {
+    let selected = &facts.selected[p];
     let resource = policy_resource(policy);
     if selected.is_empty() {
         out.push(POLICY_SELECTS_NOTHING.finding(
@@ -182,7 +229,9 @@ fn policy_checks(inventory: &Inventory, policy: &NetworkPolicy, out: &mut Vec<Fi
         let section = direction.to_string();
         for (r, rule) in policy.rules(direction).iter().enumerate() {
             let path = format!("spec.{section}[{r}]");
-            rule_checks(inventory, policy, &selected, direction, rule, &path, out);
+            rule_checks(
+                inventory, facts, policy, selected, direction, rule, &path, out,
+            );
         }
     }
 }
@@ -225,8 +274,10 @@ fn is_dns_only(rule: &Rule) -> bool {
         })
 }
 
+#[allow(clippy::too_many_arguments)] // the rule and where it sits
 fn rule_checks(
     inventory: &Inventory,
+    facts: &Facts<'_>,
     policy: &NetworkPolicy,
     selected: &[usize],
     direction: Direction,
@@ -267,10 +318,10 @@ fn rule_checks(
         if matches!(peer, Peer::IpBlock { .. }) {
             continue;
         }
-        let any = inventory
-            .workloads
+        let any = facts
+            .views
             .iter()
-            .any(|w| peer_selects_pod(peer, &policy.namespace, &workload_view(inventory, w, &[])));
+            .any(|v| peer_selects_pod(peer, &policy.namespace, v));
         if !any {
             out.push(PEER_SELECTS_NOTHING.finding(
                 resource.clone(),
@@ -284,14 +335,13 @@ fn rule_checks(
     // ingress, the peers' pods for egress.
     let destinations: Vec<usize> = match direction {
         Direction::Ingress => selected.to_vec(),
-        Direction::Egress => (0..inventory.workloads.len())
+        Direction::Egress => (0..facts.views.len())
             .filter(|&i| {
-                let view = workload_view(inventory, &inventory.workloads[i], &[]);
                 rule.peers.is_empty()
                     || rule
                         .peers
                         .iter()
-                        .any(|p| peer_selects_pod(p, &policy.namespace, &view))
+                        .any(|p| peer_selects_pod(p, &policy.namespace, &facts.views[i]))
             })
             .collect(),
     };

@@ -7,7 +7,7 @@ use palisade_policy::{EndpointRef, Engine};
 
 use crate::bypass::{pod_spec_path, workload_resource};
 use crate::checks::*;
-use crate::coverage::isolated;
+use crate::coverage::Facts;
 use crate::finding::Finding;
 
 /// Addresses the API server is known to answer on: the `kubernetes`
@@ -23,14 +23,9 @@ fn api_server_addresses(inventory: &Inventory) -> Vec<IpAddr> {
 
 /// Whether workload `w`'s egress reaches the API server. With no known
 /// address, only unrestricted egress counts as reaching it.
-fn reaches_api_server(
-    inventory: &Inventory,
-    engine: &Engine<'_>,
-    w: usize,
-    api: &[IpAddr],
-) -> bool {
+fn reaches_api_server(engine: &Engine<'_>, facts: &Facts<'_>, w: usize, api: &[IpAddr]) -> bool {
     if api.is_empty() {
-        return !isolated(inventory, w, Direction::Egress);
+        return !facts.isolated(w, Direction::Egress);
     }
     api.iter().any(|ip| {
         !engine
@@ -39,7 +34,12 @@ fn reaches_api_server(
     })
 }
 
-pub fn check(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>) {
+pub fn check(
+    inventory: &Inventory,
+    engine: &Engine<'_>,
+    facts: &Facts<'_>,
+    out: &mut Vec<Finding>,
+) {
     let api = api_server_addresses(inventory);
     for (wi, w) in inventory.workloads.iter().enumerate() {
         let spec = pod_spec_path(w);
@@ -47,7 +47,7 @@ pub fn check(inventory: &Inventory, engine: &Engine<'_>, out: &mut Vec<Finding>)
         // Defaults to true; a service account may also opt out, which the
         // manifests here do not show.
         if t.automount_service_account_token != Some(false)
-            && reaches_api_server(inventory, engine, wi, &api)
+            && reaches_api_server(engine, facts, wi, &api)
         {
             out.push(TOKEN_WITH_API_REACH.finding(
                 workload_resource(w, None),

@@ -30,12 +30,13 @@ pub struct AuditOptions {
 /// the report, marked, and are counted.
 pub fn audit(inventory: &Inventory, engine: &Engine<'_>, options: &AuditOptions) -> Report {
     let suppressions = &options.suppressions;
+    let facts = coverage::Facts::new(inventory);
     let mut findings = Vec::new();
-    bypass::check(inventory, engine, &mut findings);
-    coverage::check(inventory, engine, &mut findings);
+    bypass::check(inventory, engine, &facts, &mut findings);
+    coverage::check(inventory, engine, &facts, &mut findings);
     pss::check_namespaces(inventory, &mut findings);
     pss::check(inventory, options.pss, &mut findings);
-    hygiene::check(inventory, engine, &mut findings);
+    hygiene::check(inventory, engine, &facts, &mut findings);
     for f in &mut findings {
         f.suppressed = suppressions.reason(inventory, f);
     }
