@@ -332,7 +332,15 @@ fn rule_checks(
         }
     }
     // Named ports resolve on the destination: the selected pods for
-    // ingress, the peers' pods for egress.
+    // ingress, the peers' pods for egress. Only computed when a port is
+    // named.
+    let named = rule
+        .ports
+        .iter()
+        .any(|p| matches!(p.port, Some(PortRef::Name(_))));
+    if !named {
+        return;
+    }
     let destinations: Vec<usize> = match direction {
         Direction::Ingress => selected.to_vec(),
         Direction::Egress => (0..facts.views.len())
