@@ -548,6 +548,37 @@ check!(
     "Reference images by digest (image@sha256:...)."
 );
 
+check!(
+    MUTABLE_NAMESPACE_LABEL,
+    "BYP-015",
+    Bypass,
+    Medium,
+    "Allow rule trusts a mutable namespace label",
+    ["mitre:T1599"],
+    "The peer's namespaceSelector matches labels that namespace owners can set themselves: labelling any namespace that way admits its pods (the kubernetes.io/metadata.name label cannot be forged).",
+    "Select namespaces by kubernetes.io/metadata.name, or guard the label with an admission policy."
+);
+check!(
+    API_SERVER_EGRESS,
+    "POL-010",
+    Coverage,
+    Medium,
+    "Egress rule allows the API server",
+    ["mitre:T1552.007"],
+    "An isolated workload's egress rules reach the Kubernetes API server: with a mounted token, a compromise can query or change the cluster.",
+    "Remove the API server's address from the rule (except it from the ipBlock) unless the workload needs the API."
+);
+check!(
+    IPBLOCK_OVERLAPS_CLUSTER,
+    "POL-013",
+    Coverage,
+    Medium,
+    "ipBlock overlaps the pod or service CIDR",
+    [],
+    "Whether an ipBlock matches pod or service addresses differs between data planes (Calico: yes; Cilium: no), so the rule admits different traffic on different clusters; Service addresses are rewritten before policy anyway.",
+    "Use pod and namespace selectors for in-cluster peers; keep ipBlocks for outside addresses."
+);
+
 pub static ALL: &[&Check] = &[
     &HOST_NETWORK,
     &HOST_PORT,
@@ -563,6 +594,7 @@ pub static ALL: &[&Check] = &[
     &EXTERNAL_IPS,
     &EXTERNAL_NAME,
     &SERVICE_UNPROTECTED_BACKENDS,
+    &MUTABLE_NAMESPACE_LABEL,
     &NO_DEFAULT_DENY_INGRESS,
     &NO_DEFAULT_DENY_EGRESS,
     &WORKLOAD_NOT_ISOLATED_INGRESS,
@@ -572,6 +604,8 @@ pub static ALL: &[&Check] = &[
     &ALLOW_ALL_SOURCES,
     &ALLOW_ALL_DESTINATIONS,
     &METADATA_EGRESS,
+    &API_SERVER_EGRESS,
+    &IPBLOCK_OVERLAPS_CLUSTER,
     &DNS_ANY_DESTINATION,
     &NAMED_PORT_UNRESOLVED,
     &EXPOSED_EVERYWHERE,

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use palisade_inventory::{
-    Direction, Family, Inventory, NetworkPolicy, Peer, PortRef, Protocol, Rule,
+    Cidr, Direction, Family, Inventory, NetworkPolicy, Peer, PortRef, Protocol, Rule,
 };
 use palisade_policy::compiled::resolve_ports;
 use palisade_policy::endpoint::workload_view;
@@ -16,6 +16,17 @@ use palisade_policy::{EndpointRef, Engine};
 use crate::bypass::workload_resource;
 use crate::checks::*;
 use crate::finding::{Finding, Resource};
+
+/// Addresses the API server is known to answer on: the `kubernetes`
+/// Service's cluster IPs.
+pub fn api_server_addresses(inventory: &Inventory) -> Vec<IpAddr> {
+    inventory
+        .services
+        .iter()
+        .filter(|s| s.namespace == "default" && s.name == "kubernetes")
+        .flat_map(|s| s.cluster_ips.iter().copied())
+        .collect()
+}
 
 /// Cloud instance metadata addresses (AWS, GCP, Azure on IPv4; AWS IPv6).
 const METADATA_ADDRESSES: [&str; 2] = ["169.254.169.254", "fd00:ec2::254"];
@@ -29,6 +40,9 @@ pub struct Facts<'a> {
     pub selected: Vec<Vec<usize>>,
     pub isolated_ingress: Vec<bool>,
     pub isolated_egress: Vec<bool>,
+    /// Pod and service CIDRs known from Node specs and the caller, each
+    /// with what it is.
+    pub cluster_cidrs: Vec<(Cidr, &'static str)>,
 }
 
 impl<'a> Facts<'a> {
@@ -54,11 +68,17 @@ impl<'a> Facts<'a> {
                 chosen
             })
             .collect();
+        let cluster_cidrs = inventory
+            .nodes
+            .iter()
+            .flat_map(|n| n.pod_cidrs.iter().map(|c| (*c, "pod CIDR")))
+            .collect();
         Facts {
             views,
             selected,
             isolated_ingress,
             isolated_egress,
+            cluster_cidrs,
         }
     }
 
@@ -179,6 +199,29 @@ fn workloads(
                 ),
                 w.source.clone(),
             ));
+        }
+        if facts.isolated(i, Direction::Egress) {
+            let api: Vec<String> = api_server_addresses(inventory)
+                .into_iter()
+                .filter(|ip| {
+                    !engine
+                        .conns(EndpointRef::Workload(i), engine.endpoint_of_ip(*ip))
+                        .is_empty()
+                })
+                .map(|ip| ip.to_string())
+                .collect();
+            if !api.is_empty() {
+                out.push(API_SERVER_EGRESS.finding(
+                    resource.clone(),
+                    "metadata.labels".into(),
+                    format!(
+                        "{}'s egress rules allow the API server at {}",
+                        w.display_name(),
+                        api.join(", ")
+                    ),
+                    w.source.clone(),
+                ));
+            }
         }
         let exposed = facts.isolated(i, Direction::Ingress)
             && n > 1
@@ -315,8 +358,52 @@ fn rule_checks(
         ));
     }
     for (j, peer) in rule.peers.iter().enumerate() {
-        if matches!(peer, Peer::IpBlock { .. }) {
+        let peer_path = format!("{path}.{peer_field}[{j}]");
+        if let Peer::IpBlock { cidr, .. } = peer {
+            let overlaps: Vec<String> = facts
+                .cluster_cidrs
+                .iter()
+                .filter(|(c, _)| {
+                    c.range().start <= cidr.range().end
+                        && cidr.range().start <= c.range().end
+                        && c.family == cidr.family
+                })
+                .map(|(c, what)| format!("{what} {c}"))
+                .collect();
+            if !overlaps.is_empty() {
+                out.push(IPBLOCK_OVERLAPS_CLUSTER.finding(
+                    resource.clone(),
+                    format!("{peer_path}.ipBlock.cidr"),
+                    format!("ipBlock {cidr} of {name} overlaps {}", overlaps.join(", ")),
+                    policy.source.clone(),
+                ));
+            }
             continue;
+        }
+        if let Peer::Pods {
+            namespace_selector: Some(ns),
+            ..
+        } = peer
+        {
+            let mutable: Vec<String> = ns
+                .match_labels
+                .keys()
+                .chain(ns.match_expressions.iter().map(|r| &r.key))
+                .filter(|k| k.as_str() != palisade_inventory::NAMESPACE_NAME_LABEL)
+                .cloned()
+                .collect();
+            if direction == Direction::Ingress && !mutable.is_empty() {
+                out.push(MUTABLE_NAMESPACE_LABEL.finding(
+                    resource.clone(),
+                    format!("{peer_path}.namespaceSelector"),
+                    format!(
+                        "{name} admits pods from any namespace labelled {} (label keys: {})",
+                        ns.describe(),
+                        mutable.join(", ")
+                    ),
+                    policy.source.clone(),
+                ));
+            }
         }
         let any = facts
             .views

@@ -7,19 +7,8 @@ use palisade_policy::{EndpointRef, Engine};
 
 use crate::bypass::{pod_spec_path, workload_resource};
 use crate::checks::*;
-use crate::coverage::Facts;
+use crate::coverage::{Facts, api_server_addresses};
 use crate::finding::Finding;
-
-/// Addresses the API server is known to answer on: the `kubernetes`
-/// Service's cluster IPs.
-fn api_server_addresses(inventory: &Inventory) -> Vec<IpAddr> {
-    inventory
-        .services
-        .iter()
-        .filter(|s| s.namespace == "default" && s.name == "kubernetes")
-        .flat_map(|s| s.cluster_ips.iter().copied())
-        .collect()
-}
 
 /// Whether workload `w`'s egress reaches the API server. With no known
 /// address, only unrestricted egress counts as reaching it.

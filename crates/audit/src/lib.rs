@@ -24,13 +24,23 @@ pub use suppress::Suppressions;
 pub struct AuditOptions {
     pub suppressions: Suppressions,
     pub pss: PssLevel,
+    /// Pod and service CIDRs given by the user, in addition to the pod
+    /// CIDRs of Node objects.
+    pub pod_cidrs: Vec<palisade_inventory::Cidr>,
+    pub service_cidrs: Vec<palisade_inventory::Cidr>,
 }
 
 /// Runs every check and applies suppressions; suppressed findings stay in
 /// the report, marked, and are counted.
 pub fn audit(inventory: &Inventory, engine: &Engine<'_>, options: &AuditOptions) -> Report {
     let suppressions = &options.suppressions;
-    let facts = coverage::Facts::new(inventory);
+    let mut facts = coverage::Facts::new(inventory);
+    facts
+        .cluster_cidrs
+        .extend(options.pod_cidrs.iter().map(|c| (*c, "pod CIDR")));
+    facts
+        .cluster_cidrs
+        .extend(options.service_cidrs.iter().map(|c| (*c, "service CIDR")));
     let mut findings = Vec::new();
     bypass::check(inventory, engine, &facts, &mut findings);
     coverage::check(inventory, engine, &facts, &mut findings);

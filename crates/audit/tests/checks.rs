@@ -16,8 +16,8 @@ fn findings(yaml: &str) -> Vec<(String, String)> {
         &inv,
         &engine,
         &AuditOptions {
-            suppressions: Suppressions::default(),
             pss: PssLevel::Restricted,
+            ..Default::default()
         },
     )
     .active()
@@ -297,6 +297,7 @@ fn suppressions_are_counted_not_dropped() {
             skip: vec!["BYP-009".into()],
         },
         pss: PssLevel::Both,
+        ..Default::default()
     };
     let report = audit(&inv, &engine, &options);
     let suppressed: Vec<(&str, &str)> = report
@@ -446,8 +447,8 @@ fn pss_level_selects_and_weights_restricted_controls() {
             &inv,
             &engine,
             &AuditOptions {
-                suppressions: Suppressions::default(),
                 pss,
+                ..Default::default()
             },
         )
     };
@@ -514,4 +515,49 @@ fn hygiene() {
     let deny = "---\nkind: NetworkPolicy\nmetadata: {name: d, namespace: app}\nspec: {podSelector: {}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}}]}]}\n";
     assert!(!has(&format!("{bare}{api}{deny}"), "HYG-002"));
     assert!(has(&format!("{bare}{api}"), "HYG-002"));
+}
+
+#[test]
+fn mutable_namespace_labels_in_allow_rules() {
+    let p = pod(SAFE_CONTAINER);
+    let team = "---\nkind: NetworkPolicy\nmetadata: {name: t, namespace: app}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: web}}}]}]}\n";
+    assert!(has(&format!("{p}{team}"), "BYP-015"));
+    let by_name = "---\nkind: NetworkPolicy\nmetadata: {name: t, namespace: app}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: web}}}]}]}\n";
+    assert!(!has(&format!("{p}{by_name}"), "BYP-015"));
+}
+
+#[test]
+fn egress_rules_reaching_the_api_server() {
+    let p = pod(SAFE_CONTAINER);
+    let api = "---\nkind: Service\nmetadata: {name: kubernetes, namespace: default}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 443}]}\n";
+    let wide = "---\nkind: NetworkPolicy\nmetadata: {name: w, namespace: app}\nspec: {podSelector: {}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 443}]}]}\n";
+    assert!(has(&format!("{p}{api}{wide}"), "POL-010"));
+    let carved = "---\nkind: NetworkPolicy\nmetadata: {name: w, namespace: app}\nspec: {podSelector: {}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}}]}]}\n";
+    assert!(!has(&format!("{p}{api}{carved}"), "POL-010"));
+}
+
+#[test]
+fn ipblocks_overlapping_cluster_cidrs() {
+    let p = pod(SAFE_CONTAINER);
+    let node = "---\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDR: 10.244.1.0/24}\n";
+    let block = "---\nkind: NetworkPolicy\nmetadata: {name: b, namespace: app}\nspec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]}\n";
+    assert!(has(&format!("{p}{node}{block}"), "POL-013"));
+    assert!(!has(&format!("{p}{block}"), "POL-013"));
+    let outside = "---\nkind: NetworkPolicy\nmetadata: {name: b, namespace: app}\nspec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 192.168.0.0/16}}]}]}\n";
+    assert!(!has(&format!("{p}{node}{outside}"), "POL-013"));
+    // A service CIDR given by the user counts too.
+    let text = format!("{NS}{p}{block}");
+    let (inv, _) = Inventory::from_texts([("t.yaml", text.as_str())]);
+    let engine = Engine::new(&inv, &Settings::default());
+    let options = AuditOptions {
+        service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+        ..Default::default()
+    };
+    let report = audit(&inv, &engine, &options);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.check == "POL-013" && f.message.contains("service CIDR 10.96.0.0/12"))
+    );
 }

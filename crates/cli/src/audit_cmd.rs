@@ -44,6 +44,12 @@ pub struct AuditArgs {
     /// restricted-only findings at low severity.
     #[arg(long, value_enum)]
     pub pss: Option<PssArg>,
+    /// The cluster's pod CIDR (repeatable), when Node objects do not say.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_cidr: Vec<palisade_inventory::Cidr>,
+    /// The cluster's service CIDR (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    pub service_cidr: Vec<palisade_inventory::Cidr>,
     #[command(flatten)]
     pub semantics: SemanticsArgs,
 }
@@ -74,6 +80,8 @@ pub fn run(args: &AuditArgs, input_args: &InputArgs) -> Result<Outcome> {
             Some(PssArg::Baseline) => PssLevel::Baseline,
             Some(PssArg::Restricted) => PssLevel::Restricted,
         },
+        pod_cidrs: args.pod_cidr.clone(),
+        service_cidrs: args.service_cidr.clone(),
     };
     let report = audit(&inventory, &engine, &options);
     print!("{}", render(&report, args.output));
