@@ -295,6 +295,7 @@ fn suppressions_are_counted_not_dropped() {
     let options = AuditOptions {
         suppressions: Suppressions {
             skip: vec!["BYP-009".into()],
+            ..Default::default()
         },
         pss: PssLevel::Both,
         ..Default::default()
@@ -560,4 +561,41 @@ fn ipblocks_overlapping_cluster_cidrs() {
             .iter()
             .any(|f| f.check == "POL-013" && f.message.contains("service CIDR 10.96.0.0/12"))
     );
+}
+
+#[test]
+fn suppression_config_file() {
+    let config = "skip: [HYG-004]\nignore:\n- check: POL-001\n  namespace: app\n  reason: legacy, tracked in TICKET-1\n- check: BYP-005\n  name: p\n  reason: needs ping\n";
+    let s = Suppressions::from_yaml(config).unwrap();
+    let text = format!("{NS}{}", pod("  containers: [{name: c}]\n"));
+    let (inv, _) = Inventory::from_texts([("t.yaml", text.as_str())]);
+    let engine = Engine::new(&inv, &Settings::default());
+    let report = audit(
+        &inv,
+        &engine,
+        &AuditOptions {
+            suppressions: s,
+            ..Default::default()
+        },
+    );
+    let reason = |id: &str| {
+        report
+            .findings
+            .iter()
+            .find(|f| f.check == id)
+            .and_then(|f| f.suppressed.clone())
+    };
+    assert_eq!(
+        reason("POL-001").as_deref(),
+        Some("legacy, tracked in TICKET-1")
+    );
+    assert_eq!(reason("BYP-005").as_deref(), Some("needs ping"));
+    assert!(reason("HYG-004").is_some());
+    assert!(reason("POL-003").is_none());
+    assert!(
+        Suppressions::from_yaml("skip: [NOPE-9]")
+            .unwrap_err()
+            .contains("NOPE-9")
+    );
+    assert!(Suppressions::from_yaml("sikp: []").is_err());
 }

@@ -39,6 +39,10 @@ pub struct AuditArgs {
     /// still counted.
     #[arg(long, value_name = "CHECK-ID")]
     pub skip: Vec<String>,
+    /// Suppressions file: `skip: [IDS]` and `ignore: [{check, namespace,
+    /// name, reason}]`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Pod Security Standards level: `baseline` checks only baseline;
     /// `restricted` both at full severity. Default: both, with
     /// restricted-only findings at low severity.
@@ -69,12 +73,19 @@ pub fn run(args: &AuditArgs, input_args: &InputArgs) -> Result<Outcome> {
     for id in &args.skip {
         checks::by_id(id).ok_or_else(|| anyhow!("--skip: unknown check id {id:?}"))?;
     }
+    let mut suppressions = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            Suppressions::from_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        }
+        None => Suppressions::default(),
+    };
+    suppressions.skip.extend(args.skip.iter().cloned());
     let inventory = input::load(&args.paths, input_args)?;
     let engine = Engine::new(&inventory, &args.semantics.settings());
     let options = AuditOptions {
-        suppressions: Suppressions {
-            skip: args.skip.clone(),
-        },
+        suppressions,
         pss: match args.pss {
             None => PssLevel::Both,
             Some(PssArg::Baseline) => PssLevel::Baseline,
