@@ -579,6 +579,17 @@ check!(
     "Use pod and namespace selectors for in-cluster peers; keep ipBlocks for outside addresses."
 );
 
+check!(
+    REDUNDANT_POLICY,
+    "POL-014",
+    Coverage,
+    Low,
+    "Policy whose removal would change nothing",
+    [],
+    "Every connection the policy allows is allowed by others, and the workloads it selects are isolated by others too: dead weight that hides the real rules and survives refactors.",
+    "Delete the policy, or fix it if it was meant to allow something the others do not."
+);
+
 pub static ALL: &[&Check] = &[
     &HOST_NETWORK,
     &HOST_PORT,
@@ -606,6 +617,7 @@ pub static ALL: &[&Check] = &[
     &METADATA_EGRESS,
     &API_SERVER_EGRESS,
     &IPBLOCK_OVERLAPS_CLUSTER,
+    &REDUNDANT_POLICY,
     &DNS_ANY_DESTINATION,
     &NAMED_PORT_UNRESOLVED,
     &EXPOSED_EVERYWHERE,

@@ -9,6 +9,7 @@ mod coverage;
 pub mod finding;
 mod hygiene;
 mod pss;
+mod redundancy;
 pub mod report;
 pub mod suppress;
 
@@ -28,6 +29,8 @@ pub struct AuditOptions {
     /// CIDRs of Node objects.
     pub pod_cidrs: Vec<palisade_inventory::Cidr>,
     pub service_cidrs: Vec<palisade_inventory::Cidr>,
+    /// The semantics the engine was built with (for checks that rebuild it).
+    pub settings: palisade_policy::Settings,
 }
 
 /// Runs every check and applies suppressions; suppressed findings stay in
@@ -47,6 +50,14 @@ pub fn audit(inventory: &Inventory, engine: &Engine<'_>, options: &AuditOptions)
     pss::check_namespaces(inventory, &mut findings);
     pss::check(inventory, options.pss, &mut findings);
     hygiene::check(inventory, engine, &facts, &mut findings);
+    let mut notes = Vec::new();
+    redundancy::check(
+        inventory,
+        &options.settings,
+        &facts,
+        &mut findings,
+        &mut notes,
+    );
     for f in &mut findings {
         f.suppressed = suppressions.reason(inventory, f);
     }
@@ -58,5 +69,7 @@ pub fn audit(inventory: &Inventory, engine: &Engine<'_>, options: &AuditOptions)
             &b.field,
         ))
     });
-    Report::new(findings)
+    let mut report = Report::new(findings);
+    report.notes = notes;
+    report
 }

@@ -20,6 +20,9 @@ pub struct Summary {
 pub struct Report {
     pub summary: Summary,
     pub findings: Vec<Finding>,
+    /// Checks that did not run completely, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn weight(s: Severity) -> u32 {
@@ -56,7 +59,11 @@ impl Report {
             .filter(|(ns, _)| !ns.is_empty())
             .map(|(ns, p)| (ns, 100u32.saturating_sub(p)))
             .collect();
-        Report { summary, findings }
+        Report {
+            summary,
+            findings,
+            notes: Vec::new(),
+        }
     }
 
     pub fn active(&self) -> impl Iterator<Item = &Finding> {

@@ -599,3 +599,21 @@ fn suppression_config_file() {
     );
     assert!(Suppressions::from_yaml("sikp: []").is_err());
 }
+
+#[test]
+fn policies_whose_removal_changes_nothing() {
+    let p = pod(SAFE_CONTAINER);
+    let broad = "---\nkind: NetworkPolicy\nmetadata: {name: broad, namespace: app}\nspec: {podSelector: {matchLabels: {app: p}}, ingress: [{ports: [{port: 80}]}]}\n";
+    let narrow = "---\nkind: NetworkPolicy\nmetadata: {name: narrow, namespace: app}\nspec: {podSelector: {matchLabels: {app: p}}, ingress: [{from: [{podSelector: {}}], ports: [{port: 80}]}]}\n";
+    let f = findings(&format!("{p}{broad}{narrow}"));
+    let redundant: Vec<&String> = f
+        .iter()
+        .filter(|(c, _)| c == "POL-014")
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(redundant, ["NetworkPolicy/app/narrow"], "{f:?}");
+    // A namespace default-deny is never judged by today's workloads.
+    let deny = "---\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: app}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n";
+    let f = findings(&format!("{p}{broad}{deny}"));
+    assert!(!f.iter().any(|(c, _)| c == "POL-014"), "{f:?}");
+}

@@ -93,8 +93,12 @@ pub fn run(args: &AuditArgs, input_args: &InputArgs) -> Result<Outcome> {
         },
         pod_cidrs: args.pod_cidr.clone(),
         service_cidrs: args.service_cidr.clone(),
+        settings: args.semantics.settings(),
     };
     let report = audit(&inventory, &engine, &options);
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
     print!("{}", render(&report, args.output));
     let failed = args.fail_on.is_some_and(|t| report.fails(t));
     Ok(if failed {
