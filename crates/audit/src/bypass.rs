@@ -31,6 +31,22 @@ pub fn workload_resource(w: &Workload, container: Option<&str>) -> Resource {
     }
 }
 
+/// A finding about one container of a workload.
+pub fn container_finding(
+    check: &'static Check,
+    w: &Workload,
+    container: &str,
+    field: String,
+    message: String,
+) -> Finding {
+    check.finding(
+        workload_resource(w, Some(container)),
+        field,
+        message,
+        w.source.clone(),
+    )
+}
+
 /// Capability names as the API accepts them, with or without `CAP_`.
 fn has_cap(list: &[String], cap: &str) -> bool {
     list.iter().any(|c| {
@@ -94,12 +110,7 @@ fn container_level(w: &Workload, c: &Container, index: usize, out: &mut Vec<Find
     let path = format!("{}.{}[{index}]", pod_spec_path(w), c.kind.field());
     let sc = &c.security;
     let mut push = |check: &'static Check, field: String, message: String| {
-        out.push(check.finding(
-            workload_resource(w, Some(&c.name)),
-            field,
-            message,
-            w.source.clone(),
-        ));
+        out.push(container_finding(check, w, &c.name, field, message));
     };
     let privileged = sc.privileged == Some(true);
     if privileged {

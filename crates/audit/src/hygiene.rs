@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use palisade_inventory::{Direction, Inventory};
 use palisade_policy::{EndpointRef, Engine};
 
-use crate::bypass::{pod_spec_path, workload_resource};
+use crate::bypass::{container_finding, pod_spec_path, workload_resource};
 use crate::checks::*;
 use crate::coverage::{Facts, api_server_addresses};
 use crate::finding::Finding;
@@ -52,12 +52,7 @@ pub fn check(
             for (i, c) in list.iter().enumerate() {
                 let path = format!("{spec}.{}[{i}]", c.kind.field());
                 let mut push = |check: &'static Check, field: String, message: String| {
-                    out.push(check.finding(
-                        workload_resource(w, Some(&c.name)),
-                        field,
-                        message,
-                        w.source.clone(),
-                    ));
+                    out.push(container_finding(check, w, &c.name, field, message));
                 };
                 if c.security.read_only_root_filesystem != Some(true) {
                     push(
