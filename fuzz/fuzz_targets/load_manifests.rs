@@ -1,5 +1,6 @@
-//! Any bytes as a manifest file: loading must not panic or hang, and the
-//! engine must not panic on whatever inventory comes out.
+//! Any bytes as a manifest file: loading must not panic or hang, and
+//! neither the engine nor the audit may panic on whatever inventory comes
+//! out.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,5 +15,6 @@ fuzz_target!(|data: &[u8]| {
     for settings in [Settings::default(), Settings { ipblock_matches_pods: true }] {
         let engine = Engine::new(&inventory, &settings);
         let _ = ConnectivityMap::from_engine(&engine, &MapFilter::default());
+        let _ = palisade_audit::audit(&inventory, &engine, &palisade_audit::AuditOptions::default());
     }
 });

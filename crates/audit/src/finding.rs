@@ -81,9 +81,21 @@ pub struct Finding {
     pub risk: &'static str,
     pub remediation: &'static str,
     pub tags: &'static [&'static str],
-    #[serde(skip)]
+    /// Where the resource is declared (`file:line:column`).
+    #[serde(
+        rename = "location",
+        serialize_with = "location",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source: Option<Source>,
     /// Set when a suppression applies: the reason given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<String>,
+}
+
+fn location<S: serde::Serializer>(source: &Option<Source>, s: S) -> Result<S::Ok, S::Error> {
+    match source {
+        Some(src) => s.serialize_str(&src.to_string()),
+        None => s.serialize_none(),
+    }
 }
