@@ -1,0 +1,13 @@
+//! Observed traffic: the [`Flow`] model, one reader per source format, and
+//! the reconstruction of connections from packets.
+//!
+//! Readers take `impl Read` (never paths), stream, and hand each flow to a
+//! sink as soon as it is complete, so memory is bounded by the connections
+//! still open, not by the input's size. What they cannot read they count
+//! and describe in [`ReadStats`]; no input makes them panic.
+
+pub mod diagnostics;
+pub mod model;
+
+pub use diagnostics::{FlowDiagnostic, ReadStats};
+pub use model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, RecordRef, Transport};
