@@ -6,8 +6,16 @@
 //! still open, not by the input's size. What they cannot read they count
 //! and describe in [`ReadStats`]; no input makes them panic.
 
+pub mod calico;
+pub mod conntrack;
 pub mod diagnostics;
+pub mod generic;
+pub mod hubble;
 pub mod model;
+pub mod packet;
+pub mod pcap;
+pub mod pcap_writer;
+pub mod reconstruct;
 
 pub use diagnostics::{FlowDiagnostic, ReadStats};
 pub use model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, RecordRef, Transport};
