@@ -1,1 +1,18 @@
-//! Detectors.
+//! Detectors: observed traffic judged against the declared policy, against
+//! a learned baseline, and for scanning behaviour. Every detector produces
+//! [`Alert`]s of one schema; detectors never print.
+
+pub mod advise;
+pub mod alert;
+pub mod baseline;
+pub mod describe;
+pub mod resolve;
+pub mod scan;
+pub mod verify;
+
+pub use advise::{Advice, Proof, advise};
+pub use alert::{Alert, AlertEndpoint, Class, Evidence, Rule, rfc3339};
+pub use baseline::{Baseline, DeviationDetector, DeviationOptions, Edge, Learner};
+pub use resolve::{Place, Resolver};
+pub use scan::{ScanDetector, ScanOptions};
+pub use verify::{Judged, Summary, Verifier, sort_alerts};

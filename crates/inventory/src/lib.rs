@@ -16,6 +16,7 @@ mod parallel;
 mod pod_convert;
 mod policy_convert;
 pub mod selector;
+pub mod severity;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

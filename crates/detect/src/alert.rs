@@ -1,0 +1,301 @@
+//! The one alert schema every detector produces and every sink serializes:
+//! a time, a rule id, a severity, the two endpoints, the protocol and port,
+//! the evidence (the flow record and, for policy alerts, the engine's
+//! decision) and a human summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use palisade_flow::{Flow, Micros, RecordRef};
+use palisade_inventory::severity::Severity;
+use palisade_policy::Decision;
+use serde::Serialize;
+
+/// What a connection is, judged against the declared policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Allowed by policy and seen.
+    Allowed,
+    /// Established or forwarded although the policy denies it.
+    Bypass,
+    /// Denied by policy and not established.
+    BlockedAttempt,
+    /// Allowed by policy but refused, unanswered or dropped in the network.
+    UnexpectedDrop,
+    /// An endpoint the inventory does not know.
+    Unresolved,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [
+        Class::Allowed,
+        Class::Bypass,
+        Class::BlockedAttempt,
+        Class::UnexpectedDrop,
+        Class::Unresolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Allowed => "allowed",
+            Class::Bypass => "bypass",
+            Class::BlockedAttempt => "blocked-attempt",
+            Class::UnexpectedDrop => "unexpected-drop",
+            Class::Unresolved => "unresolved",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rules alerts are raised under; ids are stable (SARIF rule ids,
+/// suppressions, dashboards).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    Bypass,
+    UnexpectedDrop,
+    BlockedAttempt,
+    Unresolved,
+    NewEdge,
+    NewPort,
+    NewExternal,
+    VolumeSpike,
+    VerticalScan,
+    HorizontalScan,
+    BlockedBurst,
+    FanOut,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 12] = [
+        Rule::Bypass,
+        Rule::UnexpectedDrop,
+        Rule::BlockedAttempt,
+        Rule::Unresolved,
+        Rule::NewEdge,
+        Rule::NewPort,
+        Rule::NewExternal,
+        Rule::VolumeSpike,
+        Rule::VerticalScan,
+        Rule::HorizontalScan,
+        Rule::BlockedBurst,
+        Rule::FanOut,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::Bypass => "FLOW-001",
+            Rule::UnexpectedDrop => "FLOW-002",
+            Rule::BlockedAttempt => "FLOW-003",
+            Rule::Unresolved => "FLOW-004",
+            Rule::NewEdge => "FLOW-101",
+            Rule::NewPort => "FLOW-102",
+            Rule::NewExternal => "FLOW-103",
+            Rule::VolumeSpike => "FLOW-104",
+            Rule::VerticalScan => "FLOW-201",
+            Rule::HorizontalScan => "FLOW-202",
+            Rule::BlockedBurst => "FLOW-203",
+            Rule::FanOut => "FLOW-204",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Bypass => "policy-bypass",
+            Rule::UnexpectedDrop => "unexpected-drop",
+            Rule::BlockedAttempt => "blocked-attempt",
+            Rule::Unresolved => "unresolved-endpoint",
+            Rule::NewEdge => "baseline-new-edge",
+            Rule::NewPort => "baseline-new-port",
+            Rule::NewExternal => "baseline-new-external",
+            Rule::VolumeSpike => "baseline-volume",
+            Rule::VerticalScan => "port-scan",
+            Rule::HorizontalScan => "host-sweep",
+            Rule::BlockedBurst => "blocked-burst",
+            Rule::FanOut => "fan-out",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Rule::Bypass => Severity::Critical,
+            Rule::VerticalScan | Rule::HorizontalScan => Severity::High,
+            Rule::UnexpectedDrop
+            | Rule::BlockedBurst
+            | Rule::FanOut
+            | Rule::NewEdge
+            | Rule::NewExternal => Severity::Medium,
+            Rule::BlockedAttempt | Rule::NewPort | Rule::VolumeSpike => Severity::Low,
+            Rule::Unresolved => Severity::Info,
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Rule::Bypass => {
+                "A connection was established or forwarded although the declared NetworkPolicies deny it."
+            }
+            Rule::UnexpectedDrop => {
+                "The declared policy allows the connection, but the network refused, dropped or never answered it."
+            }
+            Rule::BlockedAttempt => {
+                "A connection the declared policy denies was attempted and did not get through."
+            }
+            Rule::Unresolved => "An endpoint of the connection is not in the inventory.",
+            Rule::NewEdge => "Two endpoints talked that never talked in the baseline.",
+            Rule::NewPort => {
+                "A known pair of endpoints used a protocol or port not in the baseline."
+            }
+            Rule::NewExternal => "A workload reached an outside address not in the baseline.",
+            Rule::VolumeSpike => {
+                "A connection moved far more bytes than any on its edge in the baseline."
+            }
+            Rule::VerticalScan => "One source probed many ports of one destination.",
+            Rule::HorizontalScan => "One source probed one port on many destinations.",
+            Rule::BlockedBurst => "One source made many policy-denied attempts in a short time.",
+            Rule::FanOut => "One source contacted many distinct peers in a short time.",
+        }
+    }
+}
+
+/// One side of an alert: a pod or workload of the inventory, a node, a
+/// service address, or an address outside the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AlertEndpoint {
+    /// `pod`, `workload`, `node`, `service`, `external` or `unknown`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// `namespace/name[Kind]`, as in `palisade reach`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Why the endpoint is what it is (service VIP, hostNetwork, unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl fmt::Display for AlertEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.workload, &self.node, self.ip) {
+            (Some(w), _, _) => f.write_str(w),
+            (None, Some(node), _) => write!(f, "node/{node}"),
+            (None, None, Some(ip)) => write!(f, "{ip}"),
+            (None, None, None) => match (&self.namespace, &self.pod) {
+                (Some(ns), Some(pod)) => write!(f, "{ns}/{pod}"),
+                _ => f.write_str("?"),
+            },
+        }
+    }
+}
+
+/// What the alert rests on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// The first flow of the group, as read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
+    /// Where the first few flows of the group are in the input.
+    pub records: Vec<RecordRef>,
+    /// The engine's explanation, for alerts about policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Detector figures (ports probed, window, threshold...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<&'static str, u64>,
+}
+
+/// How many records an alert keeps as pointers into the input.
+pub const MAX_RECORDS: usize = 5;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// When the first flow of the alert was seen (RFC 3339, UTC).
+    pub time: Option<String>,
+    pub rule: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    pub summary: String,
+    pub src: AlertEndpoint,
+    pub dst: AlertEndpoint,
+    pub protocol: String,
+    pub port: Option<u16>,
+    /// Connections the alert stands for (alerts group identical connections).
+    pub connections: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub evidence: Evidence,
+}
+
+impl Alert {
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
+}
+
+/// Formats microseconds since the epoch as RFC 3339 UTC with microseconds.
+pub fn rfc3339(micros: Micros) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+/// algorithm, which works in 400-year eras).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339_across_leap_years_and_before_the_epoch() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(1_623_862_333_136_834),
+            "2021-06-16T16:52:13.136834Z"
+        );
+        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn rule_ids_are_unique() {
+        let mut ids: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), Rule::ALL.len());
+    }
+}

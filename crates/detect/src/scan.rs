@@ -1,0 +1,324 @@
+//! Scan and burst detectors over a sliding time window per source address:
+//! vertical port scans, horizontal sweeps, bursts of policy-denied attempts
+//! and fan-out. Counts are kept incrementally (added when a flow enters the
+//! window, removed when it leaves), so a busy source costs O(1) per flow,
+//! not O(window).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+
+use palisade_flow::{Flow, Micros};
+use palisade_inventory::Inventory;
+use serde::{Deserialize, Serialize};
+
+use crate::Class;
+use crate::alert::{Alert, Evidence, Rule, rfc3339};
+use crate::describe::describe_place;
+use crate::resolve::Place;
+use crate::verify::Judged;
+
+/// Thresholds; the defaults are documented in the README and chosen so that
+/// ordinary clients (a Prometheus scraping a hundred pods succeeds; a client
+/// retrying one port) stay quiet while nmap's defaults do not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanOptions {
+    pub window_seconds: u64,
+    /// Distinct destination ports on one destination (any outcome).
+    pub vertical_ports: usize,
+    /// Distinct destinations probed on one port without getting through.
+    pub horizontal_hosts: usize,
+    /// Policy-denied attempts from one source.
+    pub blocked_attempts: usize,
+    /// Distinct peers contacted from one source.
+    pub fan_out_peers: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> ScanOptions {
+        ScanOptions {
+            window_seconds: 60,
+            vertical_ports: 20,
+            horizontal_hosts: 20,
+            blocked_attempts: 20,
+            fan_out_peers: 100,
+        }
+    }
+}
+
+struct Event {
+    time: Micros,
+    dst: IpAddr,
+    port: u16,
+    /// Did not get through (refused, unanswered, dropped).
+    failed: bool,
+    blocked: bool,
+}
+
+/// Multiset counts of what is in one source's window.
+#[derive(Default)]
+struct SourceWindow {
+    events: VecDeque<Event>,
+    newest: Micros,
+    ports_by_dst: HashMap<IpAddr, HashMap<u16, u32>>,
+    failed_dsts_by_port: HashMap<u16, HashMap<IpAddr, u32>>,
+    peers: HashMap<IpAddr, u32>,
+    blocked: usize,
+}
+
+fn add<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
+    *map.entry(key).or_insert(0) += 1;
+}
+
+fn remove<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl SourceWindow {
+    fn push(&mut self, event: Event, window: Micros) {
+        self.newest = self.newest.max(event.time);
+        add(self.ports_by_dst.entry(event.dst).or_default(), event.port);
+        if event.failed {
+            add(
+                self.failed_dsts_by_port.entry(event.port).or_default(),
+                event.dst,
+            );
+        }
+        add(&mut self.peers, event.dst);
+        self.blocked += usize::from(event.blocked);
+        self.events.push_back(event);
+        while let Some(old) = self.events.front() {
+            if old.time >= self.newest - window {
+                break;
+            }
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
+            self.forget(&old);
+        }
+    }
+
+    fn forget(&mut self, old: &Event) {
+        if let Some(ports) = self.ports_by_dst.get_mut(&old.dst) {
+            remove(ports, &old.port);
+            if ports.is_empty() {
+                self.ports_by_dst.remove(&old.dst);
+            }
+        }
+        if old.failed
+            && let Some(dsts) = self.failed_dsts_by_port.get_mut(&old.port)
+        {
+            remove(dsts, &old.dst);
+            if dsts.is_empty() {
+                self.failed_dsts_by_port.remove(&old.port);
+            }
+        }
+        remove(&mut self.peers, &old.dst);
+        self.blocked -= usize::from(old.blocked);
+    }
+}
+
+/// What is being scanned: one host (vertical), one port (horizontal), or
+/// the source's whole activity (bursts, fan-out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Target {
+    Host(IpAddr),
+    Port(u16),
+    Any,
+}
+
+struct Detection {
+    src: Place,
+    dst: Option<Place>,
+    src_ip: IpAddr,
+    target: Target,
+    peak: usize,
+    first_seen: Micros,
+    last_seen: Micros,
+    flow: Flow,
+}
+
+pub struct ScanDetector {
+    options: ScanOptions,
+    sources: HashMap<IpAddr, SourceWindow>,
+    detections: HashMap<(Rule, IpAddr, Target), Detection>,
+    /// Flows without an address or port cannot be placed in a window.
+    pub not_applicable: u64,
+}
+
+impl ScanDetector {
+    pub fn new(options: ScanOptions) -> ScanDetector {
+        ScanDetector {
+            options,
+            sources: HashMap::new(),
+            detections: HashMap::new(),
+            not_applicable: 0,
+        }
+    }
+
+    pub fn observe(&mut self, flow: &Flow, judged: &Judged) {
+        let (Some(src_ip), Some(dst)) = (flow.src.ip, flow.dst.ip) else {
+            self.not_applicable += 1;
+            return;
+        };
+        let time = flow.first_seen.unwrap_or(0);
+        let port = flow.dst.port.unwrap_or(0);
+        let event = Event {
+            time,
+            dst,
+            port,
+            failed: !flow.outcome.got_through(),
+            blocked: judged.class == Class::BlockedAttempt,
+        };
+        let window = i64::try_from(self.options.window_seconds)
+            .unwrap_or(i64::MAX / 2_000_000)
+            .saturating_mul(1_000_000);
+        let state = self.sources.entry(src_ip).or_default();
+        state.push(event, window);
+        let counts = [
+            (
+                Rule::VerticalScan,
+                Target::Host(dst),
+                state.ports_by_dst.get(&dst).map_or(0, HashMap::len),
+                self.options.vertical_ports,
+            ),
+            (
+                Rule::HorizontalScan,
+                Target::Port(port),
+                state.failed_dsts_by_port.get(&port).map_or(0, HashMap::len),
+                self.options.horizontal_hosts,
+            ),
+            (
+                Rule::BlockedBurst,
+                Target::Any,
+                state.blocked,
+                self.options.blocked_attempts,
+            ),
+            (
+                Rule::FanOut,
+                Target::Any,
+                state.peers.len(),
+                self.options.fan_out_peers,
+            ),
+        ];
+        for (rule, target, count, threshold) in counts {
+            if count >= threshold.max(1) {
+                self.record(rule, src_ip, target, count, flow, judged);
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        rule: Rule,
+        src_ip: IpAddr,
+        target: Target,
+        count: usize,
+        flow: &Flow,
+        judged: &Judged,
+    ) {
+        let time = flow.first_seen.unwrap_or(0);
+        let detection = self
+            .detections
+            .entry((rule, src_ip, target))
+            .or_insert_with(|| Detection {
+                src: judged.src.clone(),
+                dst: matches!(target, Target::Host(_)).then(|| judged.dst.clone()),
+                src_ip,
+                target,
+                peak: 0,
+                first_seen: time,
+                last_seen: time,
+                flow: flow.clone(),
+            });
+        detection.peak = detection.peak.max(count);
+        detection.first_seen = detection.first_seen.min(time);
+        detection.last_seen = detection.last_seen.max(flow.last_seen.unwrap_or(time));
+    }
+
+    pub fn finish(self, inventory: &Inventory) -> Vec<Alert> {
+        let options = self.options;
+        self.detections
+            .into_iter()
+            .map(|((rule, _, _), d)| scan_alert(inventory, &options, rule, d))
+            .collect()
+    }
+}
+
+fn scan_alert(inventory: &Inventory, options: &ScanOptions, rule: Rule, d: Detection) -> Alert {
+    let src = describe_place(inventory, &d.src, Some(d.src_ip));
+    let dst = d
+        .dst
+        .as_ref()
+        .map(|p| describe_place(inventory, p, d.flow.dst.ip))
+        .unwrap_or_default();
+    let window = options.window_seconds;
+    let (summary, port, figure, threshold) = match d.target {
+        Target::Host(ip) => (
+            format!(
+                "port scan: {src} probed {} ports of {dst} ({ip}) within {window} s",
+                d.peak
+            ),
+            None,
+            "ports",
+            options.vertical_ports,
+        ),
+        Target::Port(port) => (
+            format!(
+                "host sweep: {src} probed port {port} on {} hosts that did not answer within {window} s",
+                d.peak
+            ),
+            Some(port),
+            "hosts",
+            options.horizontal_hosts,
+        ),
+        Target::Any if rule == Rule::BlockedBurst => (
+            format!(
+                "{src} made {} policy-denied attempts within {window} s",
+                d.peak
+            ),
+            None,
+            "blocked_attempts",
+            options.blocked_attempts,
+        ),
+        Target::Any => (
+            format!(
+                "{src} contacted {} distinct peers within {window} s",
+                d.peak
+            ),
+            None,
+            "peers",
+            options.fan_out_peers,
+        ),
+    };
+    let figures = BTreeMap::from([
+        (figure, d.peak as u64),
+        ("threshold", threshold as u64),
+        ("window_seconds", window),
+    ]);
+    Alert {
+        time: Some(rfc3339(d.first_seen)),
+        rule: rule.id(),
+        name: rule.name(),
+        severity: rule.severity(),
+        summary,
+        src,
+        dst,
+        protocol: d.flow.transport.to_string(),
+        port,
+        connections: d.peak as u64,
+        first_seen: Some(rfc3339(d.first_seen)),
+        last_seen: Some(rfc3339(d.last_seen)),
+        evidence: Evidence {
+            records: vec![d.flow.evidence.clone()],
+            flow: Some(d.flow),
+            decision: None,
+            figures,
+        },
+    }
+}
