@@ -6,6 +6,7 @@ pub mod advise;
 pub mod alert;
 pub mod baseline;
 pub mod describe;
+pub mod endpoints;
 pub mod resolve;
 pub mod scan;
 pub mod verify;
@@ -16,3 +17,4 @@ pub use baseline::{Baseline, DeviationDetector, DeviationOptions, Edge, Learner}
 pub use resolve::{Place, Resolver};
 pub use scan::{ScanDetector, ScanOptions};
 pub use verify::{Judged, Summary, Verifier, sort_alerts};
+pub use endpoints::apply_endpoints;

@@ -175,6 +175,16 @@ impl<'a> Resolver<'a> {
         })
     }
 
+    /// The workload (and pod, when the inventory has it) a pod name
+    /// belongs to: an exact pod name, a workload name, or a name derived
+    /// from a workload's.
+    pub fn workload_of_pod(&self, namespace: &str, pod: &str) -> Option<(usize, Option<usize>)> {
+        if let Some(&(w, p)) = self.pods_by_name.get(&(namespace, pod)) {
+            return Some((w, Some(p)));
+        }
+        self.workload_by_name_pattern(namespace, pod).map(|w| (w, None))
+    }
+
     fn pod_with_ip(&self, workload: usize, ip: IpAddr) -> Option<usize> {
         self.inventory.workloads[workload]
             .pods
