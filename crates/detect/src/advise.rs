@@ -375,8 +375,8 @@ fn prove(
     let mut candidate = inventory.clone();
     candidate.policies = generated.policies;
     let engine = Engine::new(&candidate, settings);
-    let expected = expected_conns(&engine, graph, dns, inventory.workloads.len());
-    proof.observed_total = graph.edges.values().map(BTreeSet::len).sum();
+    let expected = expected_conns(&engine, graph, dns);
+    count_observed(&engine, graph, &mut proof);
     let covered: BTreeSet<usize> = covered.iter().copied().collect();
     let endpoints: Vec<EndpointRef> = (0..inventory.workloads.len())
         .map(EndpointRef::Workload)
@@ -403,16 +403,30 @@ fn prove(
     proof
 }
 
+fn engine_endpoint(engine: &Engine<'_>, peer: &Peer) -> EndpointRef {
+    match peer {
+        Peer::Workload(w) => EndpointRef::Workload(*w),
+        Peer::Address(ip) => engine.endpoint_of_ip(*ip),
+    }
+}
+
+/// How many observed (pair, protocol, port) edges the policies allow.
+fn count_observed(engine: &Engine<'_>, graph: &Graph, proof: &mut Proof) {
+    for ((src, dst), ports) in &graph.edges {
+        let (src, dst) = (engine_endpoint(engine, src), engine_endpoint(engine, dst));
+        for &(protocol, port) in ports {
+            proof.observed_total += 1;
+            proof.observed_allowed += usize::from(engine.allowed(src, dst, protocol, port));
+        }
+    }
+}
+
 fn expected_conns(
     engine: &Engine<'_>,
     graph: &Graph,
     dns: Option<usize>,
-    workloads: usize,
 ) -> HashMap<(EndpointRef, EndpointRef), ConnSet> {
-    let endpoint = |peer: &Peer| match peer {
-        Peer::Workload(w) => EndpointRef::Workload(*w),
-        Peer::Address(ip) => engine.endpoint_of_ip(*ip),
-    };
+    let endpoint = |peer: &Peer| engine_endpoint(engine, peer);
     let mut expected: HashMap<(EndpointRef, EndpointRef), ConnSet> = HashMap::new();
     for ((src, dst), ports) in &graph.edges {
         let set = expected
@@ -423,7 +437,10 @@ fn expected_conns(
         }
     }
     if let Some(dns) = dns {
-        for w in (0..workloads).filter(|&w| w != dns) {
+        // Pod selectors never match hostNetwork pods, so they get no DNS
+        // rule (and need none: they are never isolated).
+        let workloads = engine.inventory().workloads.iter().enumerate();
+        for (w, _) in workloads.filter(|(w, wl)| *w != dns && !wl.template.host_network) {
             let set = expected
                 .entry((EndpointRef::Workload(w), EndpointRef::Workload(dns)))
                 .or_insert_with(ConnSet::none);
@@ -452,8 +469,6 @@ fn compare(
     };
     let missing = want.difference(have);
     let extra = have.difference(want);
-    let observed_here = want.intersect(have);
-    proof.observed_allowed += count_ports(&observed_here);
     if !missing.is_empty() && proof.denied_but_observed.len() < 20 {
         proof
             .denied_but_observed
@@ -464,16 +479,4 @@ fn compare(
             .allowed_but_not_observed
             .push(format!("{} => {} : {extra}", name(src), name(dst)));
     }
-}
-
-fn count_ports(set: &ConnSet) -> usize {
-    Protocol::ALL
-        .iter()
-        .flat_map(|&p| {
-            set.ports(p)
-                .ranges()
-                .iter()
-                .map(|&(lo, hi)| usize::from(hi - lo) + 1)
-        })
-        .sum()
 }

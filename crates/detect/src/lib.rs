@@ -14,7 +14,7 @@ pub mod verify;
 pub use advise::{Advice, Proof, advise};
 pub use alert::{Alert, AlertEndpoint, Class, Evidence, Rule, rfc3339};
 pub use baseline::{Baseline, DeviationDetector, DeviationOptions, Edge, Learner};
+pub use endpoints::apply_endpoints;
 pub use resolve::{Place, Resolver};
 pub use scan::{ScanDetector, ScanOptions};
 pub use verify::{Judged, Summary, Verifier, sort_alerts};
-pub use endpoints::apply_endpoints;

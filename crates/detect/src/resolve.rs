@@ -182,7 +182,8 @@ impl<'a> Resolver<'a> {
         if let Some(&(w, p)) = self.pods_by_name.get(&(namespace, pod)) {
             return Some((w, Some(p)));
         }
-        self.workload_by_name_pattern(namespace, pod).map(|w| (w, None))
+        self.workload_by_name_pattern(namespace, pod)
+            .map(|w| (w, None))
     }
 
     fn pod_with_ip(&self, workload: usize, ip: IpAddr) -> Option<usize> {

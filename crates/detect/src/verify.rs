@@ -471,7 +471,7 @@ fn denying_side(decision: &Decision) -> Option<String> {
         format!(
             "{} of the {} ({})",
             s.direction,
-            if s.direction == "Egress" {
+            if s.direction.eq_ignore_ascii_case("egress") {
                 "source"
             } else {
                 "destination"
