@@ -220,7 +220,7 @@ fn md(report: &Report) -> String {
     out
 }
 
-fn sarif_level(s: Severity) -> &'static str {
+pub fn sarif_level(s: Severity) -> &'static str {
     match s {
         Severity::Critical | Severity::High => "error",
         Severity::Medium => "warning",
@@ -229,7 +229,7 @@ fn sarif_level(s: Severity) -> &'static str {
 }
 
 /// GitHub code scanning ranks security results by this property (0-10).
-fn security_severity(s: Severity) -> &'static str {
+pub fn security_severity(s: Severity) -> &'static str {
     match s {
         Severity::Critical => "9.5",
         Severity::High => "8.0",

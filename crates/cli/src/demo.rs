@@ -7,12 +7,19 @@ use std::fmt::Write;
 
 use anyhow::Result;
 use palisade_audit::AuditOptions;
-use palisade_inventory::{Inventory, Protocol};
+use std::sync::Arc;
+
+use palisade_detect::{Detectors, Learner, Resolver, ScanOptions, Verifier, apply_endpoints};
+use palisade_flow::Format;
+use palisade_flow::pcap::{CaptureOptions, read_capture};
+use palisade_inventory::{Cidr, Inventory, Protocol};
 use palisade_policy::endpoint::resolve;
 use palisade_policy::reference;
 use palisade_policy::{ConnectivityMap, Engine, MapFilter, Settings};
 
 use crate::Outcome;
+use crate::flows_cmd::{FlowsFormat, InputReport, VerifyReport};
+use crate::flows_render;
 use crate::render::{self, MapFormat};
 
 const EXAMPLE: [(&str, &str); 3] = [
@@ -29,6 +36,15 @@ const EXAMPLE: [(&str, &str); 3] = [
         include_str!("../../../examples/shop/policies.yaml"),
     ),
 ];
+
+/// The capture and the pod addresses of the flow part (see demo_traffic).
+pub const TRAFFIC_FILE: &str = "examples/shop/traffic.pcap";
+const TRAFFIC: &[u8] = include_bytes!("../../../examples/shop/traffic.pcap");
+const ENDPOINTS: (&str, &str) = (
+    "examples/shop/endpoints.txt",
+    include_str!("../../../examples/shop/endpoints.txt"),
+);
+const POD_CIDR: &str = "10.244.0.0/16";
 
 /// The weaknesses built into the example, as (check, resource name).
 const PLANTED: [(&str, &str); 4] = [
@@ -83,6 +99,7 @@ pub fn report() -> String {
             );
         }
     }
+    out.push_str(&flows_part());
     out.push_str("\n== Why? (`palisade explain`) ==\n");
     for (from, to, port) in [
         ("frontend/webapp", "database/postgres", 5432),
@@ -120,5 +137,59 @@ fn explain_text(
         decision: &decision,
     });
     out.push('\n');
+    out
+}
+
+/// The flow part: the bundled capture verified against the shop's
+/// policies, then a baseline learned from it turned into policies.
+fn flows_part() -> String {
+    let (mut inventory, _) = Inventory::from_texts(EXAMPLE);
+    let problems = apply_endpoints(&mut inventory, ENDPOINTS.0, ENDPOINTS.1);
+    let settings = Settings::default();
+    let engine = Engine::new(&inventory, &settings);
+    let pod_cidr: Vec<Cidr> = POD_CIDR.parse().into_iter().collect();
+    let verifier = || {
+        Verifier::new(
+            &engine,
+            Resolver::new(&inventory, &pod_cidr),
+            settings.clone(),
+        )
+    };
+    let mut detectors = Detectors::new(verifier(), ScanOptions::default(), None);
+    let learning = verifier();
+    let mut learner = Learner::default();
+    let stats = read_capture(
+        TRAFFIC,
+        Arc::from(TRAFFIC_FILE),
+        &CaptureOptions::default(),
+        &mut |flow| {
+            detectors.observe(&flow);
+            learner.observe(&inventory, &flow, &learning.judge(&flow));
+        },
+    );
+    let mut out = format!(
+        "\n== Observed traffic (`palisade flows verify --policy examples/shop --endpoints {} --pod-cidr {POD_CIDR} {TRAFFIC_FILE}`) ==\n\
+         {TRAFFIC_FILE}: {} packets, {} connections; {} endpoint lines not applied\n",
+        ENDPOINTS.0,
+        stats.records,
+        stats.flows,
+        problems.len()
+    );
+    let report = VerifyReport::new(
+        vec![InputReport {
+            file: TRAFFIC_FILE.to_string(),
+            format: Format::Pcap,
+            stats,
+        }],
+        detectors.finish(),
+    );
+    out.push_str(&flows_render::render(&report, FlowsFormat::Table));
+    let advice = palisade_detect::advise(&inventory, &learner.finish(), &settings);
+    let _ = writeln!(
+        out,
+        "\n== Least privilege (`palisade flows baseline learn` then `palisade flows advise`) ==\n\
+         The baseline holds everything that got through, the bypass included: review it before applying."
+    );
+    out.push_str(&flows_render::proof_text(&advice));
     out
 }

@@ -3,8 +3,12 @@
 mod audit_cmd;
 mod bench;
 mod demo;
+#[cfg(test)]
+mod demo_traffic;
 mod diff_cmd;
 mod explain;
+mod flows_cmd;
+mod flows_render;
 mod input;
 mod reach;
 mod render;
@@ -20,7 +24,8 @@ Exit codes:
   0  success, and nothing was found (diff: no difference; explain: allowed)
   1  usage error, unreadable input, or a diagnostic under --strict
   2  something was found (diff: connectivity differs; explain: denied;
-     audit: a finding at or above --fail-on)";
+     audit, flows verify: a finding or alert at or above --fail-on;
+     flows advise: the proof of the generated policies fails)";
 
 #[derive(Parser, Debug)]
 #[command(name = "palisade", version, about = "Do your Kubernetes network policies actually hold?", after_help = EXIT_CODES)]
@@ -93,6 +98,10 @@ enum Command {
     Diff(diff_cmd::DiffArgs),
     /// Posture audit: bypass vectors and weak policies, for people and CI.
     Audit(audit_cmd::AuditArgs),
+    /// Observed traffic (captures, flow logs, conntrack) against the
+    /// declared policies: bypasses, scans, baselines, policy advice.
+    #[command(subcommand)]
+    Flows(flows_cmd::FlowsCommand),
     /// Run the main job on the bundled example cluster.
     Demo,
     /// Write a synthetic cluster (seeded, deterministic) as YAML to stdout.
@@ -122,6 +131,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(&args, &cli.input),
         Command::Diff(args) => diff_cmd::run(&args, &cli.input),
         Command::Audit(args) => audit_cmd::run(&args, &cli.input),
+        Command::Flows(command) => flows_cmd::run(&command, &cli.input),
         Command::Demo => demo::run(),
         Command::Gen(args) => bench::generate_cluster(&args),
         Command::Bench(args) => bench::run(&args),

@@ -15,7 +15,9 @@ pub mod model;
 pub mod packet;
 pub mod pcap;
 pub mod pcap_writer;
+pub mod read;
 pub mod reconstruct;
 
 pub use diagnostics::{FlowDiagnostic, ReadStats};
 pub use model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, RecordRef, Transport};
+pub use read::{read_flows, sniff_format};
