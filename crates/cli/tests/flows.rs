@@ -1,0 +1,338 @@
+//! `palisade flows` end to end through the built binary: real captures and
+//! flow logs (the samples' lab), the bundled shop capture, every output
+//! format, exit codes, and the baseline → advise round trip.
+//! `UPDATE_GOLDEN=1 cargo test -p palisade` rewrites the golden files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn palisade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("utf-8 output")
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("golden file written");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(actual, expected, "output differs from {}", path.display());
+}
+
+const LAB_PCAP: &str = "crates/flow/tests/data/lab-bridge.pcap";
+const LAB_CONNTRACK: &str = "crates/flow/tests/data/conntrack-lab-events-timestamp.txt";
+const SHOP: [&str; 6] = [
+    "--policy",
+    "examples/shop",
+    "--endpoints",
+    "examples/shop/endpoints.txt",
+    "--pod-cidr",
+    "10.244.0.0/16",
+];
+
+fn verify(extra: &[&str]) -> Output {
+    let mut args = vec!["flows", "verify"];
+    args.extend_from_slice(extra);
+    palisade(&args)
+}
+
+fn rules(out: &Output) -> Vec<String> {
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["rule"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The lab capture against a policy stricter than the lab's firewall: one
+/// bypass, one blocked attempt, one unexpected drop, nothing else.
+#[test]
+fn lab_capture_gives_exactly_the_known_alerts() {
+    let out = verify(&[
+        "--policy",
+        "examples/lab",
+        "--pod-cidr",
+        "10.77.0.0/24",
+        LAB_PCAP,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    check_golden("flows-lab.txt", &text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("56 records, 5 flows, 36 skipped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("10 ARP frame"), "{stderr}");
+}
+
+#[test]
+fn lab_conntrack_agrees_with_the_capture_where_conntrack_saw_anything() {
+    let out = verify(&["--policy", "examples/lab", "-o", "jsonl", LAB_CONNTRACK]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut rules = rules(&out);
+    rules.sort();
+    // The firewall-dropped SYNs never reach conntrack (no blocked attempt);
+    // the bridge's IGMP report from 10.77.0.1 is an unknown endpoint.
+    assert_eq!(rules, ["FLOW-001", "FLOW-002", "FLOW-004"]);
+}
+
+#[test]
+fn shop_capture_in_every_format() {
+    for (format, file) in [
+        ("table", "flows-shop.txt"),
+        ("json", "flows-shop.json"),
+        ("jsonl", "flows-shop.jsonl"),
+        ("sarif", "flows-shop.sarif"),
+    ] {
+        let mut args = SHOP.to_vec();
+        args.extend(["-o", format, "examples/shop/traffic.pcap"]);
+        let out = verify(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{format}: {}",
+            text(&out.stderr)
+        );
+        check_golden(file, &text(&out.stdout));
+    }
+}
+
+#[test]
+fn jsonl_alerts_follow_the_one_schema() {
+    let mut args = SHOP.to_vec();
+    args.extend(["-o", "jsonl", "examples/shop/traffic.pcap"]);
+    let out = verify(&args);
+    for line in text(&out.stdout).lines() {
+        let alert: serde_json::Value =
+            serde_json::from_str(line).expect("one JSON object per line");
+        for field in [
+            "time", "rule", "severity", "summary", "src", "dst", "protocol", "evidence",
+        ] {
+            assert!(alert.get(field).is_some(), "{field} missing in {line}");
+        }
+        assert!(alert["src"]["kind"].is_string());
+    }
+    assert_eq!(
+        rules(&out),
+        [
+            "FLOW-001", "FLOW-201", "FLOW-002", "FLOW-203", "FLOW-003", "FLOW-004"
+        ]
+    );
+}
+
+#[test]
+fn fail_on_turns_alerts_into_exit_code_2() {
+    let mut args = SHOP.to_vec();
+    args.extend(["--fail-on", "critical", "examples/shop/traffic.pcap"]);
+    assert_eq!(verify(&args).status.code(), Some(2));
+    let out = verify(&[
+        "--policy",
+        "examples/lab",
+        "--fail-on",
+        "critical",
+        "crates/flow/tests/data/single_syn.pcap",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn every_sample_format_is_recognised() {
+    for (file, format) in [
+        (LAB_PCAP, "pcap"),
+        (LAB_CONNTRACK, "conntrack"),
+        (
+            "crates/flow/tests/data/conntrack-lab-events.txt",
+            "conntrack",
+        ),
+        (
+            "crates/flow/tests/data/hubble-basic-sample-10-flows.json",
+            "hubble",
+        ),
+        ("crates/flow/tests/data/calico-flows.log", "calico"),
+    ] {
+        let out = verify(&["--policy", "examples/lab", file]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!(": {format}, ")),
+            "{file}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn endpoints_unknown_to_the_inventory_are_counted_not_dropped() {
+    // The Hubble sample is from a bookinfo cluster the lab inventory lacks.
+    let out = verify(&[
+        "--policy",
+        "examples/lab",
+        "crates/flow/tests/data/hubble-basic-sample-10-flows.json",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("10 flow records"), "{stdout}");
+    assert!(
+        stdout.contains("0 allowed, 0 bypass, 0 blocked-attempt, 0 unexpected-drop, 10 unresolved"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn stdin_and_explicit_format() {
+    let data = std::fs::read(root().join(LAB_PCAP)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "flows",
+            "verify",
+            "--policy",
+            "examples/lab",
+            "--format",
+            "pcap",
+            "-o",
+            "jsonl",
+            "-",
+        ])
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rules(&out).len(), 3);
+}
+
+#[test]
+fn unrecognised_input_is_an_error_naming_the_file() {
+    let out = verify(&["--policy", "examples/lab", "examples/lab/cluster.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("examples/lab/cluster.yaml: format not recognised"));
+}
+
+#[test]
+fn truncated_capture_is_read_as_far_as_it_goes_and_strict_fails() {
+    let dir = std::env::temp_dir().join(format!("palisade-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = std::fs::read(root().join(LAB_PCAP)).unwrap();
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &data[..data.len() - 10]).unwrap();
+    let cut = cut.to_str().unwrap();
+    let out = verify(&["--policy", "examples/lab", "-o", "jsonl", cut]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("truncated"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        rules(&out).len(),
+        3,
+        "connections before the cut are still judged"
+    );
+    let strict = palisade(&[
+        "--strict",
+        "flows",
+        "verify",
+        "--policy",
+        "examples/lab",
+        cut,
+    ]);
+    assert_eq!(strict.status.code(), Some(1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn baseline_learn_then_advise_round_trips() {
+    let dir = std::env::temp_dir().join(format!("palisade-advise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let baseline = dir.join("baseline.yaml");
+    let baseline = baseline.to_str().unwrap();
+    let mut args = vec!["flows", "baseline", "learn"];
+    args.extend(SHOP);
+    args.extend(["--write", baseline, "examples/shop/traffic.pcap"]);
+    let out = palisade(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let learned = std::fs::read_to_string(baseline).unwrap();
+    check_golden("flows-baseline.yaml", &learned);
+
+    let out = palisade(&[
+        "flows",
+        "advise",
+        "--policy",
+        "examples/shop",
+        "--baseline",
+        baseline,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    check_golden("flows-advice.yaml", &text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("proof HOLDS"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // With the baseline as the new normal, the same capture deviates from
+    // nothing; the bypass is still a bypass of the declared policy.
+    let mut args = SHOP.to_vec();
+    args.extend([
+        "--baseline",
+        baseline,
+        "-o",
+        "jsonl",
+        "examples/shop/traffic.pcap",
+    ]);
+    let out = verify(&args);
+    assert!(
+        rules(&out).iter().all(|r| !r.starts_with("FLOW-10")),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_changed_baseline_version_is_refused() {
+    let dir = std::env::temp_dir().join(format!("palisade-version-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("b.yaml");
+    std::fs::write(
+        &path,
+        "version: 2\nlearned_connections: 0\nskipped_flows: 0\nedges: []\n",
+    )
+    .unwrap();
+    let out = palisade(&[
+        "flows",
+        "advise",
+        "--policy",
+        "examples/shop",
+        "--baseline",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("version 2 is not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
