@@ -1,0 +1,201 @@
+//! The part of Hubble's jsonpb `GetFlowsResponse` / `Flow` that Palisade
+//! uses. Unknown fields are skipped without being built; strings borrow
+//! from the line.
+
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use std::fmt;
+
+use crate::generic::json::{Scalar, Text};
+use crate::model::Identity;
+
+/// A response or a bare flow: the response's `flow` has the same shape, so
+/// one type serves both and the top level decides which it is.
+#[derive(Deserialize)]
+pub struct Record<'a> {
+    #[serde(borrow)]
+    pub flow: Option<Box<Record<'a>>>,
+    #[serde(borrow)]
+    pub lost_events: Option<LostEvents<'a>>,
+    pub node_status: Option<IgnoredAny>,
+    pub agent_event: Option<IgnoredAny>,
+    pub debug_event: Option<IgnoredAny>,
+    #[serde(borrow)]
+    pub time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub verdict: Option<Scalar<'a>>,
+    pub drop_reason: Option<u32>,
+    #[serde(borrow)]
+    pub drop_reason_desc: Option<Scalar<'a>>,
+    #[serde(borrow, rename = "IP")]
+    pub ip: Option<Ip<'a>>,
+    pub l4: Option<Layer4>,
+    #[serde(borrow)]
+    pub source: Option<Endpoint<'a>>,
+    #[serde(borrow)]
+    pub destination: Option<Endpoint<'a>>,
+    #[serde(borrow, rename = "Type")]
+    pub flow_type: Option<Scalar<'a>>,
+    pub reply: Option<bool>,
+    pub is_reply: Option<bool>,
+    #[serde(borrow)]
+    pub traffic_direction: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    pub egress_allowed_by: Option<Vec<Policy<'a>>>,
+    #[serde(borrow)]
+    pub ingress_allowed_by: Option<Vec<Policy<'a>>>,
+    #[serde(borrow)]
+    pub egress_denied_by: Option<Vec<Policy<'a>>>,
+    #[serde(borrow)]
+    pub ingress_denied_by: Option<Vec<Policy<'a>>>,
+}
+
+#[derive(Deserialize)]
+pub struct LostEvents<'a> {
+    #[serde(borrow)]
+    pub source: Option<Scalar<'a>>,
+    /// A uint64, so jsonpb writes it as a string.
+    #[serde(borrow)]
+    pub num_events_lost: Option<Scalar<'a>>,
+}
+
+#[derive(Deserialize)]
+pub struct Ip<'a> {
+    #[serde(borrow)]
+    pub source: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub destination: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+pub struct Layer4 {
+    #[serde(rename = "TCP")]
+    pub tcp: Option<Ports>,
+    #[serde(rename = "UDP")]
+    pub udp: Option<Ports>,
+    #[serde(rename = "SCTP")]
+    pub sctp: Option<Ports>,
+    #[serde(rename = "ICMPv4")]
+    pub icmpv4: Option<Icmp>,
+    #[serde(rename = "ICMPv6")]
+    pub icmpv6: Option<Icmp>,
+    #[serde(rename = "IGMP")]
+    pub igmp: Option<IgnoredAny>,
+    #[serde(rename = "VRRP")]
+    pub vrrp: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+pub struct Ports {
+    pub source_port: Option<u32>,
+    pub destination_port: Option<u32>,
+}
+
+#[derive(Deserialize)]
+pub struct Icmp {
+    #[serde(rename = "type")]
+    pub icmp_type: Option<u32>,
+    pub code: Option<u32>,
+}
+
+#[derive(Deserialize)]
+pub struct Policy<'a> {
+    #[serde(borrow)]
+    pub name: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub namespace: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+pub struct Endpoint<'a> {
+    #[serde(borrow)]
+    pub namespace: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub pod_name: Option<Text<'a>>,
+    pub labels: Option<Labels>,
+    #[serde(borrow)]
+    pub workloads: Option<Vec<Workload<'a>>>,
+}
+
+#[derive(Deserialize)]
+pub struct Workload<'a> {
+    #[serde(borrow)]
+    pub name: Option<Text<'a>>,
+}
+
+impl Endpoint<'_> {
+    /// What Hubble knows about the endpoint; `None` when it knows nothing.
+    pub fn into_identity(self) -> Option<Identity> {
+        let namespace = non_empty(self.namespace).map(|t| t.0.into_owned());
+        let pod = non_empty(self.pod_name)
+            .map(|t| t.0.into_owned())
+            .or_else(|| {
+                let workloads = self.workloads.unwrap_or_default();
+                let name = workloads.into_iter().find_map(|w| non_empty(w.name))?;
+                Some(format!("{}-*", &*name))
+            });
+        let Labels { labels, entity } = self.labels.unwrap_or_default();
+        if namespace.is_none() && pod.is_none() && labels.is_empty() && entity.is_none() {
+            return None;
+        }
+        Some(Identity {
+            namespace,
+            pod,
+            labels,
+            entity,
+        })
+    }
+}
+
+fn non_empty(text: Option<Text<'_>>) -> Option<Text<'_>> {
+    text.filter(|t| !t.is_empty())
+}
+
+/// Cilium's labels sorted into the pod's own labels and the reserved
+/// entity, while they are read (no intermediate list).
+#[derive(Default)]
+pub struct Labels {
+    pub labels: Vec<String>,
+    pub entity: Option<String>,
+}
+
+impl Labels {
+    fn add(&mut self, label: &str) {
+        if let Some(label) = label.strip_prefix("k8s:") {
+            if !is_derived_by_cilium(label) {
+                self.labels.push(label.to_string());
+            }
+        } else if let Some(entity) = label.strip_prefix("reserved:") {
+            // Cilium sorts labels, so the first reserved label is stable.
+            if self.entity.is_none() {
+                self.entity = Some(entity.to_string());
+            }
+        }
+    }
+}
+
+/// Labels Cilium adds from the namespace, service account and cluster
+/// rather than from the pod's metadata.
+fn is_derived_by_cilium(label: &str) -> bool {
+    label.starts_with("io.cilium.k8s.") || label.starts_with("io.kubernetes.pod.namespace=")
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelsVisitor;
+        impl<'de> Visitor<'de> for LabelsVisitor {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of labels")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Labels, A::Error> {
+                let mut labels = Labels::default();
+                while let Some(label) = seq.next_element::<Text<'de>>()? {
+                    labels.add(&label);
+                }
+                Ok(labels)
+            }
+        }
+        deserializer.deserialize_seq(LabelsVisitor)
+    }
+}
