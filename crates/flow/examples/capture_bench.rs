@@ -19,7 +19,9 @@ use palisade_flow::pcap_writer::synthetic_capture;
 use palisade_flow::{Outcome, ReadStats};
 
 fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1).map(|a| a.replace('_', "").parse::<usize>());
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.replace('_', "").parse::<usize>());
     let packets = args.next().and_then(Result::ok).unwrap_or(10_000_000);
     let connections = args.next().and_then(Result::ok).unwrap_or(100_000);
 
@@ -41,7 +43,9 @@ fn main() -> std::io::Result<()> {
 
     let memory = best_of(3, || run(&bytes[..]));
     report("memory", &memory, summary.packets, bytes.len());
-    let file = best_of(3, || run(std::fs::File::open(&path).expect("the file just written")));
+    let file = best_of(3, || {
+        run(std::fs::File::open(&path).expect("the file just written"))
+    });
     report("file  ", &file, summary.packets, bytes.len());
     std::fs::remove_file(&path)?;
 

@@ -208,27 +208,72 @@ pub fn synthetic_capture(
     out: impl Write,
 ) -> io::Result<SyntheticSummary> {
     let mut rng = Rng(seed);
-    let kinds: Vec<Kind> = (0..connections).map(|_| Kind::pick(rng.next())).collect();
-    let base: u64 = kinds.iter().map(|k| k.base_packets()).sum();
-    let established = kinds.iter().filter(|&&k| k == Kind::TcpEstablished).count() as u64;
-    let extra = (packets as u64).saturating_sub(base);
-    let (per, remainder) = match established {
-        0 => (0, 0),
-        n => (extra / n, extra % n),
-    };
+    let mut plan = Plan::new(connections, packets as u64, &mut rng);
     let options = PcapOptions {
         snaplen: 96,
         ..PcapOptions::default()
     };
     let mut writer = PcapWriter::with_options(out, options)?;
     let mut summary = SyntheticSummary::default();
-    let mut established_seen = 0;
-    let mut next_script = |index: usize, rng: &mut Rng, summary: &mut SyntheticSummary| {
-        let kind = kinds[index];
+    // A few thousand connections open at once, as on a busy node.
+    let window = connections.min(4096);
+    let mut active: Vec<Script> = (0..window)
+        .map(|i| plan.script(i, &mut rng, &mut summary))
+        .collect();
+    let mut started = window;
+    let mut time: Micros = 1_700_000_000_000_000;
+    while !active.is_empty() {
+        let slot = (rng.next() % active.len() as u64) as usize;
+        active[slot].write(&mut writer, time)?;
+        time += 1 + (rng.next() % 16) as Micros;
+        if active[slot].done() {
+            if started < connections {
+                active[slot] = plan.script(started, &mut rng, &mut summary);
+                started += 1;
+            } else {
+                active.swap_remove(slot);
+            }
+        }
+    }
+    summary.packets = writer.packets_written();
+    writer.into_inner()?;
+    Ok(summary)
+}
+
+/// Each connection's kind, and how the packets beyond the minimum are
+/// shared: as data of the established TCP connections.
+struct Plan {
+    kinds: Vec<Kind>,
+    per_connection: u64,
+    remainder: u64,
+    established_started: u64,
+}
+
+impl Plan {
+    fn new(connections: usize, packets: u64, rng: &mut Rng) -> Plan {
+        let kinds: Vec<Kind> = (0..connections).map(|_| Kind::pick(rng.next())).collect();
+        let base: u64 = kinds.iter().map(|k| k.base_packets()).sum();
+        let established = kinds.iter().filter(|&&k| k == Kind::TcpEstablished).count() as u64;
+        let extra = packets.saturating_sub(base);
+        let (per_connection, remainder) = match established {
+            0 => (0, 0),
+            n => (extra / n, extra % n),
+        };
+        Plan {
+            kinds,
+            per_connection,
+            remainder,
+            established_started: 0,
+        }
+    }
+
+    /// The script of connection `index`, accounted in `summary`.
+    fn script(&mut self, index: usize, rng: &mut Rng, summary: &mut SyntheticSummary) -> Script {
+        let kind = self.kinds[index];
         let mut data = 0;
         if kind == Kind::TcpEstablished {
-            data = per + u64::from(established_seen < remainder);
-            established_seen += 1;
+            data = self.per_connection + u64::from(self.established_started < self.remainder);
+            self.established_started += 1;
         }
         let script = Script::new(index as u64, kind, data, rng);
         summary.connections += 1;
@@ -239,28 +284,5 @@ pub fn synthetic_capture(
             Kind::TcpUnanswered | Kind::UdpUnanswered => summary.unanswered += 1,
         }
         script
-    };
-    // A few thousand connections open at once, as on a busy node.
-    let window = connections.min(4096);
-    let mut active: Vec<Script> = (0..window)
-        .map(|i| next_script(i, &mut rng, &mut summary))
-        .collect();
-    let mut started = window;
-    let mut time: Micros = 1_700_000_000_000_000;
-    while !active.is_empty() {
-        let slot = (rng.next() % active.len() as u64) as usize;
-        active[slot].write(&mut writer, time)?;
-        time += 1 + (rng.next() % 16) as Micros;
-        if active[slot].done() {
-            if started < connections {
-                active[slot] = next_script(started, &mut rng, &mut summary);
-                started += 1;
-            } else {
-                active.swap_remove(slot);
-            }
-        }
     }
-    summary.packets = writer.packets_written();
-    writer.into_inner()?;
-    Ok(summary)
 }
