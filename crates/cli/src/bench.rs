@@ -26,6 +26,18 @@ pub struct GenArgs {
     /// Percent of workloads on the host network.
     #[arg(long, default_value_t = 3)]
     pub host_network_percent: u64,
+    /// Write a synthetic pcap capture instead (of --connections
+    /// interleaved connections, about --packets packets).
+    #[arg(long, conflicts_with = "capture_endpoints")]
+    pub capture: bool,
+    /// Write the `--endpoints` file that puts the synthetic capture's
+    /// addresses on this generated cluster's pods.
+    #[arg(long)]
+    pub capture_endpoints: bool,
+    #[arg(long, default_value_t = 100_000)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 10_000_000)]
+    pub packets: usize,
 }
 
 pub fn generate_cluster(args: &GenArgs) -> Result<Outcome> {
@@ -36,6 +48,14 @@ pub fn generate_cluster(args: &GenArgs) -> Result<Outcome> {
     };
     if args.no_pod_objects {
         params.pods_per_workload = 0;
+    }
+    if args.capture {
+        crate::gen_flows::write_capture(args.connections, args.packets, args.seed)?;
+        return Ok(Outcome::Clean);
+    }
+    if args.capture_endpoints {
+        crate::gen_flows::write_capture_endpoints(&params)?;
+        return Ok(Outcome::Clean);
     }
     print!("{}", generate(&params));
     Ok(Outcome::Clean)

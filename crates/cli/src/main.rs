@@ -9,6 +9,7 @@ mod diff_cmd;
 mod explain;
 mod flows_cmd;
 mod flows_render;
+mod gen_flows;
 mod input;
 mod reach;
 mod render;
