@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-pub use palisade_inventory::severity::Severity;
 use palisade_inventory::Source;
+pub use palisade_inventory::severity::Severity;
 use serde::Serialize;
 
 /// The resource a finding is about.
