@@ -28,8 +28,12 @@ pub struct GenArgs {
     pub host_network_percent: u64,
     /// Write a synthetic pcap capture instead (of --connections
     /// interleaved connections, about --packets packets).
-    #[arg(long, conflicts_with = "capture_endpoints")]
+    #[arg(long, conflicts_with_all = ["capture_endpoints", "hubble"])]
     pub capture: bool,
+    /// Write this many `hubble observe -o json` lines of TCP traffic
+    /// between the generated cluster's pods instead.
+    #[arg(long, value_name = "FLOWS", conflicts_with = "capture_endpoints")]
+    pub hubble: Option<usize>,
     /// Write the `--endpoints` file that puts the synthetic capture's
     /// addresses on this generated cluster's pods.
     #[arg(long)]
@@ -51,6 +55,10 @@ pub fn generate_cluster(args: &GenArgs) -> Result<Outcome> {
     }
     if args.capture {
         crate::gen_flows::write_capture(args.connections, args.packets, args.seed)?;
+        return Ok(Outcome::Clean);
+    }
+    if let Some(flows) = args.hubble {
+        crate::gen_flows::write_hubble(&params, flows)?;
         return Ok(Outcome::Clean);
     }
     if args.capture_endpoints {
