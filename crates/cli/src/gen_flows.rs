@@ -149,7 +149,12 @@ impl HubbleTraffic {
             let (server_workload, port) = edges[((r >> 24) % edges.len() as u64) as usize];
             let client = pick(&self.pods_of[w], r >> 32);
             let server = pick(&self.pods_of[server_workload], r >> 40);
-            return (&self.pods[client], &self.pods[server], port, (r >> 50) % 200 == 0);
+            return (
+                &self.pods[client],
+                &self.pods[server],
+                port,
+                (r >> 50).is_multiple_of(200),
+            );
         }
         let n = self.pods.len() as u64;
         let client = &self.pods[((r >> 8) % n) as usize];
@@ -158,7 +163,7 @@ impl HubbleTraffic {
             [] => 8080,
             ports => ports[((r >> 48) as usize) % ports.len()],
         };
-        (client, server, port, (r >> 60) % 2 == 0)
+        (client, server, port, (r >> 60).is_multiple_of(2))
     }
 }
 
@@ -173,7 +178,9 @@ fn hubble_pod(workload: &Workload, pod: &PodInstance, ip: IpAddr) -> HubblePod {
         "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name={ns}"
     )));
     labels.push(json_string("k8s:io.cilium.k8s.policy.cluster=bench"));
-    labels.push(json_string(&format!("k8s:io.kubernetes.pod.namespace={ns}")));
+    labels.push(json_string(&format!(
+        "k8s:io.kubernetes.pod.namespace={ns}"
+    )));
     HubblePod {
         namespace: ns.clone(),
         name: pod.name.clone(),
@@ -197,10 +204,7 @@ fn allowed_edges(engine: &Engine, pods_of: &[Vec<usize>], client: usize) -> Vec<
         .map(|k| (client * 7919 + k) % n)
         .filter(|&server| server != client && !pods_of[server].is_empty())
         .filter_map(|server| {
-            let conns = engine.conns(
-                EndpointRef::Workload(client),
-                EndpointRef::Workload(server),
-            );
+            let conns = engine.conns(EndpointRef::Workload(client), EndpointRef::Workload(server));
             let &(lo, _) = conns.ports(Protocol::Tcp).ranges().first()?;
             Some((server, lo.max(1)))
         })
