@@ -87,6 +87,10 @@ pub fn write_capture_endpoints(params: &Params) -> Result<()> {
 
 /// One generated pod as Hubble describes it.
 struct HubblePod {
+    /// Cilium's endpoint ID (one per pod) and security identity (one per
+    /// label set, here per workload).
+    endpoint_id: usize,
+    security_identity: usize,
     namespace: String,
     name: String,
     ip: IpAddr,
@@ -119,13 +123,16 @@ impl HubbleTraffic {
             for pod in &workload.pods {
                 if let Some(&ip) = pod.ips.first() {
                     pods_of[w].push(pods.len());
-                    pods.push(hubble_pod(workload, pod, ip));
+                    let mut hubble = hubble_pod(workload, pod, ip);
+                    hubble.endpoint_id = 100 + pods.len();
+                    hubble.security_identity = 10_000 + w;
+                    pods.push(hubble);
                 }
             }
         }
         let engine = Engine::new(inventory, &Settings::default());
         let allowed_edges: Vec<Vec<(usize, u16)>> = (0..pods_of.len())
-            .map(|w| allowed_edges(&engine, &pods_of, w))
+            .map(|w| allowed_edges(&engine, &pods, &pods_of, w))
             .collect();
         let clients = (0..pods_of.len())
             .filter(|&w| !allowed_edges[w].is_empty() && !pods_of[w].is_empty())
@@ -182,6 +189,8 @@ fn hubble_pod(workload: &Workload, pod: &PodInstance, ip: IpAddr) -> HubblePod {
         "k8s:io.kubernetes.pod.namespace={ns}"
     )));
     HubblePod {
+        endpoint_id: 0,
+        security_identity: 0,
         namespace: ns.clone(),
         name: pod.name.clone(),
         ip,
@@ -195,18 +204,28 @@ fn hubble_pod(workload: &Workload, pod: &PodInstance, ip: IpAddr) -> HubblePod {
     }
 }
 
-/// Up to [`PEERS`] workloads `client` may reach over TCP, each with the
-/// first port allowed to it; the search starts at a different workload
-/// for each client so that the servers spread over the namespaces.
-fn allowed_edges(engine: &Engine, pods_of: &[Vec<usize>], client: usize) -> Vec<(usize, u16)> {
+/// Up to [`PEERS`] workloads `client` may reach over TCP, each with a
+/// port allowed to it (a declared container port when one is allowed);
+/// the search starts at a different workload for each client so that the
+/// servers spread over the namespaces.
+fn allowed_edges(
+    engine: &Engine,
+    pods: &[HubblePod],
+    pods_of: &[Vec<usize>],
+    client: usize,
+) -> Vec<(usize, u16)> {
     let n = pods_of.len();
     (0..n)
         .map(|k| (client * 7919 + k) % n)
         .filter(|&server| server != client && !pods_of[server].is_empty())
         .filter_map(|server| {
-            let conns = engine.conns(EndpointRef::Workload(client), EndpointRef::Workload(server));
-            let &(lo, _) = conns.ports(Protocol::Tcp).ranges().first()?;
-            Some((server, lo.max(1)))
+            let allowed = engine
+                .conns(EndpointRef::Workload(client), EndpointRef::Workload(server))
+                .ports(Protocol::Tcp);
+            let declared = &pods[pods_of[server][0]].ports;
+            let port = declared.iter().copied().find(|&p| allowed.contains(p));
+            let &(lo, _) = allowed.ranges().first()?;
+            Some((server, port.unwrap_or(lo.max(1))))
         })
         .take(PEERS)
         .collect()
@@ -270,16 +289,18 @@ fn hubble_line(traffic: &HubbleTraffic, seed: u64, i: u64, out: &mut String) {
         "{{\"flow\":{{\"time\":\"{time}\",{verdict},\"ethernet\":{{\"source\":\"0a:58:0a:f4:00:01\",\"destination\":\"0a:58:0a:f4:00:02\"}},\
 \"IP\":{{\"source\":\"{from_ip}\",\"destination\":\"{to_ip}\",\"ipVersion\":\"IPv4\"}},\
 \"l4\":{{\"TCP\":{{\"source_port\":{from_port},\"destination_port\":{to_port},\"flags\":{{{flags}}}}}}},\
-\"source\":{{\"ID\":{from_id},\"identity\":{from_id},\"namespace\":\"{from_ns}\",\"labels\":[{from_labels}],\"pod_name\":\"{from_pod}\"}},\
-\"destination\":{{\"ID\":{to_id},\"identity\":{to_id},\"namespace\":\"{to_ns}\",\"labels\":[{to_labels}],\"pod_name\":\"{to_pod}\"}},\
+\"source\":{{\"ID\":{from_id},\"identity\":{from_identity},\"namespace\":\"{from_ns}\",\"labels\":[{from_labels}],\"pod_name\":\"{from_pod}\"}},\
+\"destination\":{{\"ID\":{to_id},\"identity\":{to_identity},\"namespace\":\"{to_ns}\",\"labels\":[{to_labels}],\"pod_name\":\"{to_pod}\"}},\
 \"Type\":\"L3_L4\",\"node_name\":\"bench-node\",\"event_type\":{{\"type\":4,\"sub_type\":3}},\"traffic_direction\":\"EGRESS\",\
 \"trace_observation_point\":\"TO_ENDPOINT\",\"is_reply\":{is_reply},\"Summary\":\"TCP Flags: {summary}\"}},\
 \"node_name\":\"bench-node\",\"time\":\"{time}\"}}",
         time = rfc3339(micros),
         from_ip = from.ip,
         to_ip = to.ip,
-        from_id = 1000 + (r % 50_000),
-        to_id = 1000 + ((r >> 20) % 50_000),
+        from_id = from.endpoint_id,
+        to_id = to.endpoint_id,
+        from_identity = from.security_identity,
+        to_identity = to.security_identity,
         from_ns = from.namespace,
         to_ns = to.namespace,
         from_labels = from.labels,

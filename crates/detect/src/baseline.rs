@@ -2,7 +2,9 @@
 //! whom, on which protocol and port, how often and how much), stored as a
 //! versioned YAML file a reviewer can read; and the deviations from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use palisade_flow::{Flow, Micros};
 use palisade_inventory::Inventory;
@@ -72,7 +74,7 @@ impl Baseline {
         Ok(baseline)
     }
 
-    fn index(&self) -> HashMap<EdgeKey, &Edge> {
+    fn index(&self) -> FxHashMap<EdgeKey, &Edge> {
         self.edges
             .iter()
             .map(|e| {
@@ -205,7 +207,7 @@ struct Deviation {
 
 /// Raises deviations from a baseline, one alert per new edge (with a count).
 pub struct DeviationDetector<'b> {
-    edges: HashMap<EdgeKey, &'b Edge>,
+    edges: FxHashMap<EdgeKey, &'b Edge>,
     pairs: std::collections::HashSet<(String, String)>,
     options: DeviationOptions,
     found: BTreeMap<(Rule, EdgeKey), Deviation>,

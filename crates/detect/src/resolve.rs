@@ -4,7 +4,7 @@
 //! Order of evidence: a record's own identity (Hubble, Calico) first, as the
 //! data plane knew the pod when it saw the packet; then the address.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_flow::{FlowEndpoint, Identity};
@@ -34,12 +34,12 @@ pub enum Place {
 
 pub struct Resolver<'a> {
     inventory: &'a Inventory,
-    pods_by_ip: HashMap<IpAddr, (usize, usize)>,
+    pods_by_ip: FxHashMap<IpAddr, (usize, usize)>,
     /// Node addresses, and pods' `status.hostIP` (nodes are often absent
     /// from a dump, but pods record their node's address).
-    nodes_by_ip: HashMap<IpAddr, Option<usize>>,
-    services_by_ip: HashMap<IpAddr, usize>,
-    pods_by_name: HashMap<(&'a str, &'a str), (usize, usize)>,
+    nodes_by_ip: FxHashMap<IpAddr, Option<usize>>,
+    services_by_ip: FxHashMap<IpAddr, usize>,
+    pods_by_name: FxHashMap<(&'a str, &'a str), (usize, usize)>,
     /// Pod and service ranges: an unknown address inside them is a pod or
     /// service the inventory misses, not the outside world.
     cluster_cidrs: Vec<Cidr>,
@@ -47,8 +47,8 @@ pub struct Resolver<'a> {
 
 impl<'a> Resolver<'a> {
     pub fn new(inventory: &'a Inventory, extra_cluster_cidrs: &[Cidr]) -> Resolver<'a> {
-        let mut pods_by_ip = HashMap::new();
-        let mut pods_by_name = HashMap::new();
+        let mut pods_by_ip = FxHashMap::default();
+        let mut pods_by_name = FxHashMap::default();
         for (w, workload) in inventory.workloads.iter().enumerate() {
             for (p, pod) in workload.pods.iter().enumerate() {
                 // hostNetwork pods carry their node's address; that address
@@ -61,7 +61,7 @@ impl<'a> Resolver<'a> {
                 pods_by_name.insert((workload.namespace.as_str(), pod.name.as_str()), (w, p));
             }
         }
-        let mut nodes_by_ip = HashMap::new();
+        let mut nodes_by_ip = FxHashMap::default();
         for pod in inventory.workloads.iter().flat_map(|w| &w.pods) {
             if let Some(ip) = pod.host_ip {
                 let node = pod
@@ -76,7 +76,7 @@ impl<'a> Resolver<'a> {
                 nodes_by_ip.insert(*ip, Some(n));
             }
         }
-        let mut services_by_ip = HashMap::new();
+        let mut services_by_ip = FxHashMap::default();
         for (s, service) in inventory.services.iter().enumerate() {
             for ip in &service.cluster_ips {
                 services_by_ip.insert(*ip, s);

@@ -4,7 +4,9 @@
 //! window, removed when it leaves), so a busy source costs O(1) per flow,
 //! not O(window).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_flow::{Flow, Micros};
@@ -60,17 +62,17 @@ struct Event {
 struct SourceWindow {
     events: VecDeque<Event>,
     newest: Micros,
-    ports_by_dst: HashMap<IpAddr, HashMap<u16, u32>>,
-    failed_dsts_by_port: HashMap<u16, HashMap<IpAddr, u32>>,
-    peers: HashMap<IpAddr, u32>,
+    ports_by_dst: FxHashMap<IpAddr, FxHashMap<u16, u32>>,
+    failed_dsts_by_port: FxHashMap<u16, FxHashMap<IpAddr, u32>>,
+    peers: FxHashMap<IpAddr, u32>,
     blocked: usize,
 }
 
-fn add<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
+fn add<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: K) {
     *map.entry(key).or_insert(0) += 1;
 }
 
-fn remove<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: &K) {
+fn remove<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: &K) {
     if let Some(n) = map.get_mut(key) {
         *n -= 1;
         if *n == 0 {
@@ -145,8 +147,8 @@ struct Detection {
 
 pub struct ScanDetector {
     options: ScanOptions,
-    sources: HashMap<IpAddr, SourceWindow>,
-    detections: HashMap<(Rule, IpAddr, Target), Detection>,
+    sources: FxHashMap<IpAddr, SourceWindow>,
+    detections: FxHashMap<(Rule, IpAddr, Target), Detection>,
     /// Flows without an address or port cannot be placed in a window.
     pub not_applicable: u64,
 }
@@ -155,8 +157,8 @@ impl ScanDetector {
     pub fn new(options: ScanOptions) -> ScanDetector {
         ScanDetector {
             options,
-            sources: HashMap::new(),
-            detections: HashMap::new(),
+            sources: FxHashMap::default(),
+            detections: FxHashMap::default(),
             not_applicable: 0,
         }
     }
@@ -184,13 +186,16 @@ impl ScanDetector {
             (
                 Rule::VerticalScan,
                 Target::Host(dst),
-                state.ports_by_dst.get(&dst).map_or(0, HashMap::len),
+                state.ports_by_dst.get(&dst).map_or(0, FxHashMap::len),
                 self.options.vertical_ports,
             ),
             (
                 Rule::HorizontalScan,
                 Target::Port(port),
-                state.failed_dsts_by_port.get(&port).map_or(0, HashMap::len),
+                state
+                    .failed_dsts_by_port
+                    .get(&port)
+                    .map_or(0, FxHashMap::len),
                 self.options.horizontal_hosts,
             ),
             (

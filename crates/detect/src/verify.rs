@@ -2,7 +2,9 @@
 //! and classified; connections that matter become alerts, grouped so that a
 //! thousand identical denied attempts are one alert with a count.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_flow::{Flow, Outcome, Transport};
@@ -68,7 +70,7 @@ pub struct Verifier<'a> {
     engine: &'a Engine<'a>,
     resolver: Resolver<'a>,
     settings: Settings,
-    groups: HashMap<GroupKey, Group>,
+    groups: FxHashMap<GroupKey, Group>,
     summary: Summary,
 }
 
@@ -78,7 +80,7 @@ impl<'a> Verifier<'a> {
             engine,
             resolver,
             settings,
-            groups: HashMap::new(),
+            groups: FxHashMap::default(),
             summary: Summary::default(),
         }
     }

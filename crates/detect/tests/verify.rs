@@ -218,29 +218,29 @@ fn service_vip_is_judged_on_its_backends_target_port() {
 fn identity_names_resolve_without_addresses() {
     let mut f = tcp(WEBAPP, POSTGRES, 5432, Outcome::Forwarded);
     f.src.ip = None;
-    f.src.identity = Some(Identity {
+    f.src.identity = Some(std::sync::Arc::new(Identity {
         namespace: Some("frontend".into()),
         pod: Some("webapp-7d9f8c6b5-*".into()),
         ..Identity::default()
-    });
+    }));
     f.dst.ip = None;
-    f.dst.identity = Some(Identity {
+    f.dst.identity = Some(std::sync::Arc::new(Identity {
         namespace: Some("database".into()),
         pod: None,
         labels: vec!["app=postgres".into(), "controller-revision-hash=abc".into()],
         entity: None,
-    });
+    }));
     assert_eq!(class_of(f), Class::Bypass);
 }
 
 #[test]
 fn identity_of_a_pod_the_inventory_lacks_is_unresolved() {
     let mut f = tcp(WEBAPP, POSTGRES, 5432, Outcome::Forwarded);
-    f.src.identity = Some(Identity {
+    f.src.identity = Some(std::sync::Arc::new(Identity {
         namespace: Some("shadow".into()),
         pod: Some("miner-1".into()),
         ..Identity::default()
-    });
+    }));
     assert_eq!(class_of(f), Class::Unresolved);
 }
 

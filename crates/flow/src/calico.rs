@@ -207,7 +207,7 @@ impl Side<'_, '_> {
                 (n != 0).then_some(n)
             }
         };
-        let identity = self.identity();
+        let identity = self.identity().map(Arc::new);
         Ok(FlowEndpoint { ip, port, identity })
     }
 

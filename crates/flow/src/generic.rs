@@ -49,6 +49,7 @@ mod csv;
 mod fields;
 pub mod json;
 pub(crate) mod lines;
+mod parallel;
 mod sniff;
 pub(crate) mod time;
 
@@ -250,10 +251,12 @@ fn endpoint(
             pod_field.name()
         ));
     }
-    let identity = (namespace.is_some() || pod.is_some()).then(|| Identity {
-        namespace,
-        pod,
-        ..Identity::default()
+    let identity = (namespace.is_some() || pod.is_some()).then(|| {
+        Arc::new(Identity {
+            namespace,
+            pod,
+            ..Identity::default()
+        })
     });
     Ok(FlowEndpoint { ip, port, identity })
 }

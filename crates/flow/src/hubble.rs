@@ -48,7 +48,8 @@ use crate::model::{Flow, FlowEndpoint, Format, Outcome, RecordRef, Transport};
 mod wire;
 
 use crate::generic::json::{Scalar, Text};
-use wire::{Endpoint, Layer4, Policy, Record};
+use serde_json::value::RawValue;
+use wire::{IDENTITIES, Layer4, Policy, Record};
 
 /// Reads `hubble observe -o json` output, one flow per line.
 pub fn read_hubble<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Flow)) -> ReadStats {
@@ -227,7 +228,7 @@ fn port(value: Option<u32>, field: &str) -> Result<Option<u16>, String> {
 fn endpoint(
     ip: Option<&str>,
     port: Option<u16>,
-    endpoint: Option<Endpoint>,
+    endpoint: Option<&RawValue>,
     side: &str,
 ) -> Result<FlowEndpoint, String> {
     let ip = match ip {
@@ -240,7 +241,12 @@ fn endpoint(
     Ok(FlowEndpoint {
         ip,
         port,
-        identity: endpoint.and_then(Endpoint::into_identity),
+        identity: match endpoint {
+            Some(raw) => IDENTITIES
+                .with_borrow_mut(|cache| cache.identity(raw))
+                .map_err(|error| format!("{side}: {error}"))?,
+            None => None,
+        },
     })
 }
 
@@ -334,6 +340,28 @@ mod tests {
         assert_eq!(f.src.port, None);
         assert_eq!(f.src.identity.unwrap().pod.as_deref(), Some("web-*"));
         assert!(f.direction_inferred);
+    }
+
+    #[test]
+    fn repeated_endpoints_share_one_identity() {
+        let line = |port: u16| {
+            format!(
+                r#"{{"flow":{{"verdict":"FORWARDED","IP":{{"source":"10.0.0.1","destination":"10.0.0.2"}},
+                "l4":{{"TCP":{{"destination_port":{port}}}}},
+                "source":{{"namespace":"a","pod_name":"p","labels":["k8s:app=x"]}}}}}}"#
+            )
+        };
+        let (first, second) = (flow(&line(80)), flow(&line(443)));
+        let (a, b) = (first.src.identity.unwrap(), second.src.identity.unwrap());
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.labels, vec!["app=x"]);
+        assert_eq!(second.dst.port, Some(443));
+        let bad = line(80).replace(r#""labels":["k8s:app=x"]"#, r#""labels":7"#);
+        assert!(
+            parse(&bad)
+                .unwrap_err()
+                .starts_with("source: unexpected endpoint content")
+        );
     }
 
     #[test]

@@ -105,8 +105,10 @@ pub struct FlowEndpoint {
     pub ip: Option<IpAddr>,
     /// TCP/UDP/SCTP port; `None` for ICMP or when the source aggregated it.
     pub port: Option<u16>,
+    /// Shared: a flow log names the same few endpoints millions of times,
+    /// and readers hand out one copy of each.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
 }
 
 /// What happened to the connection, as far as the evidence shows.

@@ -473,21 +473,21 @@ fn sample_flows() -> Vec<Flow> {
     web.dst.port = Some(8080);
     web.packets = [10, 8];
     web.bytes = [1200, 5000];
-    web.src.identity = Some(palisade_flow::Identity {
+    web.src.identity = Some(std::sync::Arc::new(palisade_flow::Identity {
         namespace: Some("shop".into()),
         pod: Some("web, \"blue\"\nv2".into()),
         ..Default::default()
-    });
+    }));
     let mut ping = Flow::new(evidence.clone(), Transport::Icmpv6, Outcome::Unanswered);
     ping.src.ip = ip("fd00::1");
     ping.dst.ip = ip("fd00::2");
     let mut grouped = Flow::new(evidence, Transport::Udp, Outcome::Dropped);
     grouped.connections = 12;
-    grouped.src.identity = Some(palisade_flow::Identity {
+    grouped.src.identity = Some(std::sync::Arc::new(palisade_flow::Identity {
         namespace: Some("a".into()),
         pod: Some("api-7d9f-*".into()),
         ..Default::default()
-    });
+    }));
     grouped.dst.ip = ip("8.8.8.8");
     grouped.dst.port = Some(53);
     vec![web, ping, grouped]

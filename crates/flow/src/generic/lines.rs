@@ -10,6 +10,7 @@ use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use crate::diagnostics::{FlowDiagnostic, ReadStats};
+use crate::generic::parallel::{LineParser, parsing_threads, read_lines_in_parallel};
 use crate::model::{Flow, Format, RecordRef};
 
 /// A line longer than this is reported and skipped rather than buffered:
@@ -91,12 +92,27 @@ pub(crate) fn diagnostic(file: &Arc<str>, record: u64, message: String) -> FlowD
     }
 }
 
-/// Reads a file of independent lines (JSON lines formats) with `parse`.
+/// Reads a file of independent lines (JSON lines formats) with `parse`,
+/// on every core when there are several.
 pub(crate) fn read_independent_lines<R: BufRead>(
     input: R,
     file: Arc<str>,
     format: Format,
-    parse: impl Fn(&[u8], RecordRef) -> Result<ParsedLine, String>,
+    parse: LineParser,
+    sink: &mut dyn FnMut(Flow),
+) -> ReadStats {
+    match parsing_threads() {
+        1 => read_lines_in_order(input, file, format, parse, sink),
+        threads => read_lines_in_parallel(input, file, format, parse, threads, sink),
+    }
+}
+
+/// [`read_independent_lines`] on the calling thread alone.
+pub(crate) fn read_lines_in_order<R: BufRead>(
+    input: R,
+    file: Arc<str>,
+    format: Format,
+    parse: LineParser,
     sink: &mut dyn FnMut(Flow),
 ) -> ReadStats {
     let mut stats = ReadStats::default();

@@ -2,9 +2,13 @@
 //! uses. Unknown fields are skipped without being built; strings borrow
 //! from the line.
 
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::generic::json::{Scalar, Text};
 use crate::model::Identity;
@@ -30,10 +34,12 @@ pub struct Record<'a> {
     #[serde(borrow, rename = "IP")]
     pub ip: Option<Ip<'a>>,
     pub l4: Option<Layer4>,
+    /// Kept as text: the same endpoints recur on every line, so they are
+    /// parsed once each (see [`IdentityCache`]).
     #[serde(borrow)]
-    pub source: Option<Endpoint<'a>>,
+    pub source: Option<&'a RawValue>,
     #[serde(borrow)]
-    pub destination: Option<Endpoint<'a>>,
+    pub destination: Option<&'a RawValue>,
     #[serde(borrow, rename = "Type")]
     pub flow_type: Option<Scalar<'a>>,
     pub reply: Option<bool>,
@@ -198,4 +204,38 @@ impl<'de> Deserialize<'de> for Labels {
         }
         deserializer.deserialize_seq(LabelsVisitor)
     }
+}
+
+/// Endpoints already read on this thread, by their exact JSON text. A
+/// Hubble stream names a few thousand endpoints millions of times; parsing
+/// and allocating each once instead of once per line is most of the
+/// reader's speed. Cleared when it grows past [`IdentityCache::LIMIT`] so
+/// that a stream of ever-new endpoints cannot grow it without bound.
+#[derive(Default)]
+pub struct IdentityCache {
+    known: FxHashMap<Box<str>, Option<Arc<Identity>>>,
+}
+
+impl IdentityCache {
+    const LIMIT: usize = 1 << 16;
+
+    /// The identity the endpoint object `raw` describes.
+    pub fn identity(&mut self, raw: &RawValue) -> Result<Option<Arc<Identity>>, String> {
+        let text = raw.get();
+        if let Some(identity) = self.known.get(text) {
+            return Ok(identity.clone());
+        }
+        let endpoint: Endpoint<'_> = serde_json::from_str(text)
+            .map_err(|error| format!("unexpected endpoint content: {error}"))?;
+        let identity = endpoint.into_identity().map(Arc::new);
+        if self.known.len() >= Self::LIMIT {
+            self.known.clear();
+        }
+        self.known.insert(text.into(), identity.clone());
+        Ok(identity)
+    }
+}
+
+thread_local! {
+    pub static IDENTITIES: RefCell<IdentityCache> = RefCell::default();
 }
