@@ -27,6 +27,7 @@
 //!   (`index|tier|policy|action`) are kept verbatim in `dataplane_policies`
 //!   (`enforced_policies` when there is no `all_policies`).
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -152,7 +153,11 @@ pub fn parse_calico_line(line: &[u8], evidence: RecordRef) -> Result<ParsedLine,
     } else {
         ([packets_out, packets_in], [bytes_out, bytes_in])
     };
-    flow.reporter = reporter.map(str::to_string);
+    flow.reporter = reporter.map(|r| match r {
+        "src" => Cow::Borrowed("src"),
+        "dst" => Cow::Borrowed("dst"),
+        other => Cow::Owned(other.to_string()),
+    });
     flow.dataplane_policies = record
         .policies
         .take()

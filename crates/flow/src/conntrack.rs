@@ -39,6 +39,7 @@
 //! - The `conntrack v1.4.x (conntrack-tools): N flow events have been
 //!   shown.` line is counted as skipped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -231,7 +232,7 @@ impl Open {
         add_counters(flow, 0, &event.original);
         if let Some(reply) = &event.reply {
             add_counters(flow, 1, reply);
-            flow.reporter = dnat_target(flow, reply);
+            flow.reporter = dnat_target(flow, reply).map(Cow::Owned);
         }
     }
 }

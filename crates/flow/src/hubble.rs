@@ -35,6 +35,7 @@
 //!   as skipped; `lost_events` are counted, with the number of events
 //!   Hubble lost added to [`crate::generic::LOST_EVENTS_REASON`].
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -262,12 +263,12 @@ fn drop_reason(record: &Record<'_>, outcome: Outcome) -> Option<String> {
     }
 }
 
-fn direction(direction: Option<&Scalar<'_>>) -> Option<String> {
+fn direction(direction: Option<&Scalar<'_>>) -> Option<Cow<'static, str>> {
     let direction = direction?;
     if direction.is("INGRESS", 1) {
-        Some("ingress".to_string())
+        Some(Cow::Borrowed("ingress"))
     } else if direction.is("EGRESS", 2) {
-        Some("egress".to_string())
+        Some(Cow::Borrowed("egress"))
     } else {
         None
     }

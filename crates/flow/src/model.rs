@@ -2,6 +2,7 @@
 //! connection (or per data-plane record, for sources that aggregate), with
 //! the initiator always on the `src` side.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -262,9 +263,10 @@ pub struct Flow {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dataplane_policies: Vec<String>,
     /// Which side reported the record (Calico `reporter`, Hubble
-    /// `traffic_direction`), when the source says.
+    /// `traffic_direction`), when the source says. Borrowed when it is one
+    /// of a few fixed words, so most records allocate nothing for it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reporter: Option<String>,
+    pub reporter: Option<Cow<'static, str>>,
     pub evidence: RecordRef,
 }
 
