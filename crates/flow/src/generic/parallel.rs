@@ -9,7 +9,9 @@
 //! thread; only the order in which the (at most 100 kept) diagnostics were
 //! collected can differ, and they are sorted by record at the end.
 //!
-//! Memory is bounded: at most two batches per parsing thread are in flight.
+//! Memory is bounded: at most two batches per parsing thread are in flight,
+//! and their buffers go round between the threads instead of being freed
+//! and allocated again (which costs page faults at this size).
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ struct Batch {
     text: Vec<u8>,
     /// Line number, end offset in `text`, no newline after it.
     lines: Vec<(u64, usize, bool)>,
+    /// What the parsing thread made of the lines.
+    parsed: Vec<Parsed>,
 }
 
 impl Batch {
@@ -41,6 +45,12 @@ impl Batch {
         self.text.extend_from_slice(line.bytes);
         self.lines
             .push((line.number, self.text.len(), line.unterminated));
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.lines.clear();
+        self.parsed.clear();
     }
 }
 
@@ -50,6 +60,9 @@ struct Parsed {
     unterminated: bool,
     result: Result<ParsedLine, String>,
 }
+
+/// A parsing thread: where batches go, and where they come back parsed.
+type Worker = (SyncSender<Batch>, Receiver<Batch>);
 
 /// How many threads parse: the machine's cores, at most eight.
 pub(crate) fn parsing_threads() -> usize {
@@ -68,35 +81,26 @@ pub(crate) fn read_lines_in_parallel<R: BufRead>(
 ) -> ReadStats {
     let mut stats = ReadStats::default();
     std::thread::scope(|scope| {
-        let workers: Vec<(SyncSender<Batch>, Receiver<Vec<Parsed>>)> = (0..threads.max(1))
-            .map(|_| {
-                let (batches, batch_rx) = sync_channel::<Batch>(IN_FLIGHT);
-                let (results_tx, results) = sync_channel(IN_FLIGHT);
-                let file = file.clone();
-                scope.spawn(move || {
-                    for batch in batch_rx {
-                        let parsed = parse_batch(&batch, &file, format, parse);
-                        if results_tx.send(parsed).is_err() {
-                            break;
-                        }
-                    }
-                });
-                (batches, results)
-            })
+        let workers: Vec<Worker> = (0..threads.max(1))
+            .map(|_| spawn_worker(scope, file.clone(), format, parse))
             .collect();
         let mut lines = LineReader::new(input);
         let (mut sent, mut received) = (0usize, 0usize);
         let mut batch = Batch::default();
-        let mut account = |stats: &mut ReadStats, parsed: Vec<Parsed>| {
+        let mut spare: Vec<Batch> = Vec::new();
+        // Accounts for a parsed batch and hands back its emptied buffers.
+        let mut account = |stats: &mut ReadStats, mut done: Batch| {
             for Parsed {
                 number,
                 unterminated,
                 result,
-            } in parsed
+            } in done.parsed.drain(..)
             {
                 stats.truncated |= unterminated && result.is_err();
                 record_line(stats, &file, number, result, sink);
             }
+            done.clear();
+            done
         };
         loop {
             let more = match lines.next_line(&mut stats, &file) {
@@ -108,14 +112,16 @@ pub(crate) fn read_lines_in_parallel<R: BufRead>(
             };
             if batch.text.len() >= BATCH_BYTES || (!more && !batch.lines.is_empty()) {
                 if sent - received == IN_FLIGHT * workers.len() {
-                    let parsed = receive(&workers, received);
-                    account(&mut stats, parsed);
+                    if let Some(done) = receive(&workers, received) {
+                        spare.push(account(&mut stats, done));
+                    }
                     received += 1;
                 }
+                let next = spare.pop().unwrap_or_default();
                 // A worker only stops when its batch sender is dropped.
                 let _ = workers[sent % workers.len()]
                     .0
-                    .send(std::mem::take(&mut batch));
+                    .send(std::mem::replace(&mut batch, next));
                 sent += 1;
             }
             if !more {
@@ -123,8 +129,9 @@ pub(crate) fn read_lines_in_parallel<R: BufRead>(
             }
         }
         while received < sent {
-            let parsed = receive(&workers, received);
-            account(&mut stats, parsed);
+            if let Some(done) = receive(&workers, received) {
+                account(&mut stats, done);
+            }
             received += 1;
         }
     });
@@ -132,39 +139,59 @@ pub(crate) fn read_lines_in_parallel<R: BufRead>(
     stats
 }
 
-/// The results of batch number `index` (batches go round-robin).
-fn receive(workers: &[(SyncSender<Batch>, Receiver<Vec<Parsed>>)], index: usize) -> Vec<Parsed> {
+fn spawn_worker<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    file: Arc<str>,
+    format: Format,
+    parse: LineParser,
+) -> Worker {
+    let (batches, batch_rx) = sync_channel::<Batch>(IN_FLIGHT);
+    let (results_tx, results) = sync_channel(IN_FLIGHT);
+    scope.spawn(move || {
+        for mut batch in batch_rx {
+            parse_batch(&mut batch, &file, format, parse);
+            if results_tx.send(batch).is_err() {
+                break;
+            }
+        }
+    });
+    (batches, results)
+}
+
+/// Batch number `index`, parsed (batches go round-robin).
+fn receive(workers: &[Worker], index: usize) -> Option<Batch> {
     // A worker that panicked has dropped its sender: nothing to account
     // here, and the scope re-raises the panic when it ends, so no line is
     // lost silently.
-    workers[index % workers.len()].1.recv().unwrap_or_default()
+    workers[index % workers.len()].1.recv().ok()
 }
 
-fn parse_batch(batch: &Batch, file: &Arc<str>, format: Format, parse: LineParser) -> Vec<Parsed> {
+fn parse_batch(batch: &mut Batch, file: &Arc<str>, format: Format, parse: LineParser) {
+    let Batch {
+        text,
+        lines,
+        parsed,
+    } = batch;
     let mut start = 0;
-    batch
-        .lines
-        .iter()
-        .map(|&(number, end, unterminated)| {
-            let evidence = RecordRef {
-                file: file.clone(),
-                format,
-                record: number,
-            };
-            let mut result = parse(&batch.text[start..end], evidence);
-            start = end;
-            if let Err(message) = &mut result
-                && unterminated
-            {
-                message.push_str(TRUNCATION_HINT);
-            }
-            Parsed {
-                number,
-                unterminated,
-                result,
-            }
-        })
-        .collect()
+    parsed.extend(lines.iter().map(|&(number, end, unterminated)| {
+        let evidence = RecordRef {
+            file: file.clone(),
+            format,
+            record: number,
+        };
+        let mut result = parse(&text[start..end], evidence);
+        start = end;
+        if let Err(message) = &mut result
+            && unterminated
+        {
+            message.push_str(TRUNCATION_HINT);
+        }
+        Parsed {
+            number,
+            unterminated,
+            result,
+        }
+    }));
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::model::Identity;
 
 /// A response or a bare flow: the response's `flow` has the same shape, so
 /// one type serves both and the top level decides which it is.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct Record<'a> {
     #[serde(borrow)]
     pub flow: Option<Box<Record<'a>>>,
@@ -37,9 +37,9 @@ pub struct Record<'a> {
     /// Kept as text: the same endpoints recur on every line, so they are
     /// parsed once each (see [`IdentityCache`]).
     #[serde(borrow)]
-    pub source: Option<&'a RawValue>,
+    pub source: Option<RawJson<'a>>,
     #[serde(borrow)]
-    pub destination: Option<&'a RawValue>,
+    pub destination: Option<RawJson<'a>>,
     #[serde(borrow, rename = "Type")]
     pub flow_type: Option<Scalar<'a>>,
     pub reply: Option<bool>,
@@ -65,7 +65,17 @@ pub struct LostEvents<'a> {
     pub num_events_lost: Option<Scalar<'a>>,
 }
 
-#[derive(Deserialize)]
+/// The exact text of a JSON value, validated but not parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawJson<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(deserializer).map(|raw| RawJson(raw.get()))
+    }
+}
+
+#[derive(Default, Deserialize)]
 pub struct Ip<'a> {
     #[serde(borrow)]
     pub source: Option<Text<'a>>,
@@ -73,7 +83,7 @@ pub struct Ip<'a> {
     pub destination: Option<Text<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct Layer4 {
     #[serde(rename = "TCP")]
     pub tcp: Option<Ports>,
@@ -91,13 +101,13 @@ pub struct Layer4 {
     pub vrrp: Option<IgnoredAny>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct Ports {
     pub source_port: Option<u32>,
     pub destination_port: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct Icmp {
     #[serde(rename = "type")]
     pub icmp_type: Option<u32>,
@@ -219,9 +229,8 @@ pub struct IdentityCache {
 impl IdentityCache {
     const LIMIT: usize = 1 << 16;
 
-    /// The identity the endpoint object `raw` describes.
-    pub fn identity(&mut self, raw: &RawValue) -> Result<Option<Arc<Identity>>, String> {
-        let text = raw.get();
+    /// The identity the endpoint object `text` (valid JSON) describes.
+    pub fn identity(&mut self, text: &str) -> Result<Option<Arc<Identity>>, String> {
         if let Some(identity) = self.known.get(text) {
             return Ok(identity.clone());
         }
