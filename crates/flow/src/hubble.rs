@@ -46,7 +46,6 @@ use crate::generic::lines::{parse_json, read_independent_lines};
 use crate::generic::time::parse_rfc3339;
 use crate::model::{Flow, FlowEndpoint, Format, Outcome, RecordRef, Transport};
 
-mod fast;
 mod wire;
 
 use crate::generic::json::{Scalar, Text};
@@ -60,20 +59,7 @@ pub fn read_hubble<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Fl
 /// Parses one line of Hubble JSON. `Err` is the reason the line could not
 /// be read.
 pub fn parse_hubble_line(line: &[u8], evidence: RecordRef) -> Result<ParsedLine, String> {
-    let record = match std::str::from_utf8(line).ok().and_then(fast::record) {
-        Some(record) => record,
-        None => parse_json(line)?,
-    };
-    record_to_line(record, evidence)
-}
-
-/// [`parse_hubble_line`] without the fast path: what it must agree with.
-#[cfg(test)]
-fn parse_hubble_line_with_serde(line: &[u8], evidence: RecordRef) -> Result<ParsedLine, String> {
-    record_to_line(parse_json(line)?, evidence)
-}
-
-fn record_to_line(record: Record<'_>, evidence: RecordRef) -> Result<ParsedLine, String> {
+    let record: Record<'_> = parse_json(line)?;
     let outer_time = record.time.clone();
     let flow = match record.flow {
         Some(flow) => *flow,
@@ -376,90 +362,6 @@ mod tests {
                 .unwrap_err()
                 .starts_with("source: unexpected endpoint content")
         );
-    }
-
-    /// Lines that take the fast path's every branch, and its refusals.
-    const HANDMADE: [&str; 6] = [
-        r#"{"flow":{"verdict":2,"drop_reason_desc":"POLICY_DENIED","drop_reason":133,"IP":{"source":"fd00::1","destination":"fd00::2","ipVersion":"IPv6"},"l4":{"UDP":{"source_port":5000,"destination_port":53}},"source":{"namespace":"a","pod_name":"p","labels":["k8s:app=x","reserved:init"]},"destination":{"labels":["reserved:world"]},"is_reply":false,"traffic_direction":"EGRESS","Type":"L3_L4"}}"#,
-        r#"{"verdict":1,"IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"ICMPv4":{"type":8,"code":0}},"source":{"workloads":[{"name":"web","kind":"Deployment"}],"namespace":"n"},"traffic_direction":1,"reply":true}"#,
-        r#"{"flow":{"verdict":"FORWARDED","IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"IGMP":{"type":22}},"time":"2024-01-02T03:04:05Z"},"time":"2024-01-02T03:04:06Z"}"#,
-        r#"{"flow":{"verdict":"FORWARDED","IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"SCTP":{"source_port":1,"destination_port":2},"VRRP":{}},"egress_allowed_by":[{"name":"p","namespace":"a"}]}}"#,
-        r#"{"lost_events":{"source":"PERF_EVENT_RING_BUFFER","num_events_lost":"42"}}"#,
-        r#" { "flow" : { "verdict" : "DROPPED" , "IP" : { } , "l4" : { "TCP" : { "flags" : { "SYN" : true } } } , "x" : [ 1 , -2.5E+3 , 0.1e-2 , { "a" : [ true , false , null ] } , "" ] } } "#,
-    ];
-
-    fn variants(line: &str) -> Vec<String> {
-        const EDITS: [(&str, &str); 23] = [
-            (r#""FORWARDED""#, "2"),
-            (r#""FORWARDED""#, "-1"),
-            (r#""FORWARDED""#, "1.0"),
-            (r#""FORWARDED""#, "null"),
-            (r#""FORWARDED""#, r#""FORW\u0041RDED""#),
-            (r#""is_reply":false"#, r#""is_reply":true"#),
-            (r#""is_reply":false"#, r#""is_reply":0"#),
-            (r#""is_reply":false"#, r#""is_reply":false,"reply":true"#),
-            (r#""is_reply":false"#, r#""is_reply":false,"is_reply":true"#),
-            (r#""destination_port":"#, r#""destination_port":0"#),
-            (r#""destination_port":"#, r#""destination_port":-"#),
-            (
-                r#""destination_port":"#,
-                r#""destination_port":99999999999"#,
-            ),
-            (r#""source_port":"#, r#""source_port":1.5,"x":"#),
-            (r#""pod_name":""#, "\"pod_name\":\"\t"),
-            (r#""IP":"#, r#""IP":{"source":"1.2.3.4"},"IP":"#),
-            (r#""l4":"#, r#""l4":{},"l4":"#),
-            (r#""flow":{"#, r#""flow":{"flow":{},"#),
-            (
-                r#""flow":{"#,
-                r#""flow":{"extra":[1,-2.5e3,{"a":[true,false,null]},"x"],"#,
-            ),
-            (r#""flow":{"#, r#""flow":{"extra":01,"#),
-            (r#""flow":{"#, "\"flow\":{\"extra\":\"\u{1}\","),
-            (r#""time":"#, r#""time":null,"x":"#),
-            (",", " ,\t"),
-            (":", "\r\n:"),
-        ];
-        let mut out = vec![line.to_string(), format!("{line} x"), format!("{line}  ")];
-        out.extend(EDITS.iter().map(|(from, to)| line.replacen(from, to, 1)));
-        out.extend((1..line.len()).step_by(23).map(|n| line[..n].to_string()));
-        out.extend((0..line.len()).step_by(11).map(|n| {
-            let mut bytes = line.as_bytes().to_vec();
-            bytes.remove(n);
-            String::from_utf8_lossy(&bytes).into_owned()
-        }));
-        out
-    }
-
-    #[test]
-    fn fast_path_agrees_with_serde_on_mutated_lines() {
-        let sample = include_str!("../tests/data/hubble-basic-sample-400-tcp-flows.json");
-        let lines: Vec<&str> = sample.lines().step_by(40).chain(HANDMADE).collect();
-        let evidence = RecordRef {
-            file: Arc::from("t"),
-            format: Format::Hubble,
-            record: 1,
-        };
-        let mut compared = 0;
-        for line in lines {
-            for variant in variants(line) {
-                let fast = parse_hubble_line(variant.as_bytes(), evidence.clone());
-                let serde = parse_hubble_line_with_serde(variant.as_bytes(), evidence.clone());
-                assert_eq!(fast, serde, "on {variant}");
-                compared += 1;
-            }
-        }
-        assert!(compared > 1000);
-    }
-
-    #[test]
-    fn fast_path_reads_ordinary_lines_and_leaves_the_rest() {
-        let sample = include_str!("../tests/data/hubble-basic-sample-400-tcp-flows.json");
-        assert!(sample.lines().all(|line| fast::record(line).is_some()));
-        let handled: Vec<bool> = HANDMADE.iter().map(|l| fast::record(l).is_some()).collect();
-        // Policy lists and lost_events go to serde.
-        assert_eq!(handled, [true, true, true, false, false, true]);
-        assert!(fast::record(r#"{"flow":{"time":"a\"b"}}"#).is_none());
     }
 
     #[test]
