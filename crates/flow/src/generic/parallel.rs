@@ -6,8 +6,10 @@
 //! batches of whole lines, parsing threads turn batches into results, and
 //! the reading thread accounts for the results batch by batch, in order.
 //! Flows, counts and diagnostics are the same as when reading on one
-//! thread; only the order in which the (at most 100 kept) diagnostics were
-//! collected can differ, and they are sorted by record at the end.
+//! thread (diagnostics are sorted by record at the end), with one
+//! exception: past the 100 diagnostics kept, a read error or over-long
+//! line, which the reading thread reports at once, may take a place that a
+//! parse error on an earlier line would have taken.
 //!
 //! Memory is bounded: at most two batches per parsing thread are in flight,
 //! and their buffers go round between the threads instead of being freed
