@@ -48,6 +48,8 @@ impl Default for ScanOptions {
     }
 }
 
+/// One or more alike observations from a source: same destination, port
+/// and result, within [`MERGE_MICROS`] after `time`.
 struct Event {
     time: Micros,
     dst: IpAddr,
@@ -55,7 +57,23 @@ struct Event {
     /// Did not get through (refused, unanswered, dropped).
     failed: bool,
     blocked: bool,
+    /// Observations merged into this entry.
+    count: u32,
 }
+
+impl Event {
+    fn is_like(&self, other: &Event) -> bool {
+        (self.dst, self.port, self.failed, self.blocked)
+            == (other.dst, other.port, other.failed, other.blocked)
+    }
+}
+
+/// Per-packet sources (Hubble reports every packet of a connection) would
+/// make the window hold one entry per packet; an observation like the
+/// newest entry and within this long after it joins that entry instead.
+/// The merged observations then leave the window together, at most this
+/// much early.
+const MERGE_MICROS: Micros = 1_000_000;
 
 /// Multiset counts of what is in one source's window.
 #[derive(Default)]
@@ -72,9 +90,9 @@ fn add<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: K) {
     *map.entry(key).or_insert(0) += 1;
 }
 
-fn remove<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: &K) {
+fn remove<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: &K, count: u32) {
     if let Some(n) = map.get_mut(key) {
-        *n -= 1;
+        *n = n.saturating_sub(count);
         if *n == 0 {
             map.remove(key);
         }
@@ -93,7 +111,15 @@ impl SourceWindow {
         }
         add(&mut self.peers, event.dst);
         self.blocked += usize::from(event.blocked);
-        self.events.push_back(event);
+        match self.events.back_mut() {
+            Some(last)
+                if last.is_like(&event)
+                    && (0..MERGE_MICROS).contains(&(event.time - last.time)) =>
+            {
+                last.count += 1;
+            }
+            _ => self.events.push_back(event),
+        }
         while let Some(old) = self.events.front() {
             if old.time >= self.newest - window {
                 break;
@@ -107,7 +133,7 @@ impl SourceWindow {
 
     fn forget(&mut self, old: &Event) {
         if let Some(ports) = self.ports_by_dst.get_mut(&old.dst) {
-            remove(ports, &old.port);
+            remove(ports, &old.port, old.count);
             if ports.is_empty() {
                 self.ports_by_dst.remove(&old.dst);
             }
@@ -115,13 +141,15 @@ impl SourceWindow {
         if old.failed
             && let Some(dsts) = self.failed_dsts_by_port.get_mut(&old.port)
         {
-            remove(dsts, &old.dst);
+            remove(dsts, &old.dst, old.count);
             if dsts.is_empty() {
                 self.failed_dsts_by_port.remove(&old.port);
             }
         }
-        remove(&mut self.peers, &old.dst);
-        self.blocked -= usize::from(old.blocked);
+        remove(&mut self.peers, &old.dst, old.count);
+        if old.blocked {
+            self.blocked = self.blocked.saturating_sub(old.count as usize);
+        }
     }
 }
 
@@ -176,6 +204,7 @@ impl ScanDetector {
             port,
             failed: !flow.outcome.got_through(),
             blocked: judged.class == Class::BlockedAttempt,
+            count: 1,
         };
         let window = i64::try_from(self.options.window_seconds)
             .unwrap_or(i64::MAX / 2_000_000)
@@ -325,5 +354,49 @@ fn scan_alert(inventory: &Inventory, options: &ScanOptions, rule: Rule, d: Detec
             decision: None,
             figures,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9));
+    const WINDOW: Micros = 60_000_000;
+
+    fn event(time: Micros, port: u16, blocked: bool) -> Event {
+        Event {
+            time,
+            dst: DST,
+            port,
+            failed: blocked,
+            blocked,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn alike_observations_share_an_entry_and_leave_the_window_together() {
+        let mut window = SourceWindow::default();
+        for i in 0..4 {
+            window.push(event(i * 1000, 80, true), WINDOW);
+        }
+        window.push(event(5000, 443, true), WINDOW);
+        assert_eq!(window.events.len(), 2);
+        assert_eq!(window.blocked, 5);
+        assert_eq!(window.ports_by_dst[&DST].len(), 2);
+        assert_eq!(window.failed_dsts_by_port[&80][&DST], 4);
+
+        // A minute later both entries, five observations, leave at once.
+        window.push(event(61_000_000, 22, false), WINDOW);
+        assert_eq!(window.events.len(), 1);
+        assert_eq!(window.blocked, 0);
+        assert_eq!(window.peers[&DST], 1);
+        assert!(window.failed_dsts_by_port.is_empty());
+
+        // Alike, but more than a second after the entry: a new entry.
+        window.push(event(62_100_000, 22, false), WINDOW);
+        assert_eq!(window.events.len(), 2);
+        assert_eq!(window.ports_by_dst[&DST][&22], 2);
     }
 }
