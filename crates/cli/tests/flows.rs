@@ -336,3 +336,26 @@ fn a_changed_baseline_version_is_refused() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn hubble_sample_probes_from_the_pods_own_node_are_allowed() {
+    // In the samples' Hubble flows the node (`reserved:host`) connects to
+    // a kube-dns pod local to it on 10054: a health probe. The shop's DNS
+    // policy does not admit the node's address, but a pod's own node is
+    // always allowed, so this is no bypass.
+    let out = verify(&[
+        "--policy",
+        "examples/shop",
+        "-o",
+        "json",
+        "crates/flow/tests/data/hubble-basic-sample-10-flows.json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["summary"]["by_class"]["allowed"], 2);
+    assert_eq!(
+        report["summary"]["by_namespace"]["kube-system"]["allowed"],
+        2
+    );
+    let alerts = report["alerts"].as_array().expect("alerts");
+    assert!(alerts.iter().all(|a| a["rule"] == "FLOW-004"), "{alerts:?}");
+}

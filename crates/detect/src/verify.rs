@@ -104,7 +104,12 @@ impl<'a> Verifier<'a> {
         let src = self.resolver.resolve(&flow.src);
         let dst = self.resolver.resolve(&flow.dst);
         let port = flow.dst.port;
-        match self.policy_allows(&src, &dst, flow.transport, port) {
+        let verdict = if reported_from_own_node(flow, &src, &dst) {
+            Ok(PolicyVerdict::allowed(port, OWN_NODE))
+        } else {
+            self.policy_allows(&src, &dst, flow.transport, port)
+        };
+        match verdict {
             Err(reason) => Judged {
                 src,
                 dst,
@@ -212,10 +217,7 @@ impl<'a> Verifier<'a> {
         {
             // DESIGN: traffic from a pod's own node is always allowed
             // (kubelet probes); NetworkPolicy cannot block it.
-            return Ok(PolicyVerdict::allowed(
-                port,
-                "from the pod's own node, always allowed",
-            ));
+            return Ok(PolicyVerdict::allowed(port, OWN_NODE));
         }
         let (Some(from), Some(to)) = (self.engine_ref(src), self.engine_ref(dst)) else {
             // Services and unknown places were handled above.
@@ -361,6 +363,26 @@ fn classify(allowed: bool, flow: &Flow, dst: &Place) -> (Class, Option<String>) 
             }
         }
     }
+}
+
+const OWN_NODE: &str = "from the pod's own node, always allowed";
+
+/// The record itself says the source is the host of the node the
+/// destination pod runs on: Hubble's `reserved:host` is the reporting
+/// node, and a destination with a local endpoint ID runs there. (The
+/// manifests often lack the pods' node placement, so the address test of
+/// `pod_on_node` cannot tell.)
+fn reported_from_own_node(flow: &Flow, src: &Place, dst: &Place) -> bool {
+    let from_host = flow
+        .src
+        .identity
+        .as_ref()
+        .is_some_and(|i| i.entity.as_deref() == Some("host"));
+    let to_local_pod = flow.dst.identity.as_ref().is_some_and(|i| i.node_local);
+    from_host
+        && to_local_pod
+        && matches!(src, Place::Node { .. })
+        && matches!(dst, Place::Workload { .. })
 }
 
 fn pod_on_node(

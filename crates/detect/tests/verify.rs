@@ -228,9 +228,34 @@ fn identity_names_resolve_without_addresses() {
         namespace: Some("database".into()),
         pod: None,
         labels: vec!["app=postgres".into(), "controller-revision-hash=abc".into()],
-        entity: None,
+        ..Identity::default()
     }));
     assert_eq!(class_of(f), Class::Bypass);
+}
+
+#[test]
+fn hubble_host_to_an_endpoint_local_to_it_is_the_own_node_and_allowed() {
+    // Hubble's `reserved:host` is the node that reported the flow, and a
+    // destination with an endpoint ID runs on that node: a kubelet probe,
+    // which NetworkPolicy cannot block, even though the manifests do not
+    // say where the pod runs.
+    let from_host = |node_local| {
+        let mut f = tcp("10.0.2.1", POSTGRES, 5432, Outcome::Forwarded);
+        f.src.identity = Some(std::sync::Arc::new(Identity {
+            entity: Some("host".into()),
+            ..Identity::default()
+        }));
+        f.dst.identity = Some(std::sync::Arc::new(Identity {
+            namespace: Some("database".into()),
+            pod: Some("postgres-0".into()),
+            node_local,
+            ..Identity::default()
+        }));
+        f
+    };
+    assert_eq!(class_of(from_host(true)), Class::Allowed);
+    // Without that, it is a node the policy does not admit.
+    assert_eq!(class_of(from_host(false)), Class::Bypass);
 }
 
 #[test]

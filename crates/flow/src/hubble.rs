@@ -311,7 +311,7 @@ mod tests {
             r#"{"flow":{"time":"2024-01-02T03:04:05.000001Z","verdict":"DROPPED","drop_reason":133,
             "drop_reason_desc":"POLICY_DENIED","IP":{"source":"fd00::1","destination":"fd00::2"},
             "l4":{"UDP":{"source_port":5000,"destination_port":53}},
-            "source":{"namespace":"a","pod_name":"p","labels":["k8s:app=x","reserved:init"]},
+            "source":{"ID":12,"namespace":"a","pod_name":"p","labels":["k8s:app=x","reserved:init"]},
             "destination":{"labels":["reserved:world"]},"is_reply":false,
             "traffic_direction":"EGRESS","egress_denied_by":[{"name":"deny","namespace":"a"}]}}"#,
         );
@@ -325,6 +325,10 @@ mod tests {
         let src = f.src.identity.unwrap();
         assert_eq!(src.labels, vec!["app=x"]);
         assert_eq!(src.entity.as_deref(), Some("init"));
+        assert!(
+            src.node_local,
+            "an endpoint ID makes it local to the reporting node"
+        );
         assert!(!f.direction_inferred);
     }
 

@@ -99,6 +99,11 @@ pub struct Identity {
     /// `reserved:world`; Calico endpoint types `hep`, `net`, `ns`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity: Option<String>,
+    /// The data plane says the endpoint runs on the node that recorded the
+    /// flow (Hubble gives local endpoints an endpoint `ID`). With a source
+    /// of entity `host` this is traffic from the pod's own node.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub node_local: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

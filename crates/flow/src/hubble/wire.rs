@@ -124,6 +124,10 @@ pub struct Policy<'a> {
 
 #[derive(Deserialize)]
 pub struct Endpoint<'a> {
+    /// Cilium's endpoint ID: only endpoints local to the reporting node
+    /// have one.
+    #[serde(borrow, rename = "ID")]
+    pub id: Option<Scalar<'a>>,
     #[serde(borrow)]
     pub namespace: Option<Text<'a>>,
     #[serde(borrow)]
@@ -151,6 +155,7 @@ impl Endpoint<'_> {
                 Some(format!("{}-*", &*name))
             });
         let Labels { labels, entity } = self.labels.unwrap_or_default();
+        let node_local = self.id.and_then(|id| id.as_u64()).is_some_and(|id| id > 0);
         if namespace.is_none() && pod.is_none() && labels.is_empty() && entity.is_none() {
             return None;
         }
@@ -159,6 +164,7 @@ impl Endpoint<'_> {
             pod,
             labels,
             entity,
+            node_local,
         })
     }
 }
