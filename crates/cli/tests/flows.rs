@@ -359,3 +359,31 @@ fn hubble_sample_probes_from_the_pods_own_node_are_allowed() {
     let alerts = report["alerts"].as_array().expect("alerts");
     assert!(alerts.iter().all(|a| a["rule"] == "FLOW-004"), "{alerts:?}");
 }
+
+#[test]
+fn hubble_endpoints_on_other_nodes_resolve_by_their_labels() {
+    // In the samples' 400 Hubble flows, productpage talks to reviews from
+    // another node, so Hubble names the source only by its identity's
+    // labels (no namespace or pod name). It must still resolve to
+    // productpage-v1: allowed where reviews admits productpage, a bypass
+    // where it admits only details.
+    const DIR: &str = "crates/cli/tests/data/bookinfo";
+    const SAMPLE: &str = "crates/flow/tests/data/hubble-basic-sample-400-tcp-flows.json";
+    let run = |policy: &str| {
+        let workloads = format!("{DIR}/workloads.yaml");
+        let policy = format!("{DIR}/{policy}");
+        let out = verify(&[
+            "--policy", &workloads, "--policy", &policy, "-o", "json", SAMPLE,
+        ]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        report["summary"]["by_class"].clone()
+    };
+    let admitted = run("reviews-from-productpage.yaml");
+    assert_eq!(admitted["bypass"], serde_json::Value::Null, "{admitted}");
+    assert_eq!(admitted["allowed"], 387);
+    // The 13 flows of jaeger and the collectors, which the manifests lack.
+    assert_eq!(admitted["unresolved"], 13);
+    let refused = run("reviews-from-details.yaml");
+    // Every productpage-reviews record, in both directions (98 of them).
+    assert_eq!(refused["bypass"], 98, "{refused}");
+}

@@ -369,6 +369,21 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_named_only_by_labels_takes_its_namespace_from_them() {
+        let f = flow(
+            r#"{"flow":{"verdict":"FORWARDED","IP":{"source":"10.0.0.1","destination":"10.0.0.2"},
+            "l4":{"TCP":{"destination_port":9080}},"source":{"identity":3418,"labels":[
+            "k8s:app=productpage","k8s:io.kubernetes.pod.namespace=bookinfo",
+            "k8s:io.cilium.k8s.policy.cluster=kind"]}}}"#,
+        );
+        let src = f.src.identity.unwrap();
+        assert_eq!(src.namespace.as_deref(), Some("bookinfo"));
+        assert_eq!(src.pod, None);
+        assert_eq!(src.labels, vec!["app=productpage"]);
+        assert!(!src.node_local);
+    }
+
+    #[test]
     fn other_response_kinds_are_counted() {
         let lost = r#"{"lost_events":{"source":"PERF_EVENT_RING_BUFFER","num_events_lost":"42"}}"#;
         assert!(matches!(

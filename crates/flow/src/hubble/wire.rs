@@ -154,7 +154,12 @@ impl Endpoint<'_> {
                 let name = workloads.into_iter().find_map(|w| non_empty(w.name))?;
                 Some(format!("{}-*", &*name))
             });
-        let Labels { labels, entity } = self.labels.unwrap_or_default();
+        let Labels {
+            labels,
+            namespace: labelled_namespace,
+            entity,
+        } = self.labels.unwrap_or_default();
+        let namespace = namespace.or(labelled_namespace.filter(|n| !n.is_empty()));
         let node_local = self.id.and_then(|id| id.as_u64()).is_some_and(|id| id > 0);
         if namespace.is_none() && pod.is_none() && labels.is_empty() && entity.is_none() {
             return None;
@@ -173,18 +178,24 @@ fn non_empty(text: Option<Text<'_>>) -> Option<Text<'_>> {
     text.filter(|t| !t.is_empty())
 }
 
-/// Cilium's labels sorted into the pod's own labels and the reserved
-/// entity, while they are read (no intermediate list).
+/// Cilium's labels sorted into the pod's own labels, its namespace and the
+/// reserved entity, while they are read (no intermediate list).
 #[derive(Default)]
 pub struct Labels {
     pub labels: Vec<String>,
+    /// From `k8s:io.kubernetes.pod.namespace`: Hubble describes endpoints
+    /// on other nodes by their security identity's labels alone, without
+    /// `namespace` or `pod_name`, and this label still names the namespace.
+    pub namespace: Option<String>,
     pub entity: Option<String>,
 }
 
 impl Labels {
     fn add(&mut self, label: &str) {
         if let Some(label) = label.strip_prefix("k8s:") {
-            if !is_derived_by_cilium(label) {
+            if let Some(namespace) = label.strip_prefix("io.kubernetes.pod.namespace=") {
+                self.namespace = Some(namespace.to_string());
+            } else if !is_derived_by_cilium(label) {
                 self.labels.push(label.to_string());
             }
         } else if let Some(entity) = label.strip_prefix("reserved:") {
@@ -199,7 +210,7 @@ impl Labels {
 /// Labels Cilium adds from the namespace, service account and cluster
 /// rather than from the pod's metadata.
 fn is_derived_by_cilium(label: &str) -> bool {
-    label.starts_with("io.cilium.k8s.") || label.starts_with("io.kubernetes.pod.namespace=")
+    label.starts_with("io.cilium.k8s.")
 }
 
 impl<'de> Deserialize<'de> for Labels {
