@@ -123,10 +123,8 @@ impl HubbleTraffic {
             for pod in &workload.pods {
                 if let Some(&ip) = pod.ips.first() {
                     pods_of[w].push(pods.len());
-                    let mut hubble = hubble_pod(workload, pod, ip);
-                    hubble.endpoint_id = 100 + pods.len();
-                    hubble.security_identity = 10_000 + w;
-                    pods.push(hubble);
+                    let ids = (100 + pods.len(), 10_000 + w);
+                    pods.push(hubble_pod(workload, pod, ip, ids));
                 }
             }
         }
@@ -174,7 +172,13 @@ impl HubbleTraffic {
     }
 }
 
-fn hubble_pod(workload: &Workload, pod: &PodInstance, ip: IpAddr) -> HubblePod {
+/// `ids`: the endpoint ID and the security identity.
+fn hubble_pod(
+    workload: &Workload,
+    pod: &PodInstance,
+    ip: IpAddr,
+    ids: (usize, usize),
+) -> HubblePod {
     let ns = &workload.namespace;
     let mut labels: Vec<String> = pod
         .labels
@@ -189,8 +193,8 @@ fn hubble_pod(workload: &Workload, pod: &PodInstance, ip: IpAddr) -> HubblePod {
         "k8s:io.kubernetes.pod.namespace={ns}"
     )));
     HubblePod {
-        endpoint_id: 0,
-        security_identity: 0,
+        endpoint_id: ids.0,
+        security_identity: ids.1,
         namespace: ns.clone(),
         name: pod.name.clone(),
         ip,

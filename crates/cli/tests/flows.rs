@@ -387,3 +387,31 @@ fn hubble_endpoints_on_other_nodes_resolve_by_their_labels() {
     // Every productpage-reviews record, in both directions (98 of them).
     assert_eq!(refused["bypass"], 98, "{refused}");
 }
+
+#[test]
+fn generated_hubble_traffic_resolves_on_its_generated_cluster() {
+    // `gen --hubble` feeds the Hubble benchmark: every endpoint must resolve
+    // by identity on the cluster of the same seed, and most traffic must be
+    // what the policies allow.
+    let dir = std::env::temp_dir().join(format!("palisade-gen-hubble-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cluster = dir.join("cluster.yaml");
+    let flows = dir.join("hubble.json");
+    let write = |path: &Path, args: &[&str]| {
+        let out = palisade(args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::write(path, &out.stdout).expect("written");
+    };
+    write(&cluster, &["gen", "--pods", "200"]);
+    write(&flows, &["gen", "--pods", "200", "--hubble", "400"]);
+    assert_eq!(text(&std::fs::read(&flows).expect("read")).lines().count(), 400);
+    let (cluster, flows) = (cluster.to_string_lossy(), flows.to_string_lossy());
+    let out = verify(&["--policy", &cluster, "-o", "json", &flows]);
+    std::fs::remove_dir_all(&dir).ok();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let summary = &report["summary"];
+    assert_eq!(summary["flows"], 400);
+    assert_eq!(summary["by_class"]["unresolved"], serde_json::Value::Null);
+    let allowed = summary["by_class"]["allowed"].as_u64().unwrap_or(0);
+    assert!(allowed >= 300, "{summary}");
+}
