@@ -404,7 +404,10 @@ fn generated_hubble_traffic_resolves_on_its_generated_cluster() {
     };
     write(&cluster, &["gen", "--pods", "200"]);
     write(&flows, &["gen", "--pods", "200", "--hubble", "400"]);
-    assert_eq!(text(&std::fs::read(&flows).expect("read")).lines().count(), 400);
+    assert_eq!(
+        text(&std::fs::read(&flows).expect("read")).lines().count(),
+        400
+    );
     let (cluster, flows) = (cluster.to_string_lossy(), flows.to_string_lossy());
     let out = verify(&["--policy", &cluster, "-o", "json", &flows]);
     std::fs::remove_dir_all(&dir).ok();
