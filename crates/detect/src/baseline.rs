@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
-
 use palisade_flow::{Flow, Micros};
 use palisade_inventory::Inventory;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, AlertEndpoint, Evidence, MAX_RECORDS, Rule, rfc3339};

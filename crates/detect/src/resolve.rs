@@ -4,11 +4,11 @@
 //! Order of evidence: a record's own identity (Hubble, Calico) first, as the
 //! data plane knew the pod when it saw the packet; then the address.
 
-use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_flow::{FlowEndpoint, Identity};
 use palisade_inventory::{Cidr, Inventory, Labels, Workload};
+use rustc_hash::FxHashMap;
 
 /// What one flow endpoint resolved to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,12 +5,11 @@
 //! not O(window).
 
 use std::collections::{BTreeMap, VecDeque};
-
-use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_flow::{Flow, Micros};
 use palisade_inventory::Inventory;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Class;

@@ -2,9 +2,8 @@
 //! and classified; connections that matter become alerts, grouped so that a
 //! thousand identical denied attempts are one alert with a count.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_flow::{Flow, Outcome, Transport};
@@ -12,6 +11,7 @@ use palisade_inventory::{Inventory, Protocol};
 use palisade_policy::endpoint::Resolved;
 use palisade_policy::reference::{self, Decision};
 use palisade_policy::{EndpointRef, Engine, Settings};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::alert::{Alert, Class, Evidence, MAX_RECORDS, Rule, rfc3339};
@@ -72,6 +72,10 @@ pub struct Verifier<'a> {
     settings: Settings,
     groups: FxHashMap<GroupKey, Group>,
     summary: Summary,
+    /// Whether the source's egress side alone allows a connection (the
+    /// compiled engine answers for both sides together), by endpoints,
+    /// transport and port.
+    egress_verdicts: RefCell<FxHashMap<(EndpointKey, EndpointKey, Transport, u16), bool>>,
 }
 
 impl<'a> Verifier<'a> {
@@ -82,6 +86,7 @@ impl<'a> Verifier<'a> {
             settings,
             groups: FxHashMap::default(),
             summary: Summary::default(),
+            egress_verdicts: RefCell::default(),
         }
     }
 
@@ -118,7 +123,9 @@ impl<'a> Verifier<'a> {
                 note: Some(reason),
             },
             Ok(verdict) => {
-                let (class, note) = classify(verdict.allowed, flow, &dst);
+                let (allowed, side_note) = self.allowed_where_observed(flow, &src, &dst, &verdict);
+                let (class, note) = classify(allowed, flow, &dst);
+                let note = note.or(side_note);
                 Judged {
                     src,
                     dst,
@@ -128,6 +135,78 @@ impl<'a> Verifier<'a> {
                 }
             }
         }
+    }
+
+    /// The policy verdict for the part of the path the record speaks for.
+    ///
+    /// A record made at the source (Hubble `traffic_direction` EGRESS,
+    /// Calico `reporter` src) of traffic that drew no reply only shows what
+    /// the source's egress did: the destination's ingress policy is applied
+    /// on the destination's node, which writes its own record. Judging such
+    /// a record by both sides would call every connection that the
+    /// destination rightly drops a bypass. A reply (or a record made at the
+    /// destination, or a capture) shows the whole path.
+    fn allowed_where_observed(
+        &self,
+        flow: &Flow,
+        src: &Place,
+        dst: &Place,
+        verdict: &PolicyVerdict,
+    ) -> (bool, Option<String>) {
+        let answered = flow.outcome == Outcome::Established || flow.packets[1] > 0;
+        let source_side_only =
+            matches!(flow.reporter.as_deref(), Some("egress" | "src")) && !answered;
+        if verdict.allowed || !source_side_only {
+            return (verdict.allowed, None);
+        }
+        match self.egress_allows(flow, src, dst, verdict.port) {
+            Some(true) => (
+                true,
+                Some(
+                    "recorded at the source, whose egress allows it; the destination's ingress \
+                     denies it, and the destination's own record shows whether it held"
+                        .to_string(),
+                ),
+            ),
+            _ => (false, None),
+        }
+    }
+
+    /// Whether the source's egress policies alone allow the connection
+    /// (`None` when the reference evaluator cannot say: no port, ICMP).
+    fn egress_allows(
+        &self,
+        flow: &Flow,
+        src: &Place,
+        dst: &Place,
+        port: Option<u16>,
+    ) -> Option<bool> {
+        let protocol = flow.transport.policy_protocol()?;
+        let port = port?;
+        let key = (
+            endpoint_key(src, flow.src.ip),
+            endpoint_key(dst, flow.dst.ip),
+            flow.transport,
+            port,
+        );
+        if let Some(&allowed) = self.egress_verdicts.borrow().get(&key) {
+            return Some(allowed);
+        }
+        let inventory = self.resolver.inventory();
+        let from = reference_target(inventory, src)?;
+        let to = reference_target(inventory, dst)?;
+        let (from_ips, to_ips) = (from.ips(inventory), to.ips(inventory));
+        let decision = reference::evaluate(
+            inventory,
+            &self.settings,
+            from.reference_endpoint(inventory, &from_ips),
+            to.reference_endpoint(inventory, &to_ips),
+            protocol,
+            port,
+        );
+        let allowed = decision.egress.allowed;
+        self.egress_verdicts.borrow_mut().insert(key, allowed);
+        Some(allowed)
     }
 
     fn count(&mut self, flow: &Flow, judged: &Judged) {

@@ -517,3 +517,48 @@ fn advice_leaves_out_what_policy_cannot_express() {
     assert!(advice.proof.holds(), "{:#?}", advice.proof);
     assert!(advice.yaml.contains("cidr: 10.0.0.1/32"));
 }
+
+/// A data-plane record made `at` one end (`reporter`), with `replies`
+/// packets seen coming back.
+fn reported(
+    src: &str,
+    dst: &str,
+    port: u16,
+    outcome: Outcome,
+    at: &'static str,
+    replies: u64,
+) -> Flow {
+    let mut f = tcp(src, dst, port, outcome);
+    f.reporter = Some(std::borrow::Cow::Borrowed(at));
+    f.packets = [1, replies];
+    f
+}
+
+#[test]
+fn a_record_made_at_the_source_is_judged_by_the_source_egress_alone() {
+    // legacy/reports has no egress policy; payments admits only checkout.
+    // Hubble's EGRESS record (Calico's src record) of the request only
+    // shows that the source let it out: no bypass. The destination's
+    // record, or a reply, shows the whole path.
+    let at_source = reported(REPORTS, PAYMENTS, 50051, Outcome::Forwarded, "egress", 0);
+    assert_eq!(class_of(at_source), Class::Allowed);
+    let calico_src = reported(REPORTS, PAYMENTS, 50051, Outcome::Forwarded, "src", 0);
+    assert_eq!(class_of(calico_src), Class::Allowed);
+    let at_destination = reported(REPORTS, PAYMENTS, 50051, Outcome::Forwarded, "ingress", 0);
+    assert_eq!(class_of(at_destination), Class::Bypass);
+    let answered = reported(REPORTS, PAYMENTS, 50051, Outcome::Forwarded, "egress", 1);
+    assert_eq!(class_of(answered), Class::Bypass);
+    let dropped_there = reported(REPORTS, PAYMENTS, 50051, Outcome::Dropped, "ingress", 0);
+    assert_eq!(class_of(dropped_there), Class::BlockedAttempt);
+}
+
+#[test]
+fn a_record_made_at_the_source_still_catches_an_egress_bypass() {
+    // frontend's egress admits DNS only: a webapp connection to postgres
+    // let out by the source is a bypass of its egress policy.
+    let at_source = reported(WEBAPP, POSTGRES, 5432, Outcome::Forwarded, "egress", 0);
+    assert_eq!(class_of(at_source), Class::Bypass);
+    // The source dropping what its egress allows is an unexpected drop.
+    let dropped = reported(REPORTS, PAYMENTS, 50051, Outcome::Dropped, "egress", 0);
+    assert_eq!(class_of(dropped), Class::UnexpectedDrop);
+}

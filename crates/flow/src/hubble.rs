@@ -15,8 +15,9 @@
 //!   which is exactly what Palisade compares its verdicts with.
 //! - `is_reply` (or the older `reply`) true: the packet went from responder
 //!   to initiator, so source and destination are swapped to keep the
-//!   initiator in `src`, and the packet counts in index 1. When Hubble says
-//!   neither, it did not know, and `direction_inferred` is set.
+//!   initiator in `src`, and the packet counts in index 1; a forwarded reply
+//!   is [`Outcome::Established`] (the destination answered). When Hubble
+//!   says neither, it did not know, and `direction_inferred` is set.
 //! - Labels: `k8s:` prefixes are removed; the labels Cilium derives rather
 //!   than reads from the pod (`io.kubernetes.pod.namespace`,
 //!   `io.cilium.k8s.*`) are left out so `labels` are the pod's labels;
@@ -140,6 +141,11 @@ fn flow_from(
         Some(true) => {
             std::mem::swap(&mut flow.src, &mut flow.dst);
             flow.packets = [0, packets];
+            // A reply that went through shows the destination answered,
+            // wherever it was recorded.
+            if flow.outcome == Outcome::Forwarded {
+                flow.outcome = Outcome::Established;
+            }
         }
         reply => {
             flow.packets = [packets, 0];

@@ -63,12 +63,12 @@ fn hubble_first_flow_is_a_reply_turned_round() {
     assert!(stats.diagnostics.is_empty() && stats.skipped.is_empty());
 
     // Line 1 is reviews:15020 → host:42044 with "reply": true, so the
-    // initiator is the host.
+    // initiator is the host, and a forwarded reply means it was answered.
     let first = &flows[0];
     assert_eq!(first.evidence.record, 1);
     assert_eq!(first.evidence.format, Format::Hubble);
     assert_eq!(first.transport, Transport::Tcp);
-    assert_eq!(first.outcome, Outcome::Forwarded);
+    assert_eq!(first.outcome, Outcome::Established);
     assert_eq!(
         (first.src.ip, first.src.port),
         (ip("10.0.2.1"), Some(42044))
