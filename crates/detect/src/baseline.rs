@@ -125,12 +125,13 @@ pub struct Learner {
 }
 
 impl Learner {
-    /// Only traffic that got through is normal behaviour; attempts that
-    /// failed and unknown endpoints are counted as skipped.
+    /// Only traffic that reached its destination is normal behaviour;
+    /// attempts that failed, records that show only the source's side, and
+    /// unknown endpoints are counted as skipped.
     pub fn observe(&mut self, inventory: &Inventory, flow: &Flow, judged: &Judged) {
         let names =
             endpoint_name(inventory, &judged.src).zip(endpoint_name(inventory, &judged.dst));
-        let Some((src, dst)) = names.filter(|_| flow.outcome.got_through()) else {
+        let Some((src, dst)) = names.filter(|_| flow.reached_destination()) else {
             self.skipped += 1;
             return;
         };
@@ -227,7 +228,7 @@ impl<'b> DeviationDetector<'b> {
     }
 
     pub fn observe(&mut self, inventory: &Inventory, flow: &Flow, judged: &Judged) {
-        if !flow.outcome.got_through() {
+        if !flow.reached_destination() {
             return;
         }
         let (Some(src), Some(dst)) = (

@@ -153,10 +153,7 @@ impl<'a> Verifier<'a> {
         dst: &Place,
         verdict: &PolicyVerdict,
     ) -> (bool, Option<String>) {
-        let answered = flow.outcome == Outcome::Established || flow.packets[1] > 0;
-        let source_side_only =
-            matches!(flow.reporter.as_deref(), Some("egress" | "src")) && !answered;
-        if verdict.allowed || !source_side_only {
+        if verdict.allowed || !flow.shows_source_side_only() {
             return (verdict.allowed, None);
         }
         match self.egress_allows(flow, src, dst, verdict.port) {

@@ -562,3 +562,24 @@ fn a_record_made_at_the_source_still_catches_an_egress_bypass() {
     let dropped = reported(REPORTS, PAYMENTS, 50051, Outcome::Dropped, "egress", 0);
     assert_eq!(class_of(dropped), Class::UnexpectedDrop);
 }
+
+#[test]
+fn a_baseline_learns_only_what_reached_the_destination() {
+    let inventory = shop();
+    let engine = Engine::new(&inventory, &Settings::default());
+    let verifier = Verifier::new(&engine, Resolver::new(&inventory, &[]), Settings::default());
+    let mut learner = Learner::default();
+    let flows = [
+        reported(REPORTS, PAYMENTS, 50051, Outcome::Forwarded, "egress", 0),
+        reported(REPORTS, PAYMENTS, 50051, Outcome::Forwarded, "egress", 1),
+        reported(CHECKOUT, PAYMENTS, 50051, Outcome::Forwarded, "ingress", 0),
+    ];
+    for f in &flows {
+        learner.observe(&inventory, f, &verifier.judge(f));
+    }
+    let baseline = learner.finish();
+    // The request seen leaving reports is left out; its answered twin and
+    // checkout's connection are learned.
+    assert_eq!(baseline.learned_connections, 2);
+    assert_eq!(baseline.edges.len(), 2);
+}

@@ -297,4 +297,19 @@ impl Flow {
             evidence,
         }
     }
+
+    /// A data-plane record made at the source (Hubble `traffic_direction`
+    /// EGRESS, Calico `reporter` src) of traffic that drew no reply: it
+    /// shows what the source's egress did, not whether the destination
+    /// accepted it, which the destination's node decides and records.
+    pub fn shows_source_side_only(&self) -> bool {
+        let answered = self.outcome == Outcome::Established || self.packets[1] > 0;
+        matches!(self.reporter.as_deref(), Some("egress" | "src")) && !answered
+    }
+
+    /// The traffic got through to the destination, as far as this record
+    /// shows.
+    pub fn reached_destination(&self) -> bool {
+        self.outcome.got_through() && !self.shows_source_side_only()
+    }
 }
