@@ -87,16 +87,11 @@ pub fn write_capture_endpoints(params: &Params) -> Result<()> {
 
 /// One generated pod as Hubble describes it.
 struct HubblePod {
-    /// Cilium's endpoint ID (one per pod) and security identity (one per
-    /// label set, here per workload).
-    endpoint_id: usize,
-    security_identity: usize,
-    namespace: String,
-    name: String,
     ip: IpAddr,
-    /// `"k8s:key=value"` strings, the pod's labels and those Cilium derives.
-    labels: String,
     ports: Vec<u16>,
+    /// Its Hubble endpoint object, written once: endpoint ID, security
+    /// identity, namespace, labels (its own and those Cilium derives), name.
+    json: String,
 }
 
 /// The generated cluster's pods, and for each workload the few (server
@@ -172,7 +167,8 @@ impl HubbleTraffic {
     }
 }
 
-/// `ids`: the endpoint ID and the security identity.
+/// `ids`: the endpoint ID (one per pod) and the security identity (one
+/// per label set, here per workload).
 fn hubble_pod(
     workload: &Workload,
     pod: &PodInstance,
@@ -192,19 +188,23 @@ fn hubble_pod(
     labels.push(json_string(&format!(
         "k8s:io.kubernetes.pod.namespace={ns}"
     )));
+    let json = format!(
+        "{{\"ID\":{},\"identity\":{},\"namespace\":{},\"labels\":[{}],\"pod_name\":{}}}",
+        ids.0,
+        ids.1,
+        json_string(ns),
+        labels.join(","),
+        json_string(&pod.name)
+    );
     HubblePod {
-        endpoint_id: ids.0,
-        security_identity: ids.1,
-        namespace: ns.clone(),
-        name: pod.name.clone(),
         ip,
-        labels: labels.join(","),
         ports: workload
             .template
             .containers
             .iter()
             .flat_map(|c| c.ports.iter().map(|p| p.port))
             .collect(),
+        json,
     }
 }
 
@@ -293,23 +293,14 @@ fn hubble_line(traffic: &HubbleTraffic, seed: u64, i: u64, out: &mut String) {
         "{{\"flow\":{{\"time\":\"{time}\",{verdict},\"ethernet\":{{\"source\":\"0a:58:0a:f4:00:01\",\"destination\":\"0a:58:0a:f4:00:02\"}},\
 \"IP\":{{\"source\":\"{from_ip}\",\"destination\":\"{to_ip}\",\"ipVersion\":\"IPv4\"}},\
 \"l4\":{{\"TCP\":{{\"source_port\":{from_port},\"destination_port\":{to_port},\"flags\":{{{flags}}}}}}},\
-\"source\":{{\"ID\":{from_id},\"identity\":{from_identity},\"namespace\":\"{from_ns}\",\"labels\":[{from_labels}],\"pod_name\":\"{from_pod}\"}},\
-\"destination\":{{\"ID\":{to_id},\"identity\":{to_identity},\"namespace\":\"{to_ns}\",\"labels\":[{to_labels}],\"pod_name\":\"{to_pod}\"}},\
+\"source\":{from_json},\"destination\":{to_json},\
 \"Type\":\"L3_L4\",\"node_name\":\"bench-node\",\"event_type\":{{\"type\":4,\"sub_type\":3}},\"traffic_direction\":\"EGRESS\",\
 \"trace_observation_point\":\"TO_ENDPOINT\",\"is_reply\":{is_reply},\"Summary\":\"TCP Flags: {summary}\"}},\
 \"node_name\":\"bench-node\",\"time\":\"{time}\"}}",
         time = rfc3339(micros),
         from_ip = from.ip,
         to_ip = to.ip,
-        from_id = from.endpoint_id,
-        to_id = to.endpoint_id,
-        from_identity = from.security_identity,
-        to_identity = to.security_identity,
-        from_ns = from.namespace,
-        to_ns = to.namespace,
-        from_labels = from.labels,
-        to_labels = to.labels,
-        from_pod = from.name,
-        to_pod = to.name,
+        from_json = from.json,
+        to_json = to.json,
     );
 }

@@ -190,17 +190,7 @@ impl<'a> Verifier<'a> {
             return Some(allowed);
         }
         let inventory = self.resolver.inventory();
-        let from = reference_target(inventory, src)?;
-        let to = reference_target(inventory, dst)?;
-        let (from_ips, to_ips) = (from.ips(inventory), to.ips(inventory));
-        let decision = reference::evaluate(
-            inventory,
-            &self.settings,
-            from.reference_endpoint(inventory, &from_ips),
-            to.reference_endpoint(inventory, &to_ips),
-            protocol,
-            port,
-        );
+        let decision = reference_decision(inventory, &self.settings, src, dst, protocol, port)?;
         let allowed = decision.egress.allowed;
         self.egress_verdicts.borrow_mut().insert(key, allowed);
         Some(allowed)
@@ -603,8 +593,29 @@ fn explain(
     }
     let protocol: Protocol = flow.transport.policy_protocol()?;
     let port = judged.port?;
-    let src = reference_target(inventory, &judged.src)?;
-    let dst = reference_target(inventory, &judged.dst)?;
+    reference_decision(
+        inventory,
+        settings,
+        &judged.src,
+        &judged.dst,
+        protocol,
+        port,
+    )
+}
+
+/// The reference evaluator's decision, side by side, for two places
+/// (`None` when one cannot be evaluated: unknown, or a Service without
+/// backends).
+fn reference_decision(
+    inventory: &Inventory,
+    settings: &Settings,
+    src: &Place,
+    dst: &Place,
+    protocol: Protocol,
+    port: u16,
+) -> Option<Decision> {
+    let src = reference_target(inventory, src)?;
+    let dst = reference_target(inventory, dst)?;
     let (src_ips, dst_ips) = (src.ips(inventory), dst.ips(inventory));
     Some(reference::evaluate(
         inventory,
