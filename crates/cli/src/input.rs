@@ -5,7 +5,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use palisade_inventory::{Diagnostic, Inventory, Loader, Source, collect_manifest_files};
+use palisade_inventory::{
+    Diagnostic, Diagnostics, Inventory, Loader, Source, collect_manifest_files,
+};
 
 /// Options shared by every command that reads manifests.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -53,24 +55,44 @@ pub fn load(paths: &[PathBuf], args: &InputArgs) -> Result<Inventory> {
         bail!("{}", fatal.join("\n"));
     }
     let (inventory, diagnostics) = loader.finish();
-    let shown = if args.verbose { usize::MAX } else { 20 };
-    for d in diagnostics.items().iter().take(shown) {
-        eprintln!("{d}");
-    }
-    if diagnostics.len() > shown {
-        eprintln!(
-            "... and {} more diagnostics (-v shows all)",
-            diagnostics.len() - shown
-        );
-    }
+    report_diagnostics(&diagnostics, args.verbose);
     report_skipped(&inventory, args.verbose);
-    if args.strict && !diagnostics.is_empty() {
-        bail!("{} diagnostics and --strict is set", diagnostics.len());
+    let problems = diagnostics.problems().count();
+    if args.strict && problems > 0 {
+        bail!("{problems} diagnostics and --strict is set");
     }
     if files.is_empty() && stdin.is_empty() {
         bail!("no manifest files (.yaml, .yml, .json) found in the given paths");
     }
     Ok(inventory)
+}
+
+/// Warnings and errors are shown (the first 20 without `-v`); notes, values
+/// read the way Kubernetes tooling reads them, only with `-v`.
+fn report_diagnostics(diagnostics: &Diagnostics, verbose: bool) {
+    if verbose {
+        for d in diagnostics.items() {
+            eprintln!("{d}");
+        }
+        return;
+    }
+    let shown = 20;
+    let problems = diagnostics.problems().count();
+    for d in diagnostics.problems().take(shown) {
+        eprintln!("{d}");
+    }
+    if problems > shown {
+        eprintln!(
+            "... and {} more diagnostics (-v shows all)",
+            problems - shown
+        );
+    }
+    let notes = diagnostics.notes();
+    if notes > 0 {
+        eprintln!(
+            "{notes} value(s) read as their field's type, e.g. a number as a label's text (-v lists them)"
+        );
+    }
 }
 
 fn report_skipped(inventory: &Inventory, verbose: bool) {

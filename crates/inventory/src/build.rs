@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::yaml::de::{Coercion, from_node};
 
 use crate::Inventory;
 use crate::cidr::Cidr;
@@ -97,18 +99,48 @@ enum Body {
     Invalid(Diagnostic),
 }
 
-fn decode_as<T: DeserializeOwned>(object: &RawObject) -> Result<T, Diagnostic> {
-    serde_path_to_error::deserialize(&object.value).map_err(|e| {
+/// Decodes a whole object as `T`. Its metadata was decoded on its own
+/// first (and its coercions reported then), so they are not repeated.
+fn decode_as<'a, T: Deserialize<'a>>(
+    object: &'a RawObject,
+    warnings: &mut Diagnostics,
+) -> Result<T, Diagnostic> {
+    let (value, coercions) = decode_node(object, &object.value, "")?;
+    for c in coercions {
+        if !(c.path == "metadata" || c.path.starts_with("metadata.")) {
+            warnings.push(coercion_note(object, &c, ""));
+        }
+    }
+    Ok(value)
+}
+
+/// `prefix` names where `node` sits in the object, for messages.
+fn decode_node<'a, T: Deserialize<'a>>(
+    object: &'a RawObject,
+    node: &'a crate::yaml::Node,
+    prefix: &str,
+) -> Result<(T, Vec<Coercion>), Diagnostic> {
+    from_node(node).map_err(|e| {
         let name = object
             .value
-            .pointer("/metadata/name")
-            .and_then(|v| v.as_str())
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
             .unwrap_or("<unnamed>");
         Diagnostic::error(
-            object.source.clone(),
-            format!("{} {name}: {}: {}", object.kind, e.path(), e.inner()),
+            object.source_at(e.mark),
+            format!("{} {name}: {prefix}{}: {}", object.kind, e.path, e.message),
         )
     })
+}
+
+/// A scalar read as the type its field has (a number as a label's text):
+/// shown with `-v`, as Kubernetes tooling accepts it.
+fn coercion_note(object: &RawObject, c: &Coercion, prefix: &str) -> Diagnostic {
+    Diagnostic::note(
+        object.source_at(c.mark),
+        format!("{}: {prefix}{}: {}", object.kind, c.path, c.message),
+    )
 }
 
 fn decode(object: RawObject) -> Decoded {
@@ -116,15 +148,16 @@ fn decode(object: RawObject) -> Decoded {
     if !is_supported_kind(kind) {
         return Decoded::Skipped(object.kind);
     }
+    let mut warnings = Diagnostics::default();
     let meta: manifest::ObjectMeta = match object.value.get("metadata") {
-        Some(m) => match serde_path_to_error::deserialize(m) {
-            Ok(m) => m,
-            Err(e) => {
-                return Decoded::Failed(Diagnostic::error(
-                    object.source.clone(),
-                    format!("{kind}: metadata.{}: {}", e.path(), e.inner()),
-                ));
+        Some(m) => match decode_node(&object, m, "metadata.") {
+            Ok((meta, coercions)) => {
+                for c in &coercions {
+                    warnings.push(coercion_note(&object, c, "metadata."));
+                }
+                meta
             }
+            Err(d) => return Decoded::Failed(d),
         },
         None => manifest::ObjectMeta::default(),
     };
@@ -142,7 +175,6 @@ fn decode(object: RawObject) -> Decoded {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
     };
-    let mut warnings = Diagnostics::default();
     let body = match decode_body(&object, &meta, &namespace, &name, &mut warnings) {
         Ok(body) => body,
         Err(d) => return Decoded::Failed(d),
@@ -173,26 +205,26 @@ fn decode_body(
             meta.annotations.clone().unwrap_or_default(),
         ),
         "Pod" => Body::Pod(pod_object(
-            decode_as(object)?,
+            decode_as(object, warnings)?,
             namespace,
             name,
             source,
             warnings,
         )),
         "CronJob" => {
-            let cj: manifest::CronJob = decode_as(object)?;
+            let cj: manifest::CronJob = decode_as(object, warnings)?;
             let template = pod_template(cj.spec.job_template.spec.template, &source, warnings);
             Body::Controller(controller(kind, namespace, name, template, meta, source))
         }
         "Service" => Body::Service(service(
-            decode_as(object)?,
+            decode_as(object, warnings)?,
             namespace,
             name,
             source,
             warnings,
         )),
         "NetworkPolicy" => {
-            let np: manifest::NetworkPolicy = decode_as(object)?;
+            let np: manifest::NetworkPolicy = decode_as(object, warnings)?;
             match convert_policy(&namespace, &name, np.spec) {
                 Ok(mut policy) => {
                     policy.source = Some(source);
@@ -205,9 +237,14 @@ fn decode_body(
                 )),
             }
         }
-        "Node" => Body::Node(node_model(decode_as(object)?, name, source, warnings)),
+        "Node" => Body::Node(node_model(
+            decode_as(object, warnings)?,
+            name,
+            source,
+            warnings,
+        )),
         _ => {
-            let ctrl: manifest::Controller = decode_as(object)?;
+            let ctrl: manifest::Controller = decode_as(object, warnings)?;
             let template = pod_template(ctrl.spec.template, &source, warnings);
             Body::Controller(controller(kind, namespace, name, template, meta, source))
         }

@@ -6,6 +6,9 @@ use crate::model::Source;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Read as Kubernetes tooling reads it, but worth knowing (a number
+    /// taken as a label's text); listed with `-v` only.
+    Note,
     Warning,
     Error,
 }
@@ -26,6 +29,14 @@ impl Diagnostic {
         }
     }
 
+    pub fn note(source: Source, message: String) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Note,
+            source,
+            message,
+        }
+    }
+
     pub fn warning(source: Source, message: String) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
@@ -38,6 +49,7 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let level = match self.severity {
+            Severity::Note => "note",
             Severity::Warning => "warning",
             Severity::Error => "error",
         };
@@ -69,6 +81,19 @@ impl Diagnostics {
 
     pub fn extend(&mut self, other: Diagnostics) {
         self.items.extend(other.items);
+    }
+
+    /// Warnings and errors: what `--strict` refuses and what is shown
+    /// without `-v`.
+    pub fn problems(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter().filter(|d| d.severity > Severity::Note)
+    }
+
+    pub fn notes(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Note)
+            .count()
     }
 
     pub fn errors(&self) -> usize {

@@ -1,37 +1,39 @@
 //! Splitting input text into Kubernetes objects: multi-document YAML, JSON,
 //! and `List` kinds (`kind: List`, `PodList`, ...) flattened into their items,
 //! each object tagged with the line where it starts.
+//!
+//! A file is cut at its `---` markers first, as kubectl's YAML reader does,
+//! and each document is read as JSON when it starts like JSON (serde_json is
+//! much faster) or else as YAML, so a `.yaml` file may mix both.
 
 use std::sync::Arc;
 
-use serde_json::Value;
-use serde_saphyr::Spanned;
-
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::model::Source;
+use crate::yaml::{self, Mark, Node, Value};
 
 /// One object of the input, not yet interpreted.
 #[derive(Debug)]
 pub struct RawObject {
     pub kind: String,
-    pub value: Value,
+    pub value: Node,
     pub source: Source,
+    /// Added to the nodes' line numbers to get the file's: a node's line is
+    /// counted from the start of the piece of text it was parsed from.
+    pub line_offset: usize,
 }
 
-/// Input format of one text. JSON is also YAML, but `serde_json` is faster
-/// and reports JSON errors in JSON terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TextFormat {
-    Yaml,
-    Json,
-}
-
-impl TextFormat {
-    /// By content: a document starting with `{` or `[` is JSON.
-    pub fn sniff(text: &str) -> TextFormat {
-        match text.trim_start().as_bytes().first() {
-            Some(b'{') | Some(b'[') => TextFormat::Json,
-            _ => TextFormat::Yaml,
+impl RawObject {
+    /// Where `mark` (a node of this object) is in the file; the object's
+    /// own position when the node has none (JSON input).
+    pub fn source_at(&self, mark: Mark) -> Source {
+        if !mark.is_known() {
+            return self.source.clone();
+        }
+        Source {
+            file: self.source.file.clone(),
+            line: self.line_offset + mark.line as usize,
+            column: mark.column as usize,
         }
     }
 }
@@ -39,21 +41,28 @@ impl TextFormat {
 /// Reads every object of `text`; what cannot be read becomes a diagnostic and
 /// the rest is still returned.
 pub fn read_objects(file: &Arc<str>, text: &str, diags: &mut Diagnostics) -> Vec<RawObject> {
+    let pieces: Vec<Piece<'_>> = split_yaml_documents(text)
+        .into_iter()
+        .flat_map(|(first_line, chunk)| {
+            if looks_like_json(chunk) {
+                return vec![Piece::whole(first_line, chunk)];
+            }
+            list_pieces(first_line, chunk).unwrap_or_else(|| vec![Piece::whole(first_line, chunk)])
+        })
+        .collect();
     let mut objects = Vec::new();
-    match TextFormat::sniff(text) {
-        TextFormat::Json => read_json(file, text, diags, &mut objects),
-        TextFormat::Yaml => {
-            let pieces: Vec<Piece<'_>> = split_yaml_documents(text)
-                .into_iter()
-                .flat_map(|(first_line, chunk)| {
-                    list_pieces(first_line, chunk)
-                        .unwrap_or_else(|| vec![Piece::whole(first_line, chunk)])
-                })
-                .collect();
-            read_yaml_pieces(file, pieces, diags, &mut objects);
-        }
-    }
+    read_pieces(file, pieces, diags, &mut objects);
     objects
+}
+
+/// A document starting with `{` or `[` (after comments) is JSON, or YAML's
+/// flow style; JSON is tried first and YAML if that fails.
+fn looks_like_json(chunk: &str) -> bool {
+    chunk
+        .lines()
+        .map(str::trim)
+        .find(|l| !(l.is_empty() || l.starts_with('#')))
+        .is_some_and(|l| l.starts_with('{') || l.starts_with('['))
 }
 
 /// Splits on `---` document markers at the start of a line, as kubectl's
@@ -91,39 +100,11 @@ pub fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
     chunks
 }
 
-/// A document is reported at its first line of content, not at the blank
-/// lines or comments before it.
-fn first_content_line(first_line: usize, chunk: &str) -> usize {
-    first_line
-        + chunk
-            .lines()
-            .take_while(|l| {
-                let t = l.trim();
-                t.is_empty() || t.starts_with('#')
-            })
-            .count()
-}
-
 fn is_blank_yaml(chunk: &str) -> bool {
     chunk.lines().all(|l| {
         let t = l.trim();
         t.is_empty() || t.starts_with('#') || t.starts_with('%')
     })
-}
-
-/// Parser limits for a document of `len` bytes. The alias and anchor limits
-/// keep their defaults: they are what stops a "billion laughs" input. The
-/// node and event limits grow with the input (without aliases a node needs
-/// input bytes), because the defaults (250,000 nodes) reject a whole-cluster
-/// `kubectl get -o yaml` dump, which is one document.
-fn yaml_options(len: usize) -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = budget.max_nodes.max(len);
-    budget.max_events = budget.max_events.max(len.saturating_mul(2));
-    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    options
 }
 
 /// A unit of YAML parsing: a whole document, or a slice of the items of a
@@ -210,7 +191,7 @@ fn list_pieces(first_line: usize, chunk: &str) -> Option<Vec<Piece<'_>>> {
 }
 
 /// Pieces are independent, so large inputs are parsed on all cores.
-fn read_yaml_pieces(
+fn read_pieces(
     file: &Arc<str>,
     pieces: Vec<Piece<'_>>,
     diags: &mut Diagnostics,
@@ -221,14 +202,7 @@ fn read_yaml_pieces(
     let parts = crate::parallel::map_in_order(pieces, 8, |piece| {
         let mut objects = Vec::new();
         let mut part_diags = Diagnostics::default();
-        read_yaml_document(
-            file,
-            piece.first_line,
-            &piece.text,
-            piece.item_kind.as_deref(),
-            &mut part_diags,
-            &mut objects,
-        );
+        read_piece(file, &piece, &mut part_diags, &mut objects);
         (objects, part_diags)
     });
     for (objects, part_diags) in parts {
@@ -237,212 +211,122 @@ fn read_yaml_pieces(
     }
 }
 
-fn read_yaml_document(
+/// Reads one piece: JSON if it looks like JSON and parses as such, YAML
+/// otherwise.
+fn read_piece(
     file: &Arc<str>,
-    first_line: usize,
-    chunk: &str,
-    item_kind: Option<&str>,
+    piece: &Piece<'_>,
     diags: &mut Diagnostics,
     out: &mut Vec<RawObject>,
 ) {
-    let doc_source = Source {
-        file: file.clone(),
-        line: first_content_line(first_line, chunk),
-        column: 1,
-    };
-    let doc: YamlDocument =
-        match serde_saphyr::from_str_with_options(chunk, yaml_options(chunk.len())) {
-            Ok(v) => v,
-            Err(e) => {
-                diags.push(yaml_error(file, first_line, &e, "YAML syntax error"));
+    if looks_like_json(&piece.text) {
+        match read_json(file, piece.first_line, &piece.text) {
+            Ok(objects) => {
+                for (source, node) in objects {
+                    flatten(node, source, 0, piece.item_kind.as_deref(), diags, out);
+                }
                 return;
             }
-        };
-    let item_lines: Vec<usize> = doc
-        .item_lines
-        .iter()
-        .map(|l| first_line + l.saturating_sub(1))
-        .collect();
-    if !doc.value.is_null() {
-        flatten(doc.value, doc_source, &item_lines, item_kind, diags, out);
-    }
-}
-
-/// A YAML document as a JSON value, plus the line of each element of a
-/// top-level `items` sequence, read in the same pass: `kubectl get -o
-/// yaml` dumps are one big List, and their items need their own lines.
-struct YamlDocument {
-    value: Value,
-    item_lines: Vec<usize>,
-}
-
-impl<'de> serde::Deserialize<'de> for YamlDocument {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DocVisitor;
-        impl<'de> serde::de::Visitor<'de> for DocVisitor {
-            type Value = YamlDocument;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a YAML document")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<YamlDocument, A::Error> {
-                let mut object = serde_json::Map::new();
-                let mut item_lines = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value = if key == "items" {
-                        let items: Option<Vec<Spanned<Value>>> = map.next_value()?;
-                        match items {
-                            Some(items) => {
-                                item_lines =
-                                    items.iter().map(|s| s.referenced.line() as usize).collect();
-                                Value::Array(items.into_iter().map(|s| s.value).collect())
-                            }
-                            None => Value::Null,
-                        }
-                    } else {
-                        map.next_value()?
-                    };
-                    object.insert(key, value);
+            Err(json_error) => {
+                // YAML's flow style (`{kind: Pod}`) is not JSON but is valid.
+                let mut yaml_diags = Diagnostics::default();
+                let mut yaml_objects = Vec::new();
+                read_yaml(file, piece, &mut yaml_diags, &mut yaml_objects);
+                if yaml_diags.errors() == 0 {
+                    diags.extend(yaml_diags);
+                    out.extend(yaml_objects);
+                } else {
+                    diags.push(json_error);
                 }
-                Ok(YamlDocument {
-                    value: Value::Object(object),
-                    item_lines,
-                })
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                seq: A,
-            ) -> Result<YamlDocument, A::Error> {
-                let value = serde::de::Visitor::visit_seq(ValueVisitor, seq)?;
-                Ok(YamlDocument {
-                    value,
-                    item_lines: Vec::new(),
-                })
-            }
-            fn visit_unit<E>(self) -> Result<YamlDocument, E> {
-                Ok(YamlDocument {
-                    value: Value::Null,
-                    item_lines: Vec::new(),
-                })
-            }
-            fn visit_none<E>(self) -> Result<YamlDocument, E> {
-                Ok(YamlDocument {
-                    value: Value::Null,
-                    item_lines: Vec::new(),
-                })
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<YamlDocument, E> {
-                Ok(YamlDocument {
-                    value: Value::Bool(v),
-                    item_lines: Vec::new(),
-                })
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<YamlDocument, E> {
-                Ok(YamlDocument {
-                    value: Value::from(v),
-                    item_lines: Vec::new(),
-                })
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<YamlDocument, E> {
-                Ok(YamlDocument {
-                    value: Value::from(v),
-                    item_lines: Vec::new(),
-                })
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<YamlDocument, E> {
-                Ok(YamlDocument {
-                    value: Value::from(v),
-                    item_lines: Vec::new(),
-                })
-            }
-            fn visit_str<E>(self, v: &str) -> Result<YamlDocument, E> {
-                Ok(YamlDocument {
-                    value: Value::from(v),
-                    item_lines: Vec::new(),
-                })
+                return;
             }
         }
-        deserializer.deserialize_any(DocVisitor)
+    }
+    read_yaml(file, piece, diags, out);
+}
+
+fn read_yaml(
+    file: &Arc<str>,
+    piece: &Piece<'_>,
+    diags: &mut Diagnostics,
+    out: &mut Vec<RawObject>,
+) {
+    let line_offset = piece.first_line - 1;
+    let at = |mark: Mark| Source {
+        file: file.clone(),
+        line: line_offset + mark.line as usize,
+        column: mark.column as usize,
+    };
+    let composed = yaml::compose_documents(&piece.text);
+    for warning in composed.warnings {
+        diags.push(Diagnostic::warning(at(warning.mark), warning.message));
+    }
+    for node in composed.documents {
+        if node.is_null() {
+            continue;
+        }
+        let source = at(node.mark);
+        flatten(
+            node,
+            source,
+            line_offset,
+            piece.item_kind.as_deref(),
+            diags,
+            out,
+        );
+    }
+    if let Some(error) = composed.error {
+        // Point at the construct that went wrong (an unclosed flow sequence
+        // begins there); libyaml notices at the end of it.
+        let diagnostic = match error.context {
+            Some((what, mark)) => Diagnostic::error(
+                at(mark),
+                format!(
+                    "YAML syntax error: {} {what} begun here (noticed at line {})",
+                    error.message,
+                    at(error.mark).line
+                ),
+            ),
+            None => Diagnostic::error(
+                at(error.mark),
+                format!("YAML syntax error: {}", error.message),
+            ),
+        };
+        diags.push(diagnostic);
     }
 }
 
-/// Borrows serde_json's own visitor for non-mapping documents.
-struct ValueVisitor;
-
-impl<'de> serde::de::Visitor<'de> for ValueVisitor {
-    type Value = Value;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a sequence")
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(v) = seq.next_element::<Value>()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-}
-
-fn yaml_error(
+/// A text may hold several JSON values one after another (JSON lines or
+/// concatenated `kubectl -o json` outputs). Any error fails the whole text,
+/// since serde_json cannot resynchronise inside a broken value.
+fn read_json(
     file: &Arc<str>,
     first_line: usize,
-    e: &serde_saphyr::Error,
-    what: &str,
-) -> Diagnostic {
-    let (line, column) = e
-        .location()
-        .filter(|l| l.line() > 0)
-        .map(|l| (first_line + l.line() as usize - 1, l.column() as usize))
-        .unwrap_or((first_line, 1));
-    let source = Source {
-        file: file.clone(),
-        line,
-        column,
-    };
-    // The error's Display may include a rendered snippet; the first line is
-    // the reason.
-    let text = e.to_string();
-    let reason = text.lines().next().unwrap_or("unknown error").trim();
-    Diagnostic::error(source, format!("{what}: {reason}"))
-}
-
-/// `kind: List`, `PodList`, ... or a kind-less object that only has `items`.
-fn is_list_map(map: &serde_json::Map<String, Value>) -> bool {
-    map.get("items").is_some_and(Value::is_array)
-        && map
-            .get("kind")
-            .and_then(Value::as_str)
-            .is_none_or(|k| k.ends_with("List"))
-}
-
-fn read_json(file: &Arc<str>, text: &str, diags: &mut Diagnostics, out: &mut Vec<RawObject>) {
-    // A file may hold several JSON values one after another (JSON lines or
-    // concatenated `kubectl -o json` outputs).
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    text: &str,
+) -> Result<Vec<(Source, Node)>, Diagnostic> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    let mut values = Vec::new();
     loop {
         let start = stream.byte_offset();
         match stream.next() {
-            None => break,
+            None => return Ok(values),
             Some(Ok(value)) => {
-                let line = line_of_offset(text, start + leading_ws(&text[start..]));
+                let line =
+                    first_line - 1 + line_of_offset(text, start + leading_ws(&text[start..]));
                 let source = Source {
                     file: file.clone(),
                     line,
                     column: 1,
                 };
-                flatten(value, source, &[], None, diags, out);
+                values.push((source, Node::from_json(value, Mark::UNKNOWN)));
             }
             Some(Err(e)) => {
                 let source = Source {
                     file: file.clone(),
-                    line: e.line(),
+                    line: first_line - 1 + e.line(),
                     column: e.column(),
                 };
-                diags.push(Diagnostic::error(source, format!("JSON syntax error: {e}")));
-                // serde_json cannot resynchronise inside a broken value.
-                break;
+                return Err(Diagnostic::error(source, format!("JSON syntax error: {e}")));
             }
         }
     }
@@ -460,73 +344,95 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// `kind: List`, `PodList`, ... or a kind-less object that only has `items`.
+fn is_list(node: &Node) -> bool {
+    matches!(node.get("items").map(|n| &n.value), Some(Value::Seq(_)))
+        && node
+            .get("kind")
+            .and_then(Node::as_str)
+            .is_none_or(|k| k.ends_with("List"))
+}
+
 /// Turns a document into objects: a List into its items (recursively), a
-/// JSON array into its elements, anything else into one object.
+/// sequence into its elements, anything else into one object.
 /// `item_kind` is the kind implied by an enclosing typed list (`PodList`
 /// → `Pod`) for objects that carry none.
 fn flatten(
-    value: Value,
+    node: Node,
     source: Source,
-    item_lines: &[usize],
+    line_offset: usize,
     item_kind: Option<&str>,
     diags: &mut Diagnostics,
     out: &mut Vec<RawObject>,
 ) {
-    match value {
-        Value::Array(values) => {
-            for v in values {
-                flatten(v, source.clone(), &[], item_kind, diags, out);
+    let item_source = |mark: Mark| {
+        if mark.is_known() {
+            Source {
+                file: source.file.clone(),
+                line: line_offset + mark.line as usize,
+                column: mark.column as usize,
+            }
+        } else {
+            source.clone()
+        }
+    };
+    if is_list(&node) {
+        let list_kind = node.get("kind").and_then(Node::as_str).unwrap_or("");
+        let implied = match list_kind.strip_suffix("List") {
+            Some(k) if !k.is_empty() => Some(k.to_string()),
+            _ => item_kind.map(str::to_string),
+        };
+        let Value::Map(entries) = node.value else {
+            return;
+        };
+        for (key, value) in entries {
+            if key.as_str() != Some("items") {
+                continue;
+            }
+            let Value::Seq(items) = value.value else {
+                continue;
+            };
+            for item in items {
+                let s = item_source(item.mark);
+                flatten(item, s, line_offset, implied.as_deref(), diags, out);
             }
         }
-        Value::Object(mut map) if is_list_map(&map) => {
-            let Some(Value::Array(items)) = map.remove("items") else {
+        return;
+    }
+    match &node.value {
+        Value::Seq(_) => {
+            let Value::Seq(items) = node.value else {
                 return;
             };
-            let list_kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
-            let implied = match list_kind.strip_suffix("List") {
-                Some(k) if !k.is_empty() => Some(k),
-                _ => item_kind,
-            };
-            for (i, item) in items.into_iter().enumerate() {
-                let line = item_lines.get(i).copied().unwrap_or(source.line);
-                let item_source = Source {
-                    line,
-                    ..source.clone()
-                };
-                flatten(item, item_source, &[], implied, diags, out);
+            for item in items {
+                let s = item_source(item.mark);
+                flatten(item, s, line_offset, item_kind, diags, out);
             }
         }
-        Value::Object(mut map) if !map.contains_key("kind") && item_kind.is_some() => {
-            let kind = item_kind.unwrap_or_default();
-            map.insert("kind".into(), Value::String(kind.to_string()));
-            flatten(Value::Object(map), source, &[], None, diags, out);
+        Value::Map(_) => {
+            let kind = node
+                .get("kind")
+                .and_then(Node::as_str)
+                .filter(|k| !k.is_empty())
+                .or(item_kind)
+                .map(str::to_string);
+            match kind {
+                Some(kind) => out.push(RawObject {
+                    kind,
+                    value: node,
+                    source,
+                    line_offset,
+                }),
+                None => diags.push(Diagnostic::error(
+                    source,
+                    "not a Kubernetes object: no `kind` field".to_string(),
+                )),
+            }
         }
-        Value::Object(map) => match map.get("kind").and_then(Value::as_str) {
-            Some(kind) if !kind.is_empty() => out.push(RawObject {
-                kind: kind.to_string(),
-                value: Value::Object(map),
-                source,
-            }),
-            _ => diags.push(Diagnostic::error(
-                source,
-                "not a Kubernetes object: no `kind` field".to_string(),
-            )),
-        },
-        other => diags.push(Diagnostic::error(
+        Value::Scalar(_) => diags.push(Diagnostic::error(
             source,
-            format!("not a Kubernetes object: a {} value", json_type(&other)),
+            format!("not a Kubernetes object: {}", node.describe()),
         )),
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "sequence",
-        Value::Object(_) => "mapping",
     }
 }
 
@@ -559,8 +465,15 @@ mod tests {
         assert_eq!(objects.len(), 2);
         assert_eq!(diags.len(), 1);
         let d = &diags.items()[0];
+        // libyaml notices at the end of the broken document; the
+        // diagnostic points at where the unclosed sequence began.
         assert_eq!(d.source.line, 4, "{d}");
         assert!(d.message.contains("YAML syntax error"), "{d}");
+        assert!(
+            d.message
+                .contains("flow sequence begun here (noticed at line 5)"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -617,7 +530,12 @@ mod tests {
         // Item i starts on line 3 + 3i.
         for (i, o) in objects.iter().enumerate() {
             assert_eq!(o.source.line, 3 + 3 * i, "item {i}");
-            assert_eq!(o.value["metadata"]["name"], format!("p{i}"));
+            let name = o
+                .value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str());
+            assert_eq!(name, Some(format!("p{i}").as_str()));
         }
     }
 

@@ -17,6 +17,7 @@ mod pod_convert;
 mod policy_convert;
 pub mod selector;
 pub mod severity;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! Serde shapes of the Kubernetes objects we read, as they appear in
 //! manifests and `kubectl get -o yaml|json` dumps. Only the fields Palisade
 //! uses are declared; everything else is ignored. Fields are lenient about
-//! absence (`default`) but strict about types, as the API server is.
+//! absence (`default`); types are read as goyaml reads them into Go structs
+//! (see `yaml::de`): a scalar in a string field is its text.
 
 use std::collections::BTreeMap;
 
@@ -51,9 +52,10 @@ pub struct Container {
     pub ports: Option<Vec<ContainerPort>>,
     pub security_context: Option<SecurityContext>,
     pub resources: Option<Resources>,
-    pub liveness_probe: Option<Probe>,
-    pub readiness_probe: Option<Probe>,
-    pub startup_probe: Option<Probe>,
+    /// Probes are handlers plus timing fields Palisade does not read.
+    pub liveness_probe: Option<Handler>,
+    pub readiness_probe: Option<Handler>,
+    pub startup_probe: Option<Handler>,
     pub lifecycle: Option<Lifecycle>,
     pub restart_policy: Option<String>,
 }
@@ -76,13 +78,6 @@ pub struct Handler {
 #[serde(rename_all = "camelCase", default)]
 pub struct HostField {
     pub host: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Probe {
-    #[serde(flatten)]
-    pub handler: Handler,
 }
 
 #[derive(Debug, Default, Deserialize)]

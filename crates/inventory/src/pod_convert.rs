@@ -91,15 +91,9 @@ fn container(
 /// the pod itself.
 fn handler_hosts(c: &manifest::Container) -> Vec<(String, String)> {
     let handlers = [
-        (
-            "livenessProbe",
-            c.liveness_probe.as_ref().map(|p| &p.handler),
-        ),
-        (
-            "readinessProbe",
-            c.readiness_probe.as_ref().map(|p| &p.handler),
-        ),
-        ("startupProbe", c.startup_probe.as_ref().map(|p| &p.handler)),
+        ("livenessProbe", c.liveness_probe.as_ref()),
+        ("readinessProbe", c.readiness_probe.as_ref()),
+        ("startupProbe", c.startup_probe.as_ref()),
         (
             "lifecycle.postStart",
             c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()),
