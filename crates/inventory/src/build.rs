@@ -143,6 +143,28 @@ fn coercion_note(object: &RawObject, c: &Coercion, prefix: &str) -> Diagnostic {
     )
 }
 
+/// `metadata.name`, or for an object that asks the API server to generate
+/// its name (`kubectl create` of `generateName: job-`), the prefix itself:
+/// the object exists, only its suffix is unknown.
+fn object_name(
+    object: &RawObject,
+    meta: &manifest::ObjectMeta,
+    warnings: &mut Diagnostics,
+) -> Option<String> {
+    if let Some(name) = meta.name.clone().filter(|n| !n.is_empty()) {
+        return Some(name);
+    }
+    let prefix = meta.generate_name.clone().filter(|n| !n.is_empty())?;
+    warnings.push(Diagnostic::note(
+        object.source.clone(),
+        format!(
+            "{}: no metadata.name; named {prefix:?} after its generateName",
+            object.kind
+        ),
+    ));
+    Some(prefix)
+}
+
 fn decode(object: RawObject) -> Decoded {
     let kind = object.kind.as_str();
     if !is_supported_kind(kind) {
@@ -161,7 +183,7 @@ fn decode(object: RawObject) -> Decoded {
         },
         None => manifest::ObjectMeta::default(),
     };
-    let Some(name) = meta.name.clone().filter(|n| !n.is_empty()) else {
+    let Some(name) = object_name(&object, &meta, &mut warnings) else {
         return Decoded::Failed(Diagnostic::error(
             object.source.clone(),
             format!("{kind}: metadata.name is missing"),

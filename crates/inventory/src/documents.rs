@@ -259,7 +259,11 @@ fn read_yaml(
     };
     let composed = yaml::compose_documents(&piece.text);
     for warning in composed.warnings {
-        diags.push(Diagnostic::warning(at(warning.mark), warning.message));
+        let message = match warning.context {
+            Some((what, mark)) => format!("{} ({what} at line {})", warning.message, at(mark).line),
+            None => warning.message,
+        };
+        diags.push(Diagnostic::warning(at(warning.mark), message));
     }
     for node in composed.documents {
         if node.is_null() {

@@ -37,25 +37,41 @@ fn alias_budget(len: usize) -> usize {
 
 /// Composes every document of `text`.
 pub fn compose_documents(text: &str) -> Composed {
+    // libyaml-safer 0.3 panics on a block scalar that ends the input without
+    // a line break (C libyaml reads nothing there). Such input gets a final
+    // line break, and the one block scalar that then reaches the end of the
+    // input gives it back, so values are as libyaml reads the original.
+    let owned;
+    let (input, appended_break_at) = if text.is_empty() || text.ends_with(['\n', '\r']) {
+        (text, None)
+    } else {
+        owned = format!("{text}\n");
+        (owned.as_str(), Some(text.len() as u64))
+    };
     let mut composer = Composer {
         anchors: HashMap::new(),
         alias_budget: alias_budget(text.len()),
         out: Composed::default(),
         stack: Vec::new(),
     };
-    let mut bytes = text.as_bytes();
+    let mut bytes = input.as_bytes();
     let mut parser = Parser::new();
     parser.set_input_string(&mut bytes);
     loop {
         match parser.parse() {
-            Ok(event) => match composer.event(event.data, to_mark(event.start_mark)) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(problem) => {
-                    composer.out.error = Some(problem);
-                    break;
+            Ok(mut event) => {
+                if let Some(end) = appended_break_at {
+                    give_back_appended_break(&mut event, end);
                 }
-            },
+                match composer.event(event.data, to_mark(event.start_mark)) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(problem) => {
+                        composer.out.error = Some(problem);
+                        break;
+                    }
+                }
+            }
             Err(e) => {
                 composer.out.error = Some(parse_error(&e));
                 break;
@@ -63,6 +79,18 @@ pub fn compose_documents(text: &str) -> Composed {
         }
     }
     composer.out
+}
+
+/// A block scalar that ran into the line break appended at `end` gives it
+/// back (clip and keep chomping took it as the final line break).
+fn give_back_appended_break(event: &mut libyaml_safer::Event, end: u64) {
+    if let EventData::Scalar { value, style, .. } = &mut event.data
+        && matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+        && event.end_mark.index > end
+        && value.ends_with('\n')
+    {
+        value.pop();
+    }
 }
 
 struct Composer {
@@ -281,11 +309,10 @@ fn last_of_repeated_keys(
         warnings.push(Problem {
             mark: key.mark,
             message: format!(
-                "key {:?} repeats the one at line {}; the last value is used",
-                key.as_str().unwrap_or(""),
-                first.line
+                "key {:?} is repeated; the last value is used",
+                key.as_str().unwrap_or("")
             ),
-            context: None,
+            context: Some(("the first is", first)),
         });
         dropped.insert(earlier);
     }
@@ -398,6 +425,25 @@ mod tests {
         let composed = compose_documents("a: 1\nb: [unclosed\n");
         let error = composed.error.expect("an error");
         assert!(error.mark.line >= 2, "{error:?}");
+    }
+
+    #[test]
+    fn block_scalar_at_the_end_of_input_without_a_line_break() {
+        for (text, expected) in [
+            ("a: |\n  text", "text"),
+            ("a: |+\n  text", "text"),
+            ("a: |-\n  text", "text"),
+            ("a: >\n  two\n  words", "two words"),
+            ("a: |\n  text\n", "text\n"),
+            ("a: |\n  x\nb: |\n  y", "x\n"),
+        ] {
+            let doc = one(text);
+            assert_eq!(doc.get("a").unwrap().as_str(), Some(expected), "{text:?}");
+        }
+        assert_eq!(
+            one("a: |\n  x\nb: |\n  y").get("b").unwrap().as_str(),
+            Some("y")
+        );
     }
 
     #[test]

@@ -1,0 +1,111 @@
+//! The YAML reader never panics or hangs: every prefix of every fidelity
+//! case (inputs that end inside a block scalar, a quoted scalar, a flow
+//! collection, a CRLF pair...) and mutated cases with YAML's own indicators
+//! load with diagnostics at worst.
+
+use std::path::PathBuf;
+
+use palisade_inventory::Inventory;
+use proptest::prelude::*;
+
+fn corpus() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fidelity");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fidelity corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("UTF-8 case");
+            (p.display().to_string(), text)
+        })
+        .collect()
+}
+
+#[test]
+fn every_prefix_of_every_case_loads() {
+    for (name, text) in corpus() {
+        for end in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let prefix = &text[..end];
+            let result = std::panic::catch_unwind(|| Inventory::from_texts([("p.yaml", prefix)]));
+            assert!(
+                result.is_ok(),
+                "{name} cut at byte {end} panics: {prefix:?}"
+            );
+        }
+    }
+}
+
+const NOISE: &[&str] = &[
+    "",
+    "\n",
+    "\r\n",
+    "\r",
+    "\t",
+    " ",
+    ":",
+    ": ",
+    "- ",
+    "? ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "|",
+    "|-",
+    "|+",
+    ">",
+    ">-",
+    "|2",
+    "|9",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!t ",
+    "<<: *a",
+    "---",
+    "...",
+    "\n---\n",
+    "'",
+    "\"",
+    "\\",
+    "\\u00",
+    "#",
+    "%YAML 1.1\n",
+    "\u{feff}",
+    "\u{85}",
+    "\u{2028}",
+    "é",
+    "\u{0}",
+];
+
+fn mutate(text: &str, edits: &[(usize, usize, usize)]) -> String {
+    let mut s = text.to_string();
+    for &(at, len, noise) in edits {
+        let mut at = at % (s.len() + 1);
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        let mut end = (at + len % 16).min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.replace_range(at..end, NOISE[noise % NOISE.len()]);
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn mutated_cases_load(case in any::<usize>(), edits in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<usize>()), 1..8)) {
+        let files = corpus();
+        let (_, text) = &files[case % files.len()];
+        let text = mutate(text, &edits);
+        let _ = Inventory::from_texts([("m.yaml", text.as_str())]);
+    }
+}
