@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (inventory, _diagnostics) = Inventory::from_texts([("fuzz.yaml", text)]);
-    for settings in [Settings::default(), Settings { ipblock_matches_pods: true }] {
+    for settings in [Settings::default(), Settings { ipblock_matches_pods: true, host_network_pods: palisade_policy::HostNetworkPods::Pod }] {
         let engine = Engine::new(&inventory, &settings);
         let _ = ConnectivityMap::from_engine(&engine, &MapFilter::default());
         let _ = palisade_audit::audit(&inventory, &engine, &palisade_audit::AuditOptions::default());

@@ -11,7 +11,7 @@ use palisade_inventory::{
 use palisade_policy::compiled::resolve_ports;
 use palisade_policy::endpoint::workload_view;
 use palisade_policy::reference::{PodView, peer_selects_pod, selects};
-use palisade_policy::{EndpointRef, Engine};
+use palisade_policy::{EndpointRef, Engine, Settings};
 
 use crate::bypass::workload_resource;
 use crate::checks::*;
@@ -46,11 +46,11 @@ pub struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    pub fn new(inventory: &'a Inventory) -> Facts<'a> {
+    pub fn new(inventory: &'a Inventory, settings: &Settings) -> Facts<'a> {
         let views: Vec<PodView<'a>> = inventory
             .workloads
             .iter()
-            .map(|w| workload_view(inventory, w, &[]))
+            .map(|w| workload_view(inventory, settings, w, &[]))
             .collect();
         let mut isolated_ingress = vec![false; views.len()];
         let mut isolated_egress = vec![false; views.len()];

@@ -37,7 +37,7 @@ pub struct AuditOptions {
 /// the report, marked, and are counted.
 pub fn audit(inventory: &Inventory, engine: &Engine<'_>, options: &AuditOptions) -> Report {
     let suppressions = &options.suppressions;
-    let mut facts = coverage::Facts::new(inventory);
+    let mut facts = coverage::Facts::new(inventory, &options.settings);
     facts
         .cluster_cidrs
         .extend(options.pod_cidrs.iter().map(|c| (*c, "pod CIDR")));

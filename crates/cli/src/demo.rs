@@ -13,8 +13,7 @@ use palisade_detect::{Detectors, Learner, Resolver, ScanOptions, Verifier, apply
 use palisade_flow::Format;
 use palisade_flow::pcap::{CaptureOptions, read_capture};
 use palisade_inventory::{Cidr, Inventory, Protocol};
-use palisade_policy::endpoint::resolve;
-use palisade_policy::reference;
+use palisade_policy::endpoint::{decide, resolve};
 use palisade_policy::{ConnectivityMap, Engine, MapFilter, Settings};
 
 use crate::Outcome;
@@ -120,15 +119,7 @@ fn explain_text(
     let (Ok(src), Ok(dst)) = (resolve(inventory, from), resolve(inventory, to)) else {
         return String::new();
     };
-    let (src_ips, dst_ips) = (src.ips(inventory), dst.ips(inventory));
-    let decision = reference::evaluate(
-        inventory,
-        settings,
-        src.reference_endpoint(inventory, &src_ips),
-        dst.reference_endpoint(inventory, &dst_ips),
-        Protocol::Tcp,
-        port,
-    );
+    let decision = decide(inventory, settings, &src, &dst, Protocol::Tcp, port);
     let mut out = crate::explain::text(&crate::explain::Report {
         from: src.display(inventory),
         to: dst.display(inventory),

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use palisade_inventory::Protocol;
-use palisade_policy::endpoint::resolve;
-use palisade_policy::reference::{self, Decision, SideDecision};
+use palisade_policy::endpoint::{decide, resolve};
+use palisade_policy::reference::{Decision, SideDecision};
 use serde::Serialize;
 
 use crate::input::{self, InputArgs};
@@ -67,15 +67,8 @@ pub fn run(args: &ExplainArgs, input_args: &InputArgs) -> Result<Outcome> {
     let src = resolve(&inventory, &args.from).map_err(|e| anyhow!("--from: {e}"))?;
     let dst = resolve(&inventory, &args.to).map_err(|e| anyhow!("--to: {e}"))?;
     let (protocol, port) = args.port;
-    let (src_ips, dst_ips) = (src.ips(&inventory), dst.ips(&inventory));
-    let decision = reference::evaluate(
-        &inventory,
-        &args.semantics.settings(),
-        src.reference_endpoint(&inventory, &src_ips),
-        dst.reference_endpoint(&inventory, &dst_ips),
-        protocol,
-        port,
-    );
+    let settings = args.semantics.settings();
+    let decision = decide(&inventory, &settings, &src, &dst, protocol, port);
     let report = Report {
         from: src.display(&inventory),
         to: dst.display(&inventory),

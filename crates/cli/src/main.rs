@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use palisade_inventory::Protocol;
-use palisade_policy::{MapFilter, Settings};
+use palisade_policy::{HostNetworkPods, MapFilter, Settings};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -44,12 +44,29 @@ pub struct SemanticsArgs {
     /// planes). Default: they do not (Cilium, and the upstream analysers).
     #[arg(long)]
     pub ipblock_matches_pods: bool,
+    /// How hostNetwork pods take part in NetworkPolicy, which the API leaves
+    /// undefined: `node` (their traffic is the node's: never selected, never
+    /// isolated; most plugins) or `pod` (policies apply to them like to any
+    /// pod; roxctl netpol).
+    #[arg(long, value_enum, default_value_t = HostNetworkArg::Node, value_name = "READING")]
+    pub host_network_pods: HostNetworkArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostNetworkArg {
+    #[default]
+    Node,
+    Pod,
 }
 
 impl SemanticsArgs {
     pub fn settings(&self) -> Settings {
         Settings {
             ipblock_matches_pods: self.ipblock_matches_pods,
+            host_network_pods: match self.host_network_pods {
+                HostNetworkArg::Node => HostNetworkPods::Node,
+                HostNetworkArg::Pod => HostNetworkPods::Pod,
+            },
         }
     }
 }

@@ -382,3 +382,62 @@ fn audit_sarif_has_rules_results_and_regions() {
         }
     }
 }
+
+#[test]
+fn host_network_pods_as_node_or_as_pod() {
+    let focus = [
+        "reach",
+        "examples/shop",
+        "--focus-workload",
+        "monitoring/node-exporter",
+    ];
+    // Default `node`: the hostNetwork DaemonSet is its node's traffic, never
+    // isolated, so everything may reach it.
+    let as_node = stdout(&palisade(&focus));
+    assert!(as_node.contains(
+        "monitoring/prometheus[Deployment] => monitoring/node-exporter[DaemonSet] : All Connections"
+    ));
+    let explicit = stdout(&palisade(
+        &[&focus[..], &["--host-network-pods", "node"]].concat(),
+    ));
+    assert_eq!(as_node, explicit);
+    // `pod`: monitoring's default-deny-ingress isolates it like any pod,
+    // and kube-system's DNS policy now admits it by its namespace.
+    let as_pod = stdout(&palisade(
+        &[&focus[..], &["--host-network-pods", "pod"]].concat(),
+    ));
+    assert!(
+        !as_pod.contains("=> monitoring/node-exporter[DaemonSet]"),
+        "{as_pod}"
+    );
+    assert!(as_pod.contains(
+        "monitoring/node-exporter[DaemonSet] => kube-system/coredns[Deployment] : TCP 53,UDP 53"
+    ));
+    assert!(!as_node.contains("monitoring/node-exporter[DaemonSet] => kube-system/coredns"));
+    // Every command that judges connectivity takes the setting.
+    for command in [
+        &[
+            "explain",
+            "examples/shop",
+            "--from",
+            "monitoring/prometheus",
+            "--to",
+            "monitoring/node-exporter",
+            "--port",
+            "9100",
+            "--host-network-pods",
+            "pod",
+        ][..],
+        &["audit", "examples/shop", "--host-network-pods", "pod"][..],
+        &[
+            "diff",
+            "examples/shop",
+            "examples/shop",
+            "--host-network-pods",
+            "pod",
+        ][..],
+    ] {
+        let out = palisade(command);
+        assert_ne!(out.status.code(), Some(1), "{command:?}: {}", stderr(&out));
+    }
+}

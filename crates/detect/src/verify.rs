@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use palisade_flow::{Flow, Outcome, Transport};
 use palisade_inventory::{Inventory, Protocol};
-use palisade_policy::endpoint::Resolved;
-use palisade_policy::reference::{self, Decision};
+use palisade_policy::endpoint::{Resolved, decide};
+use palisade_policy::reference::Decision;
 use palisade_policy::{EndpointRef, Engine, Settings};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -616,15 +616,7 @@ fn reference_decision(
 ) -> Option<Decision> {
     let src = reference_target(inventory, src)?;
     let dst = reference_target(inventory, dst)?;
-    let (src_ips, dst_ips) = (src.ips(inventory), dst.ips(inventory));
-    Some(reference::evaluate(
-        inventory,
-        settings,
-        src.reference_endpoint(inventory, &src_ips),
-        dst.reference_endpoint(inventory, &dst_ips),
-        protocol,
-        port,
-    ))
+    Some(decide(inventory, settings, &src, &dst, protocol, port))
 }
 
 fn reference_target(inventory: &Inventory, place: &Place) -> Option<Resolved> {

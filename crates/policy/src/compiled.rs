@@ -309,7 +309,8 @@ impl<'a, 'e> Builder<'a, 'e> {
             .ok()
     }
 
-    /// Workloads a policy selects (never hostNetwork ones).
+    /// Workloads a policy selects (hostNetwork ones only under the `pod`
+    /// reading).
     fn selected(&self, policy: &NetworkPolicy) -> Vec<usize> {
         let Some(ns) = self.namespace_index(&policy.namespace) else {
             return Vec::new();
@@ -318,7 +319,7 @@ impl<'a, 'e> Builder<'a, 'e> {
             .clone()
             .filter(|&w| {
                 let t = &self.inventory.workloads[w].template;
-                !t.host_network && policy.pod_selector.matches(&t.labels)
+                !self.settings.outside_policy(t) && policy.pod_selector.matches(&t.labels)
             })
             .collect()
     }
@@ -344,7 +345,7 @@ impl<'a, 'e> Builder<'a, 'e> {
                     for ns in namespaces {
                         workloads.extend(self.workloads_in[ns].clone().filter(|&w| {
                             let t = &self.inventory.workloads[w].template;
-                            !t.host_network
+                            !self.settings.outside_policy(t)
                                 && pod_selector.as_ref().is_none_or(|s| s.matches(&t.labels))
                         }));
                     }

@@ -3,8 +3,9 @@
 
 use std::net::IpAddr;
 
-use palisade_inventory::{Inventory, Labels, Workload};
+use palisade_inventory::{Inventory, Labels, Protocol, Workload};
 
+use crate::Settings;
 use crate::compiled::{EndpointRef, Engine};
 use crate::reference::{Endpoint, PodView};
 
@@ -14,6 +15,7 @@ static NO_LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(Labels:
 /// pods; its pods' addresses are its addresses.
 pub fn workload_view<'a>(
     inventory: &'a Inventory,
+    settings: &Settings,
     workload: &'a Workload,
     ips: &'a [IpAddr],
 ) -> PodView<'a> {
@@ -26,7 +28,28 @@ pub fn workload_view<'a>(
         labels: &workload.template.labels,
         template: &workload.template,
         ips,
+        outside_policy: settings.outside_policy(&workload.template),
     }
+}
+
+/// The reference evaluator's decision between two resolved endpoints.
+pub fn decide(
+    inventory: &Inventory,
+    settings: &Settings,
+    src: &Resolved,
+    dst: &Resolved,
+    protocol: Protocol,
+    port: u16,
+) -> crate::Decision {
+    let (src_ips, dst_ips) = (src.ips(inventory), dst.ips(inventory));
+    crate::reference::evaluate(
+        inventory,
+        settings,
+        src.reference_endpoint(inventory, settings, &src_ips),
+        dst.reference_endpoint(inventory, settings, &dst_ips),
+        protocol,
+        port,
+    )
 }
 
 /// What a command-line endpoint names.
@@ -115,12 +138,13 @@ impl Resolved {
     pub fn reference_endpoint<'a>(
         &self,
         inventory: &'a Inventory,
+        settings: &Settings,
         ips: &'a [IpAddr],
     ) -> Endpoint<'a> {
         match self {
             Resolved::Workload { index, pod } => {
                 let w = &inventory.workloads[*index];
-                let mut view = workload_view(inventory, w, ips);
+                let mut view = workload_view(inventory, settings, w, ips);
                 // A named pod is judged by its own labels (they may carry
                 // more than the template, e.g. pod-template-hash).
                 if let Some(p) = pod {

@@ -28,4 +28,28 @@ pub struct Settings {
     /// NetworkPolicy API leaves this to the plugin: Cilium and the upstream
     /// analysis tools say no (the default here); Calico says yes.
     pub ipblock_matches_pods: bool,
+    /// How hostNetwork pods take part in NetworkPolicy, which the API leaves
+    /// undefined.
+    pub host_network_pods: HostNetworkPods,
+}
+
+/// The two readings of hostNetwork pods the NetworkPolicy API allows
+/// ("the behaviour of hostNetwork pods is undefined").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostNetworkPods {
+    /// Their traffic is their node's: pod selectors never select them and
+    /// no policy isolates them (most plugins: Calico, Cilium, kube-router).
+    #[default]
+    Node,
+    /// Policies apply to them like to any pod (roxctl netpol, and plugins
+    /// that enforce on the pod's own interfaces).
+    Pod,
+}
+
+impl Settings {
+    /// Whether NetworkPolicy leaves this pod out: a hostNetwork pod under
+    /// the `node` reading.
+    pub fn outside_policy(&self, template: &palisade_inventory::PodTemplate) -> bool {
+        template.host_network && self.host_network_pods == HostNetworkPods::Node
+    }
 }

@@ -36,12 +36,9 @@ pub struct PodView<'a> {
     pub template: &'a PodTemplate,
     /// The pod's addresses; used only when ipBlocks match pod IPs.
     pub ips: &'a [IpAddr],
-}
-
-impl PodView<'_> {
-    fn host_network(&self) -> bool {
-        self.template.host_network
-    }
+    /// A hostNetwork pod read as its node ([`crate::HostNetworkPods::Node`]):
+    /// never selected, never isolated.
+    pub outside_policy: bool,
 }
 
 /// A rule that allowed the connection on one side.
@@ -130,7 +127,7 @@ impl Context<'_> {
             Endpoint::External(_) => {
                 return open("external endpoint: not governed by NetworkPolicy");
             }
-            Endpoint::Pod(p) if p.host_network() => {
+            Endpoint::Pod(p) if p.outside_policy => {
                 return open("hostNetwork pod: never selected by NetworkPolicy, never isolated");
             }
             Endpoint::Pod(p) => p,
@@ -255,7 +252,7 @@ pub fn peer_selects_pod(peer: &Peer, policy_namespace: &str, pod: &PodView<'_>) 
         Some(sel) => sel.matches(pod.namespace_labels),
     };
     let pod_ok = pod_selector.as_ref().is_none_or(|s| s.matches(pod.labels));
-    !pod.host_network() && namespace_ok && pod_ok
+    !pod.outside_policy && namespace_ok && pod_ok
 }
 
 /// Whether an ipBlock matches a pod (or workload) with these addresses: all
@@ -272,9 +269,9 @@ pub fn ip_block_covers(cidr: &Cidr, except: &[Cidr], ips: &[IpAddr]) -> bool {
 }
 
 /// Whether `policy` selects `pod`: same namespace, selector matches, and the
-/// pod is not on the host network.
+/// pod is not left out as its node's traffic.
 pub fn selects(policy: &NetworkPolicy, pod: &PodView<'_>) -> bool {
     policy.namespace == pod.namespace
-        && !pod.host_network()
+        && !pod.outside_policy
         && policy.pod_selector.matches(pod.labels)
 }

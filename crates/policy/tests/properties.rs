@@ -9,7 +9,7 @@ use palisade_gen::{Params, generate};
 use palisade_inventory::{Inventory, Protocol};
 use palisade_policy::endpoint::workload_view;
 use palisade_policy::reference::{self, Endpoint};
-use palisade_policy::{EndpointRef, Engine, Settings};
+use palisade_policy::{EndpointRef, Engine, HostNetworkPods, Settings};
 use proptest::prelude::*;
 
 const PORTS: [u16; 12] = [
@@ -45,7 +45,7 @@ fn check_cluster(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
         .map(|(i, w)| {
             (
                 EndpointRef::Workload(i),
-                Endpoint::Pod(workload_view(&inventory, w, &ips[i])),
+                Endpoint::Pod(workload_view(&inventory, settings, w, &ips[i])),
             )
         })
         .collect();
@@ -96,6 +96,12 @@ proptest! {
 
     #[test]
     fn compiled_agrees_with_reference_when_ipblocks_match_pods(seed in any::<u64>()) {
-        check_cluster(seed, &Settings { ipblock_matches_pods: true })?;
+        check_cluster(seed, &Settings { ipblock_matches_pods: true, ..Settings::default() })?;
+    }
+
+    #[test]
+    fn compiled_agrees_with_reference_when_host_network_pods_are_pods(seed in any::<u64>()) {
+        let settings = Settings { host_network_pods: HostNetworkPods::Pod, ..Settings::default() };
+        check_cluster(seed, &settings)?;
     }
 }

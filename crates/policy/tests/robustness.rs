@@ -63,7 +63,7 @@ proptest! {
     fn mutated_manifests_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<usize>()), 1..12)) {
         let text = mutate(SEED_TEXT, &edits);
         let (inventory, _) = Inventory::from_texts([("m.yaml", text.as_str())]);
-        for settings in [Settings::default(), Settings { ipblock_matches_pods: true }] {
+        for settings in [Settings::default(), Settings { ipblock_matches_pods: true, ..Settings::default() }] {
             let engine = Engine::new(&inventory, &settings);
             let _ = ConnectivityMap::from_engine(&engine, &MapFilter::default());
         }

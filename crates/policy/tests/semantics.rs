@@ -2,9 +2,8 @@
 //! each. `verdict` checks that both evaluators agree before returning.
 
 use palisade_inventory::{Inventory, Protocol};
-use palisade_policy::endpoint::resolve;
-use palisade_policy::reference;
-use palisade_policy::{Engine, Settings};
+use palisade_policy::endpoint::{decide, resolve};
+use palisade_policy::{Engine, HostNetworkPods, Settings};
 
 const PODS: &str = r#"
 kind: Namespace
@@ -61,15 +60,7 @@ fn verdict_with(policies: &str, settings: &Settings, from: &str, to: &str, conn:
         protocol,
         port,
     );
-    let (src_ips, dst_ips) = (src.ips(&inv), dst.ips(&inv));
-    let decision = reference::evaluate(
-        &inv,
-        settings,
-        src.reference_endpoint(&inv, &src_ips),
-        dst.reference_endpoint(&inv, &dst_ips),
-        protocol,
-        port,
-    );
+    let decision = decide(&inv, settings, &src, &dst, protocol, port);
     assert_eq!(
         compiled, decision.allowed,
         "evaluators disagree: {decision:#?}"
@@ -262,6 +253,35 @@ fn sctp_is_never_tcp() {
 }
 
 #[test]
+fn host_network_pods_read_as_pods_are_isolated_and_selected() {
+    let p = "kind: NetworkPolicy\nmetadata: {name: deny, namespace: ops}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n---\nkind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}\n";
+    let as_pods = Settings {
+        host_network_pods: HostNetworkPods::Pod,
+        ..Settings::default()
+    };
+    // The deny-all of ops isolates the hostNetwork agent both ways ...
+    assert!(!verdict_with(
+        p,
+        &as_pods,
+        "shop/web",
+        "ops/agent",
+        "TCP/10250"
+    ));
+    assert!(!verdict_with(p, &as_pods, "ops/agent", "8.8.8.8", "UDP/53"));
+    // ... and shop's namespaceSelector {} peer matches it like any pod (its
+    // egress is still denied by ops/deny).
+    let open_egress = "kind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}\n";
+    assert!(verdict_with(
+        open_egress,
+        &as_pods,
+        "ops/agent",
+        "shop/web",
+        "TCP/8080"
+    ));
+    assert!(!verdict(open_egress, "ops/agent", "shop/web", "TCP/8080"));
+}
+
+#[test]
 fn host_network_pods_are_never_isolated_nor_selected() {
     let p = "kind: NetworkPolicy\nmetadata: {name: deny, namespace: ops}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n---\nkind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}\n";
     // agent is hostNetwork in ops: the deny-all does not isolate it.
@@ -277,6 +297,7 @@ fn ipblock_does_not_match_pod_addresses_by_default() {
     assert!(!verdict(p, "ops/probe", "shop/web", "TCP/8080"));
     let calico = Settings {
         ipblock_matches_pods: true,
+        ..Settings::default()
     };
     assert!(verdict_with(
         p,
@@ -337,15 +358,7 @@ fn explanation_names_the_rule_that_allowed() {
     let (inv, _) = Inventory::from_texts([("t.yaml", text.as_str())]);
     let src = resolve(&inv, "ops/probe").unwrap();
     let dst = resolve(&inv, "shop/web").unwrap();
-    let (a, b) = (src.ips(&inv), dst.ips(&inv));
-    let d = reference::evaluate(
-        &inv,
-        &Settings::default(),
-        src.reference_endpoint(&inv, &a),
-        dst.reference_endpoint(&inv, &b),
-        Protocol::Tcp,
-        8080,
-    );
+    let d = decide(&inv, &Settings::default(), &src, &dst, Protocol::Tcp, 8080);
     assert!(d.allowed);
     assert!(!d.egress.isolated);
     assert_eq!(d.ingress.selected_by, ["shop/web-in"]);
@@ -372,6 +385,7 @@ fn dual_stack_pods_match_ipblocks_of_each_family_by_that_family() {
     let policy = "kind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{from: [{ipBlock: {cidr: 10.0.2.0/24}}]}]}\n";
     let calico = Settings {
         ipblock_matches_pods: true,
+        ..Settings::default()
     };
     let both = format!("{pods}---\n{policy}");
     assert!(verdict_with(

@@ -37,6 +37,18 @@ fn alias_budget(len: usize) -> usize {
 
 /// Composes every document of `text`.
 pub fn compose_documents(text: &str) -> Composed {
+    super::guard::catch(|| compose_unguarded(text)).unwrap_or_else(|failure| Composed {
+        documents: Vec::new(),
+        error: Some(Problem {
+            mark: Mark { line: 1, column: 1 },
+            message: format!("the YAML parser failed on this document ({failure})"),
+            context: None,
+        }),
+        warnings: Vec::new(),
+    })
+}
+
+fn compose_unguarded(text: &str) -> Composed {
     // libyaml-safer 0.3 panics on a block scalar that ends the input without
     // a line break (C libyaml reads nothing there). Such input gets a final
     // line break, and the one block scalar that then reaches the end of the
@@ -444,6 +456,15 @@ mod tests {
             one("a: |\n  x\nb: |\n  y").get("b").unwrap().as_str(),
             Some("y")
         );
+    }
+
+    #[test]
+    fn a_parser_panic_is_an_error_for_the_document() {
+        // libyaml-safer 0.3 panics on a tag followed by `,` in a flow
+        // sequence; libyaml itself accepts it.
+        let composed = compose_documents("a: [!t,x]\n");
+        let error = composed.error.expect("an error, not a panic");
+        assert!(error.message.contains("YAML parser failed"), "{error:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod compose;
 pub mod de;
+mod guard;
 mod resolve;
 
 pub use compose::{Composed, Problem, compose_documents};
