@@ -366,11 +366,18 @@ fn remove_earlier(c: &mut Collected, kind: &str, namespace: &str, name: &str) {
     }
 }
 
+/// The owner that makes an object part of a workload: the ownerReference
+/// with `controller: true` (`metav1.GetControllerOf`; other owners only
+/// govern garbage collection). A Node as controller marks a static pod's
+/// mirror, which is a workload of its own (`ns/name[Pod]`), never grouped
+/// with the other static pods of its node.
 fn controller_owner(meta: &manifest::ObjectMeta) -> Option<(String, String)> {
-    let refs = meta.owner_references.as_deref().unwrap_or_default();
-    refs.iter()
+    meta.owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
         .find(|r| r.controller == Some(true))
-        .or_else(|| refs.first())
+        .filter(|r| r.kind != "Node")
         .map(|r| (r.kind.clone(), r.name.clone()))
 }
 

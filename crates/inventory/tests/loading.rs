@@ -108,7 +108,7 @@ metadata:
   name: api-66b-q
   namespace: ns
   labels: {app: api, pod-template-hash: 66b}
-  ownerReferences: [{kind: ReplicaSet, name: api-66b}]
+  ownerReferences: [{kind: ReplicaSet, name: api-66b, controller: true}]
 "#;
     let (inv, diags) = load(text);
     assert!(diags.is_empty(), "{diags:?}");
@@ -128,7 +128,7 @@ kind: Pod
 metadata:
   name: backup-29000000-abc
   namespace: db
-  ownerReferences: [{kind: Job, name: backup-29000000}]
+  ownerReferences: [{kind: Job, name: backup-29000000, controller: true}]
 "#;
     let (inv, _) = load(text);
     assert_eq!(inv.workloads.len(), 1);
@@ -235,4 +235,52 @@ fn later_declarations_win_with_a_warning() {
     assert_eq!(inv.services[0].service_type, "ClusterIP");
     assert_eq!(diags.len(), 1);
     assert!(diags[0].contains("declared again"));
+}
+
+#[test]
+fn static_mirror_pods_are_each_their_own_workload() {
+    // kubelet's mirror pods of static pods are controlled by their Node.
+    let text = r#"
+kind: Pod
+metadata:
+  name: etcd-node-1
+  namespace: kube-system
+  labels: {component: etcd}
+  ownerReferences: [{apiVersion: v1, kind: Node, name: node-1, controller: true}]
+spec: {hostNetwork: true, nodeName: node-1}
+---
+kind: Pod
+metadata:
+  name: kube-apiserver-node-1
+  namespace: kube-system
+  labels: {component: kube-apiserver}
+  ownerReferences: [{apiVersion: v1, kind: Node, name: node-1, controller: true}]
+spec: {hostNetwork: true, nodeName: node-1}
+"#;
+    let (inv, diags) = load(text);
+    assert!(diags.is_empty(), "{diags:?}");
+    let names: Vec<String> = inv.workloads.iter().map(|w| w.display_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "kube-system/etcd-node-1[Pod]",
+            "kube-system/kube-apiserver-node-1[Pod]"
+        ]
+    );
+    assert_eq!(inv.workloads[0].template.labels["component"], "etcd");
+}
+
+#[test]
+fn only_the_controller_owner_makes_a_workload() {
+    // An owner without `controller: true` governs garbage collection only
+    // (metav1.GetControllerOf ignores it).
+    let text = r#"
+kind: Pod
+metadata:
+  name: worker
+  namespace: ns
+  ownerReferences: [{kind: ConfigMap, name: settings}, {kind: StatefulSet, name: db, controller: false}]
+"#;
+    let (inv, _) = load(text);
+    assert_eq!(inv.workloads[0].display_name(), "ns/worker[Pod]");
 }
