@@ -96,6 +96,7 @@ impl FilterArgs {
             protocol: self.protocol,
             port: self.port,
             include_ipv6: self.include_ipv6,
+            merge_ranges: false,
         }
     }
 }

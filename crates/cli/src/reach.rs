@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use palisade_policy::{ConnectivityMap, Engine};
+use palisade_policy::{ConnectivityMap, Engine, MapFilter};
 
 use crate::input::{self, InputArgs};
 use crate::render::{self, MapFormat};
@@ -18,6 +18,10 @@ pub struct ReachArgs {
     pub output: MapFormat,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// One line per maximal run of external ranges with the same
+    /// connections, instead of roxctl's one line per range its policies cut.
+    #[arg(long)]
+    pub merge_ranges: bool,
     #[command(flatten)]
     pub semantics: SemanticsArgs,
 }
@@ -25,7 +29,11 @@ pub struct ReachArgs {
 pub fn run(args: &ReachArgs, input_args: &InputArgs) -> Result<Outcome> {
     let inventory = input::load(&args.paths, input_args)?;
     let engine = Engine::new(&inventory, &args.semantics.settings());
-    let map = ConnectivityMap::from_engine(&engine, &args.filter.filter());
+    let filter = MapFilter {
+        merge_ranges: args.merge_ranges,
+        ..args.filter.filter()
+    };
+    let map = ConnectivityMap::from_engine(&engine, &filter);
     print!("{}", render::map(&map, args.output));
     Ok(Outcome::Clean)
 }

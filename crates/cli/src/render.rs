@@ -207,7 +207,7 @@ pub fn diff(entries: &[DiffEntry], format: DiffFormat) -> String {
             for r in &rows {
                 let _ = write!(
                     out,
-                    "diff-type: {}, source: {}, destination: {}, ref1: {}, ref2: {}",
+                    "diff-type: {}, source: {}, destination: {}, dir1: {}, dir2: {}",
                     r.diff_type, r.source, r.destination, r.ref1, r.ref2
                 );
                 if !r.workloads_diff_info.is_empty() {
@@ -222,8 +222,8 @@ pub fn diff(entries: &[DiffEntry], format: DiffFormat) -> String {
                 "diff-type",
                 "source",
                 "destination",
-                "ref1",
-                "ref2",
+                "dir1",
+                "dir2",
                 "workloads-diff-info",
             ];
             let table: Vec<[String; 6]> = rows

@@ -79,6 +79,17 @@ fn reach_filters() {
         &["reach", "examples/shop", "--protocol", "udp"],
         0,
     );
+    golden(
+        "reach-ipblock-cut.txt",
+        &["reach", "crates/cli/tests/data/ipblock-cut.yaml"],
+        0,
+    );
+    // The shorter form: neighbouring ranges with equal connections merged.
+    golden(
+        "reach-merged.txt",
+        &["reach", "examples/shop", "--merge-ranges"],
+        0,
+    );
     let by_name = stdout(&palisade(&[
         "reach",
         "examples/shop",
@@ -440,4 +451,51 @@ fn host_network_pods_as_node_or_as_pod() {
         let out = palisade(command);
         assert_ne!(out.status.code(), Some(1), "{command:?}: {}", stderr(&out));
     }
+}
+
+/// roxctl's workloads-diff-info: both new workloads of a line named once
+/// each, in one phrase; an external range is never named.
+#[test]
+fn diff_names_added_and_removed_workloads_as_roxctl_does() {
+    let dir = std::env::temp_dir().join(format!("palisade-diff-info-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = dir.join("old.yaml");
+    let new = dir.join("new.yaml");
+    let pod = |name: &str| {
+        format!(
+            "kind: Pod\nmetadata: {{name: {name}, namespace: ns, labels: {{app: {name}}}}}\n---\n"
+        )
+    };
+    std::fs::write(&old, pod("kept")).unwrap();
+    std::fs::write(&new, format!("{}{}{}", pod("kept"), pod("a"), pod("b"))).unwrap();
+    let out = palisade(&["diff", old.to_str().unwrap(), new.to_str().unwrap()]);
+    std::fs::write(&new, pod("kept")).unwrap();
+    let text = stdout(&out);
+    let line = |src: &str, dst: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("source: {src}, destination: {dst},")))
+            .unwrap_or_else(|| panic!("no line {src} -> {dst} in {text}"))
+            .to_string()
+    };
+    assert!(
+        line("ns/a[Pod]", "ns/b[Pod]")
+            .ends_with(", workloads-diff-info: workload ns/a[Pod] and ns/b[Pod] added")
+    );
+    assert!(
+        line("ns/kept[Pod]", "ns/a[Pod]")
+            .ends_with(", workloads-diff-info: workload ns/a[Pod] added")
+    );
+    assert!(line("ns/a[Pod]", "0.0.0.0-255.255.255.255[External]")
+        .ends_with(", dir1: No Connections, dir2: All Connections, workloads-diff-info: workload ns/a[Pod] added"));
+    assert!(
+        line("0.0.0.0-255.255.255.255[External]", "ns/b[Pod]")
+            .ends_with(", workloads-diff-info: workload ns/b[Pod] added")
+    );
+    // The reverse change removes them, in the same words.
+    std::fs::write(&old, format!("{}{}{}", pod("kept"), pod("a"), pod("b"))).unwrap();
+    let out = palisade(&["diff", old.to_str().unwrap(), new.to_str().unwrap()]);
+    assert!(stdout(&out).contains(
+        "diff-type: removed, source: ns/a[Pod], destination: ns/b[Pod], dir1: All Connections, dir2: No Connections, workloads-diff-info: workload ns/a[Pod] and ns/b[Pod] removed"
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

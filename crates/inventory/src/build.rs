@@ -377,7 +377,9 @@ fn controller_owner(meta: &manifest::ObjectMeta) -> Option<(String, String)> {
         .unwrap_or_default()
         .iter()
         .find(|r| r.controller == Some(true))
-        .filter(|r| r.kind != "Node")
+        // kind and name are required; the API server rejects a reference
+        // without them, so it groups nothing.
+        .filter(|r| r.kind != "Node" && !r.kind.is_empty() && !r.name.is_empty())
         .map(|r| (r.kind.clone(), r.name.clone()))
 }
 

@@ -100,14 +100,22 @@ pub fn diff(
                 _ => ConnSet::none(),
             }
         };
-    let note = |src: &Node, dst: &Node| -> Option<String> {
-        let status = |n: &Node| match (old_index.contains_key(n), new_index.contains_key(n)) {
-            (false, true) => Some(format!("workload {n} added")),
-            (true, false) => Some(format!("workload {n} removed")),
-            _ => None,
+    // roxctl's workloads-diff-info: on an added (removed) line, the
+    // workloads that exist only in the new (old) inventory, in source then
+    // destination order: "workload A and B added". External ranges are
+    // never named.
+    let note = |src: &Node, dst: &Node, change: Change| -> Option<String> {
+        let is_new = |n: &Node| match change {
+            Change::Added => !old_index.contains_key(n) && new_index.contains_key(n),
+            Change::Removed => old_index.contains_key(n) && !new_index.contains_key(n),
+            Change::Changed => false,
         };
-        let notes: Vec<String> = [status(src), status(dst)].into_iter().flatten().collect();
-        (!notes.is_empty()).then(|| notes.join("; "))
+        let named: Vec<String> = [src, dst]
+            .into_iter()
+            .filter(|n| !n.is_external() && is_new(n))
+            .map(Node::to_string)
+            .collect();
+        (!named.is_empty()).then(|| format!("workload {} {}", named.join(" and "), change.as_str()))
     };
     let mut entries = Vec::new();
     for &src in &all {
@@ -117,7 +125,7 @@ pub fn diff(
             }
             let before = side(&old_engine, &old_index, src, dst);
             let after = side(&new_engine, &new_index, src, dst);
-            if let Some(e) = entry(src.clone(), dst.clone(), before, after, note(src, dst)) {
+            if let Some(e) = entry(src.clone(), dst.clone(), before, after, &note) {
                 entries.push(e);
             }
         }
@@ -153,7 +161,7 @@ pub fn diff(
                     } else {
                         (ext, w.clone())
                     };
-                    entries.extend(entry(src, dst, before.clone(), after.clone(), note(w, w)));
+                    entries.extend(entry(src, dst, before.clone(), after.clone(), &note));
                 }
             }
         }
@@ -176,7 +184,7 @@ fn entry(
     dst: Node,
     old: ConnSet,
     new: ConnSet,
-    note: Option<String>,
+    note: impl Fn(&Node, &Node, Change) -> Option<String>,
 ) -> Option<DiffEntry> {
     let change = match (old.is_empty(), new.is_empty()) {
         _ if old == new => return None,
@@ -186,11 +194,11 @@ fn entry(
     };
     Some(DiffEntry {
         change,
+        note: note(&src, &dst, change),
         src,
         dst,
         old,
         new,
-        note,
     })
 }
 

@@ -56,8 +56,8 @@ impl Node {
 }
 
 impl fmt::Display for Node {
-    /// `ns/name[Kind]` and `a-b,c-d[External]`, as `roxctl netpol
-    /// connectivity` writes them.
+    /// `ns/name[Kind]` and `a-b, c-d[External]`, as `roxctl netpol
+    /// connectivity` writes them (a single address too is `a-a`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Node::Workload {
@@ -68,9 +68,9 @@ impl fmt::Display for Node {
             Node::External(ranges) => {
                 for (i, r) in ranges.iter().enumerate() {
                     if i > 0 {
-                        f.write_str(",")?;
+                        f.write_str(", ")?;
                     }
-                    write!(f, "{r}")?;
+                    write!(f, "{}-{}", r.first(), r.last())?;
                 }
                 f.write_str("[External]")
             }
@@ -99,6 +99,9 @@ pub struct MapFilter {
     /// Leave out IPv6 external ranges no policy mentions (the whole `::/0`
     /// when no ipBlock is IPv6), to keep maps of IPv4 clusters short.
     pub include_ipv6: bool,
+    /// Merge neighbouring external ranges that get the same connections
+    /// into one line (shorter than roxctl's one line per cut range).
+    pub merge_ranges: bool,
 }
 
 impl MapFilter {
@@ -159,29 +162,78 @@ impl ConnectivityMap {
                 }
             }
         }
-        let shown_ranges = shown_external_ranges(engine.externals(), filter.include_ipv6);
+        let lines = ExternalLines::new(engine, filter);
         for w in (0..workloads).filter(|&w| focused[w]) {
-            let out = group_ranges(engine, &shown_ranges, |x| {
-                engine.conn_id(EndpointRef::Workload(w), EndpointRef::External(x))
-            });
-            // One line per contiguous range, as roxctl prints them.
-            for (id, ranges) in out {
-                for range in ranges {
-                    let ext = b.external_node(vec![range]);
-                    b.push(w as u32, ext, id);
-                }
+            let w_ref = EndpointRef::Workload(w);
+            for (range, id) in lines.of(engine, false, |x| engine.conn_id(w_ref, x)) {
+                let ext = b.external_node(vec![range]);
+                b.push(w as u32, ext, id);
             }
-            let inbound = group_ranges(engine, &shown_ranges, |x| {
-                engine.conn_id(EndpointRef::External(x), EndpointRef::Workload(w))
-            });
-            for (id, ranges) in inbound {
-                for range in ranges {
-                    let ext = b.external_node(vec![range]);
-                    b.push(ext, w as u32, id);
-                }
+            for (range, id) in lines.of(engine, true, |x| engine.conn_id(x, w_ref)) {
+                let ext = b.external_node(vec![range]);
+                b.push(ext, w as u32, id);
             }
         }
         b.finish()
+    }
+}
+
+/// The external ranges a map prints, one line each: roxctl's cut per
+/// direction ([`ExternalRanges::printed`]), or with `merge_ranges` the
+/// maximal runs of the engine's ranges that get equal connections.
+struct ExternalLines {
+    shown: Vec<usize>,
+    sources: ExternalRanges,
+    destinations: ExternalRanges,
+    merge: bool,
+}
+
+impl ExternalLines {
+    fn new(engine: &Engine<'_>, filter: &MapFilter) -> ExternalLines {
+        let policies = &engine.inventory().policies;
+        ExternalLines {
+            shown: shown_external_ranges(engine.externals(), filter.include_ipv6),
+            sources: ExternalRanges::printed(policies, true),
+            destinations: ExternalRanges::printed(policies, false),
+            merge: filter.merge_ranges,
+        }
+    }
+
+    /// (range, connection) lines toward one workload; `inbound` when the
+    /// range is the source. `conn_of` takes the engine's external endpoint.
+    fn of(
+        &self,
+        engine: &Engine<'_>,
+        inbound: bool,
+        conn_of: impl Fn(EndpointRef) -> ConnId,
+    ) -> Vec<(IpRange, ConnId)> {
+        if self.merge {
+            let groups = group_ranges(engine, &self.shown, |x| conn_of(EndpointRef::External(x)));
+            return groups
+                .into_iter()
+                .flat_map(|(id, ranges)| ranges.into_iter().map(move |r| (r, id)))
+                .collect();
+        }
+        let engine_ranges = engine.externals();
+        let shown_v6 = self
+            .shown
+            .iter()
+            .any(|&x| engine_ranges.ranges()[x].family == Family::V6);
+        let printed = if inbound {
+            &self.sources
+        } else {
+            &self.destinations
+        };
+        printed
+            .ranges()
+            .iter()
+            .filter(|r| r.family == Family::V4 || shown_v6)
+            .map(|r| {
+                let x = engine_ranges.index_of(r.first());
+                (*r, conn_of(EndpointRef::External(x)))
+            })
+            .filter(|&(_, id)| id != NONE)
+            .collect()
     }
 }
 
