@@ -125,7 +125,7 @@ pub fn diff(
             }
             let before = side(&old_engine, &old_index, src, dst);
             let after = side(&new_engine, &new_index, src, dst);
-            if let Some(e) = entry(src.clone(), dst.clone(), before, after, &note) {
+            if let Some(e) = entry(src.clone(), dst.clone(), before, after, note) {
                 entries.push(e);
             }
         }
@@ -161,7 +161,7 @@ pub fn diff(
                     } else {
                         (ext, w.clone())
                     };
-                    entries.extend(entry(src, dst, before.clone(), after.clone(), &note));
+                    entries.extend(entry(src, dst, before.clone(), after.clone(), note));
                 }
             }
         }
