@@ -412,7 +412,7 @@ check!(
     "PSS-009",
     PodSecurity,
     Medium,
-    "Seccomp Unconfined (PSS baseline)",
+    "Seccomp profile other than RuntimeDefault or Localhost (PSS baseline)",
     ["pss:baseline"],
     "Without seccomp every system call is reachable, widening the kernel attack surface.",
     "Remove the Unconfined profile; use RuntimeDefault."
@@ -438,13 +438,23 @@ check!(
     "Remove windowsOptions.hostProcess."
 );
 check!(
+    PSS_HOST_PROBES,
+    "PSS-012",
+    PodSecurity,
+    Medium,
+    "Probe or lifecycle hook aimed at another host (PSS baseline)",
+    ["pss:baseline"],
+    "Since v1.34 baseline forbids probes and lifecycle hooks with a host: the kubelet would send requests from the node to any address, past the pod's network policy.",
+    "Remove the host field so the probe targets the pod itself."
+);
+check!(
     PSS_VOLUME_TYPES,
     "PSS-101",
     PodSecurity,
     Medium,
     "Volume type outside the restricted set (PSS restricted)",
     ["pss:restricted"],
-    "Restricted allows only configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected and secret volumes.",
+    "Restricted allows only configMap, csi, downwardAPI, emptyDir, ephemeral, image, persistentVolumeClaim, projected and secret volumes (a volume without a source is an emptyDir).",
     "Replace the volume with an allowed type."
 );
 check!(
@@ -496,6 +506,16 @@ check!(
     ["pss:restricted", "cis:5.2.10"],
     "Restricted requires dropping ALL capabilities and allows adding back only NET_BIND_SERVICE.",
     "Set capabilities.drop: [ALL] and add only NET_BIND_SERVICE if needed."
+);
+check!(
+    PSS_PROC_MOUNT_RESTRICTED,
+    "PSS-107",
+    PodSecurity,
+    Medium,
+    "Unmasked /proc in a user namespace (PSS restricted)",
+    ["pss:restricted"],
+    "Since v1.35 baseline allows procMount Unmasked for pods with hostUsers: false; restricted still forbids it.",
+    "Remove procMount or set it to Default."
 );
 check!(
     PSS_NO_ENFORCE_LABEL,
@@ -632,12 +652,14 @@ pub static ALL: &[&Check] = &[
     &PSS_SECCOMP_BASELINE,
     &PSS_SYSCTLS,
     &PSS_HOST_PROCESS,
+    &PSS_HOST_PROBES,
     &PSS_VOLUME_TYPES,
     &PSS_PRIVILEGE_ESCALATION,
     &PSS_RUN_AS_NON_ROOT,
     &PSS_RUN_AS_USER,
     &PSS_SECCOMP_RESTRICTED,
     &PSS_CAPABILITIES_RESTRICTED,
+    &PSS_PROC_MOUNT_RESTRICTED,
     &PSS_NO_ENFORCE_LABEL,
     &WRITABLE_ROOT_FS,
     &TOKEN_WITH_API_REACH,

@@ -17,7 +17,7 @@ use palisade_inventory::Inventory;
 use palisade_policy::Engine;
 
 pub use finding::{Finding, Resource, Severity};
-pub use pss::PssLevel;
+pub use pss::{PssLevel, PssVersion};
 pub use report::{Report, Summary};
 pub use suppress::Suppressions;
 
@@ -25,6 +25,8 @@ pub use suppress::Suppressions;
 pub struct AuditOptions {
     pub suppressions: Suppressions,
     pub pss: PssLevel,
+    /// The Pod Security policy version the PSS checks follow.
+    pub pss_version: PssVersion,
     /// Pod and service CIDRs given by the user, in addition to the pod
     /// CIDRs of Node objects.
     pub pod_cidrs: Vec<palisade_inventory::Cidr>,
@@ -48,7 +50,7 @@ pub fn audit(inventory: &Inventory, engine: &Engine<'_>, options: &AuditOptions)
     bypass::check(inventory, engine, &facts, &mut findings);
     coverage::check(inventory, engine, &facts, &mut findings);
     pss::check_namespaces(inventory, &mut findings);
-    pss::check(inventory, options.pss, &mut findings);
+    pss::check(inventory, options.pss, options.pss_version, &mut findings);
     hygiene::check(inventory, engine, &facts, &mut findings);
     let mut notes = Vec::new();
     redundancy::check(

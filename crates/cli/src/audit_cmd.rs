@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use palisade_audit::checks::{self, Check};
-use palisade_audit::{AuditOptions, Finding, PssLevel, Report, Severity, Suppressions, audit};
+use palisade_audit::{
+    AuditOptions, Finding, PssLevel, PssVersion, Report, Severity, Suppressions, audit,
+};
 use palisade_policy::Engine;
 use serde_json::json;
 
@@ -48,6 +50,12 @@ pub struct AuditArgs {
     /// restricted-only findings at low severity.
     #[arg(long, value_enum)]
     pub pss: Option<PssArg>,
+    /// The Pod Security policy version to decide as (`latest` or `v1.N`,
+    /// as in the namespace label pod-security.kubernetes.io/enforce-version):
+    /// safe sysctls, SELinux types, the user-namespace and Windows
+    /// exemptions and several controls differ between versions.
+    #[arg(long, value_parser = parse_pss_version, default_value = "latest", value_name = "VERSION")]
+    pub pss_version: PssVersion,
     /// The cluster's pod CIDR (repeatable), when Node objects do not say.
     #[arg(long, value_name = "CIDR")]
     pub pod_cidr: Vec<palisade_inventory::Cidr>,
@@ -62,6 +70,11 @@ pub struct AuditArgs {
 pub enum PssArg {
     Baseline,
     Restricted,
+}
+
+fn parse_pss_version(s: &str) -> Result<PssVersion, String> {
+    PssVersion::parse(s)
+        .ok_or_else(|| format!("unknown Pod Security version {s:?} (latest or v1.N)"))
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -91,6 +104,7 @@ pub fn run(args: &AuditArgs, input_args: &InputArgs) -> Result<Outcome> {
             Some(PssArg::Baseline) => PssLevel::Baseline,
             Some(PssArg::Restricted) => PssLevel::Restricted,
         },
+        pss_version: args.pss_version,
         pod_cidrs: args.pod_cidr.clone(),
         service_cidrs: args.service_cidr.clone(),
         settings: args.semantics.settings(),

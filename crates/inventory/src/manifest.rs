@@ -182,6 +182,14 @@ pub struct PodSpec {
     pub volumes: Option<Vec<Volume>>,
     pub automount_service_account_token: Option<bool>,
     pub service_account_name: Option<String>,
+    pub os: Option<PodOs>,
+    pub host_users: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodOs {
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

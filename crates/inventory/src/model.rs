@@ -154,6 +154,10 @@ pub struct PodTemplate {
     pub volumes: Vec<Volume>,
     pub automount_service_account_token: Option<bool>,
     pub service_account: Option<String>,
+    /// `spec.os.name` (`linux`, `windows`), when set.
+    pub os_name: Option<String>,
+    /// `spec.hostUsers`: `Some(false)` runs the pod in a user namespace.
+    pub host_users: Option<bool>,
 }
 
 impl PodTemplate {

@@ -46,6 +46,8 @@ pub fn pod_template(
             .collect(),
         automount_service_account_token: spec.automount_service_account_token,
         service_account: spec.service_account_name,
+        os_name: spec.os.and_then(|o| o.name),
+        host_users: spec.host_users,
     }
 }
 
@@ -148,10 +150,17 @@ fn security_context(s: manifest::SecurityContext) -> SecurityContext {
 }
 
 fn volume(v: manifest::Volume) -> Volume {
+    // A volume without a source is an emptyDir: the API server defaults it
+    // so (SetDefaults_Volume) before admission sees it. A null source is
+    // no source.
     let source = if v.host_path.is_some() {
         "hostPath".to_string()
     } else {
-        v.sources.keys().next().cloned().unwrap_or_default()
+        v.sources
+            .iter()
+            .find(|(_, value)| !value.is_null())
+            .map(|(key, _)| key.clone())
+            .unwrap_or_else(|| "emptyDir".to_string())
     };
     Volume {
         name: v.name,
