@@ -99,17 +99,15 @@ enum Body {
     Invalid(Diagnostic),
 }
 
-/// Decodes a whole object as `T`. Its metadata was decoded on its own
-/// first (and its coercions reported then), so they are not repeated.
+/// Decodes a whole object as `T`, whose `metadata` is skipped: it was
+/// decoded on its own first.
 fn decode_as<'a, T: Deserialize<'a>>(
     object: &'a RawObject,
     warnings: &mut Diagnostics,
 ) -> Result<T, Diagnostic> {
     let (value, coercions) = decode_node(object, &object.value, "")?;
     for c in coercions {
-        if !(c.path == "metadata" || c.path.starts_with("metadata.")) {
-            warnings.push(coercion_note(object, &c, ""));
-        }
+        warnings.push(coercion_note(object, &c, ""));
     }
     Ok(value)
 }
@@ -226,25 +224,21 @@ fn decode_body(
             meta.labels.clone().unwrap_or_default(),
             meta.annotations.clone().unwrap_or_default(),
         ),
-        "Pod" => Body::Pod(pod_object(
-            decode_as(object, warnings)?,
-            namespace,
-            name,
-            source,
-            warnings,
-        )),
+        "Pod" => {
+            let mut pod: manifest::Pod = decode_as(object, warnings)?;
+            pod.metadata = meta.clone();
+            Body::Pod(pod_object(pod, namespace, name, source, warnings))
+        }
         "CronJob" => {
             let cj: manifest::CronJob = decode_as(object, warnings)?;
             let template = pod_template(cj.spec.job_template.spec.template, &source, warnings);
             Body::Controller(controller(kind, namespace, name, template, meta, source))
         }
-        "Service" => Body::Service(service(
-            decode_as(object, warnings)?,
-            namespace,
-            name,
-            source,
-            warnings,
-        )),
+        "Service" => {
+            let mut svc: manifest::Service = decode_as(object, warnings)?;
+            svc.metadata = meta.clone();
+            Body::Service(service(svc, namespace, name, source, warnings))
+        }
         "NetworkPolicy" => {
             let np: manifest::NetworkPolicy = decode_as(object, warnings)?;
             match convert_policy(&namespace, &name, np.spec) {
@@ -259,12 +253,11 @@ fn decode_body(
                 )),
             }
         }
-        "Node" => Body::Node(node_model(
-            decode_as(object, warnings)?,
-            name,
-            source,
-            warnings,
-        )),
+        "Node" => {
+            let mut node: manifest::Node = decode_as(object, warnings)?;
+            node.metadata = meta.clone();
+            Body::Node(node_model(node, name, source, warnings))
+        }
         _ => {
             let ctrl: manifest::Controller = decode_as(object, warnings)?;
             let template = pod_template(ctrl.spec.template, &source, warnings);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ObjectMeta {
     pub name: Option<String>,
@@ -19,7 +19,7 @@ pub struct ObjectMeta {
     pub owner_references: Option<Vec<OwnerReference>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct OwnerReference {
     pub kind: String,
@@ -212,6 +212,8 @@ pub struct PodStatus {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Pod {
+    /// Decoded once on its own (build.rs), never with the body.
+    #[serde(skip)]
     pub metadata: ObjectMeta,
     pub spec: PodSpec,
     pub status: PodStatus,
@@ -235,6 +237,8 @@ pub struct ControllerSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Controller {
+    /// Decoded once on its own (build.rs), never with the body.
+    #[serde(skip)]
     pub metadata: ObjectMeta,
     pub spec: ControllerSpec,
 }
@@ -254,6 +258,8 @@ pub struct CronJobSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CronJob {
+    /// Decoded once on its own (build.rs), never with the body.
+    #[serde(skip)]
     pub metadata: ObjectMeta,
     pub spec: CronJobSpec,
 }
@@ -261,6 +267,8 @@ pub struct CronJob {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Namespace {
+    /// Decoded once on its own (build.rs), never with the body.
+    #[serde(skip)]
     pub metadata: ObjectMeta,
 }
 
@@ -294,6 +302,8 @@ pub struct ServiceSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Service {
+    /// Decoded once on its own (build.rs), never with the body.
+    #[serde(skip)]
     pub metadata: ObjectMeta,
     pub spec: ServiceSpec,
 }
@@ -324,6 +334,8 @@ pub struct NodeSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Node {
+    /// Decoded once on its own (build.rs), never with the body.
+    #[serde(skip)]
     pub metadata: ObjectMeta,
     pub spec: NodeSpec,
     pub status: NodeStatus,
@@ -387,6 +399,8 @@ pub struct NetworkPolicySpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct NetworkPolicy {
+    /// Decoded once on its own (build.rs), never with the body.
+    #[serde(skip)]
     pub metadata: ObjectMeta,
     pub spec: NetworkPolicySpec,
 }
