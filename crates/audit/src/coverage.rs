@@ -43,6 +43,10 @@ pub struct Facts<'a> {
     /// Pod and service CIDRs known from Node specs and the caller, each
     /// with what it is.
     pub cluster_cidrs: Vec<(Cidr, &'static str)>,
+    /// The views of each namespace, as index ranges (workloads are sorted
+    /// by namespace), so that a peer's namespace selector is matched once
+    /// per namespace rather than once per workload.
+    namespace_ranges: Vec<std::ops::Range<usize>>,
 }
 
 impl<'a> Facts<'a> {
@@ -73,13 +77,46 @@ impl<'a> Facts<'a> {
             .iter()
             .flat_map(|n| n.pod_cidrs.iter().map(|c| (*c, "pod CIDR")))
             .collect();
+        let mut namespace_ranges: Vec<std::ops::Range<usize>> = Vec::new();
+        for (i, v) in views.iter().enumerate() {
+            match namespace_ranges.last_mut() {
+                Some(r) if views[r.start].namespace == v.namespace => r.end = i + 1,
+                _ => namespace_ranges.push(i..i + 1),
+            }
+        }
         Facts {
             views,
             selected,
             isolated_ingress,
             isolated_egress,
             cluster_cidrs,
+            namespace_ranges,
         }
+    }
+
+    /// The workloads `peer` of a policy in `policy_namespace` selects: what
+    /// `peer_selects_pod` says of each view, namespace by namespace.
+    pub fn peer_workloads<'s>(
+        &'s self,
+        peer: &'s Peer,
+        policy_namespace: &'s str,
+    ) -> impl Iterator<Item = usize> + 's {
+        let namespace_ok = move |first: &PodView<'_>| match peer {
+            Peer::Pods {
+                namespace_selector: None,
+                ..
+            } => first.namespace == policy_namespace,
+            Peer::Pods {
+                namespace_selector: Some(sel),
+                ..
+            } => sel.matches(first.namespace_labels),
+            Peer::IpBlock { .. } => false,
+        };
+        self.namespace_ranges
+            .iter()
+            .filter(move |r| namespace_ok(&self.views[r.start]))
+            .flat_map(|r| r.clone())
+            .filter(move |&i| peer_selects_pod(peer, policy_namespace, &self.views[i]))
     }
 
     /// Whether some policy isolates workload `w` for `direction`.
@@ -405,11 +442,11 @@ fn rule_checks(
                 ));
             }
         }
-        let any = facts
-            .views
-            .iter()
-            .any(|v| peer_selects_pod(peer, &policy.namespace, v));
-        if !any {
+        if facts
+            .peer_workloads(peer, &policy.namespace)
+            .next()
+            .is_none()
+        {
             out.push(PEER_SELECTS_NOTHING.finding(
                 resource.clone(),
                 format!("{path}.{peer_field}[{j}]"),
@@ -430,15 +467,17 @@ fn rule_checks(
     }
     let destinations: Vec<usize> = match direction {
         Direction::Ingress => selected.to_vec(),
-        Direction::Egress => (0..facts.views.len())
-            .filter(|&i| {
-                rule.peers.is_empty()
-                    || rule
-                        .peers
-                        .iter()
-                        .any(|p| peer_selects_pod(p, &policy.namespace, &facts.views[i]))
-            })
-            .collect(),
+        Direction::Egress if rule.peers.is_empty() => (0..facts.views.len()).collect(),
+        Direction::Egress => {
+            let mut all: Vec<usize> = rule
+                .peers
+                .iter()
+                .flat_map(|p| facts.peer_workloads(p, &policy.namespace))
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
     };
     for (k, port) in rule.ports.iter().enumerate() {
         let Some(PortRef::Name(port_name)) = &port.port else {

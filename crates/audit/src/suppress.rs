@@ -79,44 +79,49 @@ impl Suppressions {
             return Some(i.reason.clone());
         }
         let annotations = annotations_of(inventory, finding)?;
-        let listed = annotations.get(IGNORE_ANNOTATION)?;
+        let listed = annotations.iter().find_map(|a| a.get(IGNORE_ANNOTATION))?;
         let applies = listed
             .split(',')
             .map(str::trim)
             .any(|id| id == "*" || id.eq_ignore_ascii_case(finding.check));
         applies.then(|| {
             annotations
-                .get(REASON_ANNOTATION)
+                .iter()
+                .find_map(|a| a.get(REASON_ANNOTATION))
                 .cloned()
                 .unwrap_or_else(|| format!("{IGNORE_ANNOTATION} annotation (no reason given)"))
         })
     }
 }
 
-/// The annotations of the resource a finding is about. For workloads, the
-/// controller's own and its pod template's both count.
-fn annotations_of(inventory: &Inventory, f: &Finding) -> Option<Labels> {
+/// The annotations of the resource a finding is about, most specific
+/// first. For workloads, the controller's own and its pod template's both
+/// count. The inventory's lists are sorted, so each is a binary search.
+fn annotations_of<'i>(inventory: &'i Inventory, f: &Finding) -> Option<Vec<&'i Labels>> {
     let r = &f.resource;
+    let key = (r.namespace.as_str(), r.name.as_str());
     match r.kind.as_str() {
-        "Namespace" => inventory.namespace(&r.name).map(|n| n.annotations.clone()),
+        "Namespace" => inventory.namespace(&r.name).map(|n| vec![&n.annotations]),
         "Service" => inventory
             .services
-            .iter()
-            .find(|s| s.namespace == r.namespace && s.name == r.name)
-            .map(|s| s.annotations.clone()),
+            .binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&key))
+            .ok()
+            .map(|i| vec![&inventory.services[i].annotations]),
         "NetworkPolicy" => inventory
             .policies
-            .iter()
-            .find(|p| p.namespace == r.namespace && p.name == r.name)
-            .map(|p| p.annotations.clone()),
-        kind => inventory
-            .workloads
-            .iter()
-            .find(|w| w.namespace == r.namespace && w.name == r.name && w.kind.as_str() == kind)
-            .map(|w| {
-                let mut all = w.template.annotations.clone();
-                all.extend(w.annotations.clone());
-                all
-            }),
+            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&key))
+            .ok()
+            .map(|i| vec![&inventory.policies[i].annotations]),
+        kind => {
+            // Workloads are sorted by namespace and name (then kind).
+            let from = inventory
+                .workloads
+                .partition_point(|w| (w.namespace.as_str(), w.name.as_str()) < key);
+            inventory.workloads[from..]
+                .iter()
+                .take_while(|w| (w.namespace.as_str(), w.name.as_str()) == key)
+                .find(|w| w.kind.as_str() == kind)
+                .map(|w| vec![&w.annotations, &w.template.annotations])
+        }
     }
 }
