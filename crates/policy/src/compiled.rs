@@ -8,6 +8,8 @@
 //! operations are memoised.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_inventory::{
@@ -24,20 +26,23 @@ pub const NONE: ConnId = 0;
 pub const ALL: ConnId = 1;
 
 /// Interned connection sets with memoised union and intersection.
+/// FxHash: the keys are small ids and short range lists, hashed millions
+/// of times while a large cluster compiles, and never chosen by an attacker
+/// in a way that matters (the input is the user's own manifests).
 pub struct ConnTable {
     sets: Vec<ConnSet>,
-    ids: HashMap<ConnSet, ConnId>,
-    unions: HashMap<(ConnId, ConnId), ConnId>,
-    intersections: HashMap<(ConnId, ConnId), ConnId>,
+    ids: FxHashMap<ConnSet, ConnId>,
+    unions: FxHashMap<(ConnId, ConnId), ConnId>,
+    intersections: FxHashMap<(ConnId, ConnId), ConnId>,
 }
 
 impl Default for ConnTable {
     fn default() -> Self {
         let mut t = ConnTable {
             sets: Vec::new(),
-            ids: HashMap::new(),
-            unions: HashMap::new(),
-            intersections: HashMap::new(),
+            ids: FxHashMap::default(),
+            unions: FxHashMap::default(),
+            intersections: FxHashMap::default(),
         };
         t.intern(ConnSet::none());
         t.intern(ConnSet::all());
