@@ -24,9 +24,12 @@ for pods in 1000 10000 50000; do
 done
 echo
 
-echo "## palisade audit, 10 runs each (hyperfine)"
+echo "## palisade audit (hyperfine: 10 runs, 3 for 50k pods)"
 for pods in 1000 10000 50000; do
-  hyperfine -N -w 1 -r 10 --style basic -i "$bin audit $work/c$pods.yaml -o json" 2>&1 | grep -E "Time|Range"
+  runs=10
+  [ "$pods" = 50000 ] && runs=3
+  echo "$pods pods:"
+  hyperfine -N -w 1 -r $runs --style basic -i "$bin audit $work/c$pods.yaml -o json" 2>&1 | grep -E "Time|Range"
 done
 /usr/bin/time -f "peak RSS, 10000 pods: %M KiB" $bin audit "$work/c10000.yaml" -o json > /dev/null 2> "$work/rss.txt" || true
 tail -1 "$work/rss.txt"
