@@ -350,3 +350,30 @@ fn write_policy(
         }
     }
 }
+
+/// A mutated copy of `text` for robustness tests: each edit `(at, len,
+/// noise)` replaces up to `max_len` bytes at `at` (both taken modulo the
+/// text, kept on character boundaries) with `noise[noise % noise.len()]`.
+pub fn mutate(
+    text: &str,
+    edits: &[(usize, usize, usize)],
+    noise: &[&str],
+    max_len: usize,
+) -> String {
+    let mut s = text.to_string();
+    for &(at, len, pick) in edits {
+        let mut at = at % (s.len() + 1);
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        let mut end = (at + len % max_len.max(1)).min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.replace_range(
+            at..end,
+            noise.get(pick % noise.len().max(1)).copied().unwrap_or(""),
+        );
+    }
+    s
+}

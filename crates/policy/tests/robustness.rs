@@ -41,19 +41,7 @@ const NOISE: &[&str] = &[
 ];
 
 fn mutate(text: &str, edits: &[(usize, usize, usize)]) -> String {
-    let mut s = text.to_string();
-    for &(at, len, noise) in edits {
-        let mut at = at % (s.len() + 1);
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        let mut end = (at + len % 64).min(s.len());
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.replace_range(at..end, NOISE[noise % NOISE.len()]);
-    }
-    s
+    palisade_gen::mutate(text, edits, NOISE, 64)
 }
 
 proptest! {
