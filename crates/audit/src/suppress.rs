@@ -50,10 +50,7 @@ impl Suppressions {
     /// Reads the config file (`skip: [IDS]`, `ignore: [{check, namespace,
     /// name, reason}]`); every check id must exist.
     pub fn from_yaml(text: &str) -> Result<Suppressions, String> {
-        let parsed: Suppressions = serde_saphyr::from_str(text).map_err(|e| {
-            let text = e.to_string();
-            text.lines().next().unwrap_or("invalid config").to_string()
-        })?;
+        let parsed: Suppressions = palisade_inventory::yaml::from_str(text)?;
         let ids = parsed
             .skip
             .iter()

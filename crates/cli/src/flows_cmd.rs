@@ -306,7 +306,7 @@ fn verify(args: &VerifyArgs, input_args: &InputArgs) -> Result<Outcome> {
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-            serde_saphyr::from_str::<DetectorConfig>(&text)
+            palisade_inventory::yaml::from_str::<DetectorConfig>(&text)
                 .map_err(|e| anyhow!("{}: {e}", path.display()))?
         }
         None => DetectorConfig::default(),

@@ -63,7 +63,7 @@ impl Baseline {
     }
 
     pub fn from_yaml(text: &str) -> Result<Baseline, String> {
-        let baseline: Baseline = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        let baseline: Baseline = palisade_inventory::yaml::from_str(text)?;
         if baseline.version != BASELINE_VERSION {
             return Err(format!(
                 "baseline version {} is not supported (this Palisade reads version {BASELINE_VERSION})",

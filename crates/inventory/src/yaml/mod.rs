@@ -15,6 +15,34 @@ mod guard;
 mod resolve;
 
 pub use compose::{Composed, Problem, compose_documents};
+
+/// Reads one document of Palisade's own files (audit and detector configs,
+/// baselines) exactly as manifests are read. Errors say where:
+/// `line 3 column 7: skip[0]: expected a string, found a mapping`.
+pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let composed = compose_documents(text);
+    if let Some(e) = composed.error {
+        return Err(format!(
+            "line {} column {}: YAML syntax error: {}",
+            e.mark.line, e.mark.column, e.message
+        ));
+    }
+    let mut documents = composed.documents.into_iter();
+    let node = documents
+        .next()
+        .unwrap_or_else(|| Node::null(Mark { line: 1, column: 1 }));
+    if documents.next().is_some() {
+        return Err("expected one YAML document, found several".to_string());
+    }
+    de::from_node(&node).map(|(value, _)| value).map_err(|e| {
+        let at = if e.mark.is_known() {
+            format!("line {} column {}: ", e.mark.line, e.mark.column)
+        } else {
+            String::new()
+        };
+        format!("{at}{e}")
+    })
+}
 pub use resolve::Resolved;
 
 /// Position of a node in its text: 1-based line and column.
@@ -159,5 +187,47 @@ impl Node {
             ),
         };
         Node { value, mark }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        skip: Vec<String>,
+        window: Option<u32>,
+    }
+
+    #[test]
+    fn own_files_are_read_like_manifests() {
+        let c: Config = super::from_str("skip: [no, 1.10]\nwindow: 0x10\n").unwrap();
+        assert_eq!(
+            c,
+            Config {
+                skip: vec!["no".into(), "1.10".into()],
+                window: Some(16)
+            }
+        );
+        let empty = super::from_str::<Option<Config>>("# nothing\n").unwrap();
+        assert_eq!(empty, None);
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let e = super::from_str::<Config>("skip:\n  - {a: 1}\n").unwrap_err();
+        assert_eq!(
+            e,
+            "line 2 column 5: skip[0]: expected a string, found a mapping"
+        );
+        let e = super::from_str::<Config>("skip: []\nother: 1\n").unwrap_err();
+        assert!(
+            e.starts_with("line 2 column 1: unknown field `other`"),
+            "{e}"
+        );
+        let e = super::from_str::<Config>("skip: [\n").unwrap_err();
+        assert!(e.contains("YAML syntax error"), "{e}");
+        let e = super::from_str::<Config>("skip: []\n---\nskip: []\n").unwrap_err();
+        assert!(e.contains("several"), "{e}");
     }
 }
