@@ -46,6 +46,7 @@ pub fn apply_endpoints(inventory: &mut Inventory, file: &str, text: &str) -> Vec
             }
             None => w.pods.push(PodInstance {
                 name: pod_name,
+                uid: None,
                 ips: vec![ip],
                 node_name: None,
                 host_ip: None,

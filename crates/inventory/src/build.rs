@@ -404,6 +404,7 @@ fn pod_object(
 ) -> PodObject {
     let owner = controller_owner(&pod.metadata);
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let pod_uid = pod.metadata.uid.clone().filter(|u| !u.is_empty());
     let mut ips: Vec<IpAddr> = Vec::new();
     let listed = pod.status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
     for text in pod.status.pod_ip.iter().map(String::as_str).chain(listed) {
@@ -432,6 +433,7 @@ fn pod_object(
         owner,
         instance: PodInstance {
             name,
+            uid: pod_uid,
             ips,
             node_name,
             host_ip,

@@ -62,6 +62,19 @@ impl Inventory {
             .map(|i| &self.namespaces[i])
     }
 
+    /// The workload and pod with this `metadata.uid` (what the node agent
+    /// attributes kernel events to), as indices into `workloads` and its
+    /// `pods`.
+    pub fn pod_by_uid(&self, uid: &str) -> Option<(usize, usize)> {
+        self.workloads.iter().enumerate().find_map(|(w, workload)| {
+            workload
+                .pods
+                .iter()
+                .position(|p| p.uid.as_deref() == Some(uid))
+                .map(|p| (w, p))
+        })
+    }
+
     pub fn skipped_objects(&self) -> usize {
         self.skipped_kinds.values().sum()
     }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 #[serde(rename_all = "camelCase", default)]
 pub struct ObjectMeta {
     pub name: Option<String>,
+    pub uid: Option<String>,
     pub generate_name: Option<String>,
     pub namespace: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,

@@ -250,6 +250,8 @@ impl WorkloadKind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PodInstance {
     pub name: String,
+    /// `metadata.uid`: what the node agent's cgroup attribution names.
+    pub uid: Option<String>,
     pub ips: Vec<IpAddr>,
     pub node_name: Option<String>,
     pub host_ip: Option<IpAddr>,

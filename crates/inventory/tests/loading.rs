@@ -284,3 +284,14 @@ metadata:
     let (inv, _) = load(text);
     assert_eq!(inv.workloads[0].display_name(), "ns/worker[Pod]");
 }
+
+#[test]
+fn pods_are_found_by_their_uid() {
+    let text = "kind: Pod\nmetadata: {name: a, namespace: ns, uid: 4e3f8a1c-2b7d-4c9e-8f10-123456789abc}\n---\nkind: Pod\nmetadata: {name: b, namespace: ns}\n";
+    let (inv, _) = load(text);
+    let (w, p) = inv
+        .pod_by_uid("4e3f8a1c-2b7d-4c9e-8f10-123456789abc")
+        .expect("found");
+    assert_eq!(inv.workloads[w].pods[p].name, "a");
+    assert_eq!(inv.pod_by_uid("nope"), None);
+}

@@ -1,0 +1,15 @@
+//! Linux live sources for `palisade agent`. This first part is attribution:
+//! from the cgroup a kernel event names (its cgroup id is the inode of the
+//! cgroup2 directory) to the pod and container behind it, by the path the
+//! kubelet and the container runtime give that directory.
+//!
+//! The eBPF and conntrack sensors come next (issue 9); they hand this crate
+//! cgroup ids and take [`Owner`]s back.
+
+pub mod cgroup_path;
+pub mod cgroups;
+pub mod mountinfo;
+
+pub use cgroup_path::{Owner, Qos, Runtime, classify};
+pub use cgroups::{CgroupIndex, Lookup};
+pub use mountinfo::{CgroupMounts, cgroup_mounts};
