@@ -183,6 +183,8 @@ impl ConnectivityMap {
 /// maximal runs of the engine's ranges that get equal connections.
 struct ExternalLines {
     shown: Vec<usize>,
+    /// Whether IPv6 ranges are shown at all (decided once, not per line).
+    shown_v6: bool,
     sources: ExternalRanges,
     destinations: ExternalRanges,
     merge: bool,
@@ -191,8 +193,11 @@ struct ExternalLines {
 impl ExternalLines {
     fn new(engine: &Engine<'_>, filter: &MapFilter) -> ExternalLines {
         let policies = &engine.inventory().policies;
+        let shown = shown_external_ranges(engine.externals(), filter.include_ipv6);
+        let ranges = engine.externals().ranges();
         ExternalLines {
-            shown: shown_external_ranges(engine.externals(), filter.include_ipv6),
+            shown_v6: shown.iter().any(|&x| ranges[x].family == Family::V6),
+            shown,
             sources: ExternalRanges::printed(policies, true),
             destinations: ExternalRanges::printed(policies, false),
             merge: filter.merge_ranges,
@@ -215,10 +220,7 @@ impl ExternalLines {
                 .collect();
         }
         let engine_ranges = engine.externals();
-        let shown_v6 = self
-            .shown
-            .iter()
-            .any(|&x| engine_ranges.ranges()[x].family == Family::V6);
+        let shown_v6 = self.shown_v6;
         let printed = if inbound {
             &self.sources
         } else {
