@@ -14,7 +14,7 @@ use palisade_detect::{
     Summary, Verifier, apply_endpoints,
 };
 use palisade_flow::pcap::CaptureOptions;
-use palisade_flow::{Flow, Format, ReadStats, read_flows, sniff_format};
+use palisade_flow::{Flow, Format, ReadStats, read_flows_prepared, sniff_format};
 use palisade_inventory::severity::Severity;
 use palisade_inventory::{Cidr, Inventory};
 use palisade_policy::Engine;
@@ -205,12 +205,15 @@ pub struct InputReport {
     pub stats: ReadStats,
 }
 
-/// Streams every flow file through `sink`; prints each input's diagnostics
-/// and skip counts on stderr.
-fn read_all(
+/// Streams every flow file through `prepare`, which runs where the flows
+/// are parsed (on every core for the line formats), and `sink`, which gets
+/// the results in input order; prints each input's diagnostics and skip
+/// counts on stderr.
+fn read_all<T: Send>(
     traffic: &TrafficArgs,
     input_args: &InputArgs,
-    sink: &mut dyn FnMut(Flow),
+    prepare: &(dyn Fn(Flow) -> T + Sync),
+    sink: &mut dyn FnMut(T),
 ) -> Result<Vec<InputReport>> {
     let mut reports = Vec::new();
     for path in &traffic.flows {
@@ -225,11 +228,12 @@ fn read_all(
             Some(f) => f.format(),
             None => detect(&mut reader, &name)?,
         };
-        let stats = read_flows(
+        let stats = read_flows_prepared(
             format,
             &mut reader,
             Arc::from(name.as_str()),
             &CaptureOptions::default(),
+            prepare,
             sink,
         );
         report_stats(&name, format, &stats, input_args.verbose);
@@ -343,9 +347,16 @@ fn verify_inventory(
         config.scan.clone(),
         baseline.map(|b| (b, config.baseline.clone())),
     );
-    let inputs = read_all(&args.traffic, input_args, &mut |flow| {
-        detectors.observe(&flow);
-    })?;
+    let (judge, mut recorder) = detectors.split();
+    let inputs = read_all(
+        &args.traffic,
+        input_args,
+        &|flow| {
+            let judged = judge.judge(&flow);
+            (flow, judged)
+        },
+        &mut |(flow, judged)| recorder.record(&flow, &judged),
+    )?;
     Ok(VerifyReport::new(inputs, detectors.finish()))
 }
 
@@ -361,10 +372,15 @@ fn learn(args: &LearnArgs, input_args: &InputArgs) -> Result<Outcome> {
     let resolver = Resolver::new(&inventory, &cluster_cidrs(&args.traffic));
     let verifier = Verifier::new(&engine, resolver, settings);
     let mut learner = Learner::default();
-    read_all(&args.traffic, input_args, &mut |flow| {
-        let judged = verifier.judge(&flow);
-        learner.observe(&inventory, &flow, &judged);
-    })?;
+    read_all(
+        &args.traffic,
+        input_args,
+        &|flow| {
+            let judged = verifier.judge(&flow);
+            (flow, judged)
+        },
+        &mut |(flow, judged)| learner.observe(&inventory, &flow, &judged),
+    )?;
     let baseline = learner.finish();
     eprintln!(
         "baseline: {} edges from {} connections; {} flows left out (did not get through, or an endpoint unknown to the inventory)",

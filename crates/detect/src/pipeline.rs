@@ -8,13 +8,32 @@ use palisade_inventory::Inventory;
 use crate::alert::{Alert, Rule};
 use crate::baseline::{Baseline, DeviationDetector, DeviationOptions};
 use crate::scan::{ScanDetector, ScanOptions};
-use crate::verify::{Summary, Verifier, sort_alerts};
+use crate::verify::{Judge, Judged, Summary, Tally, Verifier, sort_alerts};
 
 pub struct Detectors<'a> {
     inventory: &'a Inventory,
     verifier: Verifier<'a>,
     scans: ScanDetector,
     deviations: Option<DeviationDetector<'a>>,
+}
+
+/// Everything the detectors do with a flow once it is judged; in input
+/// order, on one thread.
+pub struct Recorder<'d, 'a> {
+    inventory: &'a Inventory,
+    tally: &'d mut Tally,
+    scans: &'d mut ScanDetector,
+    deviations: Option<&'d mut DeviationDetector<'a>>,
+}
+
+impl Recorder<'_, '_> {
+    pub fn record(&mut self, flow: &Flow, judged: &Judged) {
+        self.tally.record(self.inventory, flow, judged);
+        self.scans.observe(flow, judged);
+        if let Some(d) = self.deviations.as_mut() {
+            d.observe(self.inventory, flow, judged);
+        }
+    }
 }
 
 /// What the detectors found.
@@ -40,11 +59,22 @@ impl<'a> Detectors<'a> {
     }
 
     pub fn observe(&mut self, flow: &Flow) {
-        let judged = self.verifier.verify(flow);
-        self.scans.observe(flow, &judged);
-        if let Some(d) = self.deviations.as_mut() {
-            d.observe(self.inventory, flow, &judged);
-        }
+        let judged = self.verifier.judge(flow);
+        self.split().1.record(flow, &judged);
+    }
+
+    /// The judge, which other threads may share, and the recorder, which
+    /// takes what it judged: `observe` in two halves, so that judging can
+    /// run where the flows are parsed.
+    pub fn split(&mut self) -> (&Judge<'a>, Recorder<'_, 'a>) {
+        let (judge, tally) = self.verifier.split();
+        let recorder = Recorder {
+            inventory: self.inventory,
+            tally,
+            scans: &mut self.scans,
+            deviations: self.deviations.as_mut(),
+        };
+        (judge, recorder)
     }
 
     pub fn finish(self) -> Findings {

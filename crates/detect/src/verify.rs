@@ -2,9 +2,9 @@
 //! and classified; connections that matter become alerts, grouped so that a
 //! thousand identical denied attempts are one alert with a count.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use palisade_flow::{Flow, Outcome, Transport};
 use palisade_inventory::{Inventory, Protocol};
@@ -66,42 +66,141 @@ struct Group {
     last_seen: Option<i64>,
 }
 
-pub struct Verifier<'a> {
+/// Judges flows: resolves their endpoints and asks the engine. It only
+/// reads the inventory and the engine, so the threads that parse flows can
+/// share it (`flows verify` judges on them).
+pub struct Judge<'a> {
     engine: &'a Engine<'a>,
     resolver: Resolver<'a>,
     settings: Settings,
-    groups: FxHashMap<GroupKey, Group>,
-    summary: Summary,
     /// Whether the source's egress side alone allows a connection (the
     /// compiled engine answers for both sides together), by endpoints,
-    /// transport and port.
-    egress_verdicts: RefCell<FxHashMap<(EndpointKey, EndpointKey, Transport, u16), bool>>,
+    /// transport and port. Asked only of denied flows recorded at their
+    /// source, so the lock is rarely taken.
+    egress_verdicts: Mutex<EgressVerdicts>,
+}
+
+type EgressVerdicts = FxHashMap<(EndpointKey, EndpointKey, Transport, u16), bool>;
+
+/// Judged flows counted, and those that matter grouped into alerts.
+#[derive(Default)]
+pub struct Tally {
+    groups: FxHashMap<GroupKey, Group>,
+    summary: Summary,
+}
+
+/// A [`Judge`] and a [`Tally`]: judges each flow and counts it.
+pub struct Verifier<'a> {
+    judge: Judge<'a>,
+    tally: Tally,
 }
 
 impl<'a> Verifier<'a> {
     pub fn new(engine: &'a Engine<'a>, resolver: Resolver<'a>, settings: Settings) -> Verifier<'a> {
         Verifier {
-            engine,
-            resolver,
-            settings,
-            groups: FxHashMap::default(),
-            summary: Summary::default(),
-            egress_verdicts: RefCell::default(),
+            judge: Judge {
+                engine,
+                resolver,
+                settings,
+                egress_verdicts: Mutex::default(),
+            },
+            tally: Tally::default(),
         }
     }
 
     pub fn resolver(&self) -> &Resolver<'a> {
-        &self.resolver
+        &self.judge.resolver
     }
 
     /// Judges one flow, counts it, and keeps it for an alert if it matters.
     pub fn verify(&mut self, flow: &Flow) -> Judged {
-        let judged = self.judge(flow);
-        self.count(flow, &judged);
-        if judged.class != Class::Allowed {
-            self.remember(flow, &judged);
-        }
+        let judged = self.judge.judge(flow);
+        self.tally
+            .record(self.judge.resolver.inventory(), flow, &judged);
         judged
+    }
+
+    /// Classifies without recording anything.
+    pub fn judge(&self, flow: &Flow) -> Judged {
+        self.judge.judge(flow)
+    }
+
+    /// The judge, to share with other threads, and the tally, to record
+    /// what they judged with [`Tally::record`].
+    pub fn split(&mut self) -> (&Judge<'a>, &mut Tally) {
+        (&self.judge, &mut self.tally)
+    }
+
+    /// The summary and the alerts, most severe first, then by time.
+    pub fn finish(self) -> (Summary, Vec<Alert>) {
+        let Verifier { judge, tally } = self;
+        let mut alerts: Vec<Alert> = tally
+            .groups
+            .into_values()
+            .map(|g| self_alert(judge.engine, &judge.settings, g))
+            .collect();
+        sort_alerts(&mut alerts);
+        (tally.summary, alerts)
+    }
+}
+
+impl Tally {
+    /// Counts a judged flow, and keeps it for an alert if it matters.
+    pub fn record(&mut self, inventory: &Inventory, flow: &Flow, judged: &Judged) {
+        self.count(inventory, flow, judged);
+        if judged.class != Class::Allowed {
+            self.remember(flow, judged);
+        }
+    }
+
+    fn count(&mut self, inventory: &Inventory, flow: &Flow, judged: &Judged) {
+        let n = flow.connections.max(1);
+        let summary = &mut self.summary;
+        summary.flows += 1;
+        summary.connections += n;
+        *summary.by_class.entry(judged.class).or_insert(0) += n;
+        let src_ns = namespace_of(inventory, &judged.src);
+        let dst_ns = namespace_of(inventory, &judged.dst);
+        for ns in [src_ns, dst_ns.filter(|d| Some(*d) != src_ns)]
+            .into_iter()
+            .flatten()
+        {
+            let per_class = match summary.by_namespace.get_mut(ns) {
+                Some(m) => m,
+                None => summary.by_namespace.entry(ns.to_string()).or_default(),
+            };
+            *per_class.entry(judged.class).or_insert(0) += n;
+        }
+    }
+
+    fn remember(&mut self, flow: &Flow, judged: &Judged) {
+        let key = (
+            judged.class,
+            endpoint_key(&judged.src, flow.src.ip),
+            endpoint_key(&judged.dst, flow.dst.ip),
+            flow.transport,
+            judged.port,
+        );
+        let group = self.groups.entry(key).or_insert_with(|| Group {
+            judged: judged.clone(),
+            first: flow.clone(),
+            records: Vec::new(),
+            connections: 0,
+            first_seen: flow.first_seen,
+            last_seen: flow.last_seen,
+        });
+        group.connections += flow.connections.max(1);
+        if group.records.len() < MAX_RECORDS {
+            group.records.push(flow.evidence.clone());
+        }
+        group.first_seen = min_time(group.first_seen, flow.first_seen);
+        group.last_seen = max_time(group.last_seen, flow.last_seen.or(flow.first_seen));
+    }
+}
+
+impl<'a> Judge<'a> {
+    pub fn resolver(&self) -> &Resolver<'a> {
+        &self.resolver
     }
 
     /// Classifies without recording anything.
@@ -186,70 +285,22 @@ impl<'a> Verifier<'a> {
             flow.transport,
             port,
         );
-        if let Some(&allowed) = self.egress_verdicts.borrow().get(&key) {
+        if let Some(&allowed) = self.egress_cache().get(&key) {
             return Some(allowed);
         }
         let inventory = self.resolver.inventory();
         let decision = reference_decision(inventory, &self.settings, src, dst, protocol, port)?;
         let allowed = decision.egress.allowed;
-        self.egress_verdicts.borrow_mut().insert(key, allowed);
+        self.egress_cache().insert(key, allowed);
         Some(allowed)
     }
 
-    fn count(&mut self, flow: &Flow, judged: &Judged) {
-        let n = flow.connections.max(1);
-        let summary = &mut self.summary;
-        summary.flows += 1;
-        summary.connections += n;
-        *summary.by_class.entry(judged.class).or_insert(0) += n;
-        let inventory = self.resolver.inventory();
-        let src_ns = namespace_of(inventory, &judged.src);
-        let dst_ns = namespace_of(inventory, &judged.dst);
-        for ns in [src_ns, dst_ns.filter(|d| Some(*d) != src_ns)]
-            .into_iter()
-            .flatten()
-        {
-            let per_class = match summary.by_namespace.get_mut(ns) {
-                Some(m) => m,
-                None => summary.by_namespace.entry(ns.to_string()).or_default(),
-            };
-            *per_class.entry(judged.class).or_insert(0) += n;
-        }
-    }
-
-    fn remember(&mut self, flow: &Flow, judged: &Judged) {
-        let key = (
-            judged.class,
-            endpoint_key(&judged.src, flow.src.ip),
-            endpoint_key(&judged.dst, flow.dst.ip),
-            flow.transport,
-            judged.port,
-        );
-        let group = self.groups.entry(key).or_insert_with(|| Group {
-            judged: judged.clone(),
-            first: flow.clone(),
-            records: Vec::new(),
-            connections: 0,
-            first_seen: flow.first_seen,
-            last_seen: flow.last_seen,
-        });
-        group.connections += flow.connections.max(1);
-        if group.records.len() < MAX_RECORDS {
-            group.records.push(flow.evidence.clone());
-        }
-        group.first_seen = min_time(group.first_seen, flow.first_seen);
-        group.last_seen = max_time(group.last_seen, flow.last_seen.or(flow.first_seen));
-    }
-
-    /// The summary and the alerts, most severe first, then by time.
-    pub fn finish(self) -> (Summary, Vec<Alert>) {
-        let mut alerts: Vec<Alert> = self
-            .groups
-            .into_values()
-            .map(|g| self_alert(self.engine, &self.settings, g))
-            .collect();
-        sort_alerts(&mut alerts);
-        (self.summary, alerts)
+    fn egress_cache(&self) -> std::sync::MutexGuard<'_, EgressVerdicts> {
+        // A thread that panicked holding the lock left a consistent map:
+        // entries are inserted whole.
+        self.egress_verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Is `src → dst` on this transport and port allowed? `Err` says why

@@ -43,7 +43,7 @@ use crate::model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, Record
 
 /// Reads a Calico flow log, one record per line.
 pub fn read_calico<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Flow)) -> ReadStats {
-    read_independent_lines(input, file, Format::Calico, parse_calico_line, sink)
+    read_independent_lines(input, file, Format::Calico, parse_calico_line, &|f| f, sink)
 }
 
 #[derive(Deserialize)]

@@ -49,7 +49,7 @@ mod csv;
 mod fields;
 pub mod json;
 pub(crate) mod lines;
-mod parallel;
+pub(crate) mod parallel;
 mod sniff;
 pub(crate) mod time;
 
@@ -62,7 +62,14 @@ use lines::{LineReader, read_independent_lines};
 
 /// Reads generic JSON lines records.
 pub fn read_jsonl<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Flow)) -> ReadStats {
-    read_independent_lines(input, file, Format::Jsonl, parse_generic_json_line, sink)
+    read_independent_lines(
+        input,
+        file,
+        Format::Jsonl,
+        parse_generic_json_line,
+        &|f| f,
+        sink,
+    )
 }
 
 /// Parses one generic JSON lines record.

@@ -43,10 +43,11 @@ use std::sync::Arc;
 
 use crate::diagnostics::ReadStats;
 use crate::generic::ParsedLine;
-use crate::generic::lines::{parse_json, read_independent_lines};
+use crate::generic::lines::{parse_json, read_independent_lines, utf8};
 use crate::generic::time::parse_rfc3339;
 use crate::model::{Flow, FlowEndpoint, Format, Outcome, RecordRef, Transport};
 
+mod scan;
 mod wire;
 
 use crate::generic::json::{Scalar, Text};
@@ -54,13 +55,27 @@ use wire::{IDENTITIES, Layer4, Policy, RawJson, Record};
 
 /// Reads `hubble observe -o json` output, one flow per line.
 pub fn read_hubble<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Flow)) -> ReadStats {
-    read_independent_lines(input, file, Format::Hubble, parse_hubble_line, sink)
+    read_independent_lines(input, file, Format::Hubble, parse_hubble_line, &|f| f, sink)
 }
 
 /// Parses one line of Hubble JSON. `Err` is the reason the line could not
 /// be read.
+///
+/// Plain lines take a fast path (see [`scan`]); any line it gives up on,
+/// or whose content it cannot turn into a flow, is read again with serde,
+/// so results and messages are serde's wherever the two could differ.
 pub fn parse_hubble_line(line: &[u8], evidence: RecordRef) -> Result<ParsedLine, String> {
+    let text = utf8(line)?;
+    if let Some(record) = scan::record(text)
+        && let Ok(parsed) = from_record(record, &evidence)
+    {
+        return Ok(parsed);
+    }
     let record: Record<'_> = parse_json(line)?;
+    from_record(record, &evidence)
+}
+
+fn from_record(record: Record<'_>, evidence: &RecordRef) -> Result<ParsedLine, String> {
     let outer_time = record.time.clone();
     let flow = match record.flow {
         Some(flow) => *flow,
@@ -71,7 +86,7 @@ pub fn parse_hubble_line(line: &[u8], evidence: RecordRef) -> Result<ParsedLine,
 
 /// A response that carries no `flow`: one of the other kinds, or a bare
 /// flow object.
-fn not_a_flow(record: Record<'_>, evidence: RecordRef) -> Result<ParsedLine, String> {
+fn not_a_flow(record: Record<'_>, evidence: &RecordRef) -> Result<ParsedLine, String> {
     if let Some(lost) = record.lost_events {
         let events = lost.num_events_lost.and_then(|n| n.as_u64()).unwrap_or(0);
         let source = lost
@@ -102,7 +117,7 @@ fn not_a_flow(record: Record<'_>, evidence: RecordRef) -> Result<ParsedLine, Str
 fn flow_from(
     record: Record<'_>,
     outer_time: Option<Text<'_>>,
-    evidence: RecordRef,
+    evidence: &RecordRef,
 ) -> Result<ParsedLine, String> {
     let outcome = match verdict_outcome(record.verdict.as_ref()) {
         Ok(outcome) => outcome,
@@ -119,7 +134,7 @@ fn flow_from(
     let Some((transport, ports, icmp)) = layer4(record.l4.as_ref())? else {
         return Ok(ParsedLine::Skip("hubble flow without known layer 4"));
     };
-    let mut flow = Flow::new(evidence, transport, outcome);
+    let mut flow = Flow::new(evidence.clone(), transport, outcome);
     flow.drop_reason = drop_reason(&record, outcome);
     let time = record.time.as_ref().or(outer_time.as_ref());
     if let Some(time) = time {

@@ -20,4 +20,4 @@ pub mod reconstruct;
 
 pub use diagnostics::{FlowDiagnostic, ReadStats};
 pub use model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, RecordRef, Transport};
-pub use read::{read_flows, sniff_format};
+pub use read::{read_flows, read_flows_prepared, sniff_format};

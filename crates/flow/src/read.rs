@@ -4,6 +4,8 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
+use crate::generic::lines::read_independent_lines;
+use crate::generic::parallel::LineParser;
 use crate::pcap::CaptureOptions;
 use crate::{Flow, Format, ReadStats};
 
@@ -22,12 +24,33 @@ pub fn read_flows<R: BufRead>(
     capture: &CaptureOptions,
     sink: &mut dyn FnMut(Flow),
 ) -> ReadStats {
-    match format {
-        Format::Pcap | Format::Pcapng => crate::pcap::read_capture(input, file, capture, sink),
-        Format::Hubble => crate::hubble::read_hubble(input, file, sink),
-        Format::Calico => crate::calico::read_calico(input, file, sink),
-        Format::Conntrack => crate::conntrack::read_conntrack(input, file, sink),
-        Format::Jsonl => crate::generic::read_jsonl(input, file, sink),
-        Format::Csv => crate::generic::read_csv(input, file, sink),
-    }
+    read_flows_prepared(format, input, file, capture, &|flow| flow, sink)
+}
+
+/// [`read_flows`] with a step that runs on each flow before `sink` gets
+/// it. For the formats of independent lines (Hubble, Calico, JSON lines)
+/// `prepare` runs on the parsing threads, so work that needs only the flow
+/// (resolving its endpoints, judging it) is spread over the cores too;
+/// `sink` still receives the results on the calling thread, in input order.
+pub fn read_flows_prepared<R: BufRead, T: Send>(
+    format: Format,
+    input: R,
+    file: Arc<str>,
+    capture: &CaptureOptions,
+    prepare: &(dyn Fn(Flow) -> T + Sync),
+    sink: &mut dyn FnMut(T),
+) -> ReadStats {
+    let parse: LineParser = match format {
+        Format::Hubble => crate::hubble::parse_hubble_line,
+        Format::Calico => crate::calico::parse_calico_line,
+        Format::Jsonl => crate::generic::parse_generic_json_line,
+        Format::Pcap | Format::Pcapng => {
+            return crate::pcap::read_capture(input, file, capture, &mut |f| sink(prepare(f)));
+        }
+        Format::Conntrack => {
+            return crate::conntrack::read_conntrack(input, file, &mut |f| sink(prepare(f)));
+        }
+        Format::Csv => return crate::generic::read_csv(input, file, &mut |f| sink(prepare(f))),
+    };
+    read_independent_lines(input, file, format, parse, prepare, sink)
 }

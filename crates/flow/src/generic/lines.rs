@@ -22,9 +22,13 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 // Nearly every line is a flow: boxing it would cost an allocation per line
 // to shrink a value that is moved once.
 #[allow(clippy::large_enum_variant)]
+///
+/// `F` is what a flow line yields: the [`Flow`] itself, or what a caller's
+/// preparation step made of it on the parsing thread (see
+/// [`crate::read_flows_prepared`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ParsedLine {
-    Flow(Flow),
+pub enum ParsedLine<F = Flow> {
+    Flow(F),
     /// A well-formed record that is not a flow, counted under this reason
     /// (Hubble `node_status`, a CSV header repeated mid-file).
     Skip(&'static str),
@@ -50,13 +54,26 @@ pub const UNREADABLE_REASON: &str = "unreadable line";
 pub const LOST_EVENTS_REASON: &str = "events the source reported lost before export";
 const LOST_NOTICE_REASON: &str = "lost-events notice";
 
+impl ParsedLine {
+    /// The same result with the flow, if it is one, turned into `prepare`'s
+    /// output.
+    pub fn prepare<T>(self, prepare: &dyn Fn(Flow) -> T) -> ParsedLine<T> {
+        match self {
+            ParsedLine::Flow(flow) => ParsedLine::Flow(prepare(flow)),
+            ParsedLine::Skip(reason) => ParsedLine::Skip(reason),
+            ParsedLine::SkipNoted { reason, message } => ParsedLine::SkipNoted { reason, message },
+            ParsedLine::Lost { events, message } => ParsedLine::Lost { events, message },
+        }
+    }
+}
+
 /// Accounts for one line's result exactly as the streaming readers do.
-pub fn record_line(
+pub fn record_line<F>(
     stats: &mut ReadStats,
     file: &Arc<str>,
     line: u64,
-    result: Result<ParsedLine, String>,
-    sink: &mut dyn FnMut(Flow),
+    result: Result<ParsedLine<F>, String>,
+    sink: &mut dyn FnMut(F),
 ) {
     match result {
         Ok(ParsedLine::Flow(flow)) => {
@@ -94,16 +111,18 @@ pub(crate) fn diagnostic(file: &Arc<str>, record: u64, message: String) -> FlowD
 
 /// Reads a file of independent lines (JSON lines formats) with `parse`,
 /// on every core when there are several.
-pub(crate) fn read_independent_lines<R: BufRead>(
+/// `prepare` runs on the parsing threads, `sink` on the calling thread.
+pub(crate) fn read_independent_lines<R: BufRead, T: Send>(
     input: R,
     file: Arc<str>,
     format: Format,
     parse: LineParser,
-    sink: &mut dyn FnMut(Flow),
+    prepare: &(dyn Fn(Flow) -> T + Sync),
+    sink: &mut dyn FnMut(T),
 ) -> ReadStats {
     match parsing_threads() {
-        1 => read_lines_in_order(input, file, format, parse, sink),
-        threads => read_lines_in_parallel(input, file, format, parse, threads, sink),
+        1 => read_lines_in_order(input, file, format, parse, &mut |flow| sink(prepare(flow))),
+        threads => read_lines_in_parallel(input, file, format, parse, prepare, threads, sink),
     }
 }
 
@@ -222,7 +241,7 @@ impl<R: BufRead> LineReader<R> {
             return;
         }
         let message = format!("line longer than {MAX_LINE_BYTES} bytes, skipped");
-        record_line(stats, file, self.number, Err(message), &mut |_| {});
+        record_line::<Flow>(stats, file, self.number, Err(message), &mut |_| {});
     }
 
     fn fail(&mut self, stats: &mut ReadStats, file: &Arc<str>, error: &std::io::Error) {
@@ -237,7 +256,7 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
     line.iter().all(u8::is_ascii_whitespace)
 }
 
-fn strip_terminator(line: &[u8]) -> &[u8] {
+pub(crate) fn strip_terminator(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }

@@ -1,0 +1,406 @@
+//! A fast path for plain Hubble lines: reads the fields Palisade uses into
+//! the same [`Record`] serde builds, in one pass, without serde's
+//! per-field machinery, and finds the end of each endpoint object without
+//! parsing it (the identity cache parses each distinct endpoint text once).
+//!
+//! It gives up, returning `None`, on anything but the plain shape: an
+//! escape in any string, `null`, a response other than a flow, a number
+//! that is not a plain unsigned integer where one is read, a known field
+//! given twice, deep nesting, or JSON it cannot read. The caller then reads
+//! the line with serde, so every line either reads the same on both paths
+//! or is read by serde alone, with serde's messages. Skipped values are
+//! checked as strictly as serde checks ignored values (strings, numbers,
+//! literals, structure), so a line serde rejects is never accepted here.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+
+use super::wire::{Icmp, Ip, Layer4, Policy, Ports, RawJson, Record};
+use crate::generic::json::{Scalar, Text};
+
+/// The record on `line`, or `None` when serde must read it.
+pub fn record(line: &str) -> Option<Record<'_>> {
+    let mut cursor = Cursor {
+        text: line,
+        bytes: line.as_bytes(),
+        at: 0,
+        depth: 0,
+    };
+    let record = cursor.record(true)?;
+    cursor.skip_whitespace();
+    (cursor.at == cursor.bytes.len()).then_some(record)
+}
+
+/// The index of the first byte at or after `from` that `stops` marks, 8
+/// bytes at a time: `stops` maps a word to one whose bytes have their high
+/// bit set where the word's byte stops the scan, exact at least up to the
+/// first such byte.
+fn find(bytes: &[u8], from: usize, stops: fn(u64) -> u64) -> Option<usize> {
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let hits = stops(word);
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    let mut word = [b'"'; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    let hits = stops(u64::from_le_bytes(word));
+    let first = at + hits.trailing_zeros() as usize / 8;
+    (first < bytes.len()).then_some(first)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// High bits where a byte of `word` is `byte` (exact up to the first one:
+/// the borrow of the subtraction may mark bytes after it).
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// Where a string's plain run stops: a quote, a backslash or a control
+/// character (below 0x20, which JSON does not allow in strings).
+fn string_stop(word: u64) -> u64 {
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    bytes_equal(word, b'"') | bytes_equal(word, b'\\') | control
+}
+
+/// What changes the depth of an object or starts a string.
+fn structural(word: u64) -> u64 {
+    bytes_equal(word, b'"') | bytes_equal(word, b'{') | bytes_equal(word, b'}')
+}
+
+/// Nesting deeper than this is left to serde (whose limit is 128).
+const MAX_DEPTH: u32 = 64;
+
+struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    depth: u32,
+}
+
+/// Sets a field read from the line. A field given twice gives up: serde
+/// rejects it, so the fast path must not take the last one silently.
+fn put<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value?);
+    Some(())
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.skip_whitespace();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// An object: `field` reads the value of each key.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.nest(b'{', b'}', |cursor| {
+            let key = cursor.plain_string()?;
+            cursor.expect(b':')?;
+            cursor.skip_whitespace();
+            field(cursor, key)
+        })
+    }
+
+    fn array(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.nest(b'[', b']', item)
+    }
+
+    /// `open`, comma-separated members read by `member`, `close`.
+    fn nest(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut member: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.expect(open)?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_whitespace();
+        if self.peek()? == close {
+            self.at += 1;
+            self.depth -= 1;
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            member(self)?;
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => self.at += 1,
+                byte if byte == close => {
+                    self.at += 1;
+                    self.depth -= 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        let end = find(self.bytes, start, string_stop)?;
+        if self.bytes[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
+        // Both ends are next to an ASCII quote, so on character boundaries.
+        self.text.get(start..end)
+    }
+
+    fn text(&mut self) -> Option<Text<'a>> {
+        self.plain_string().map(|s| Text(Cow::Borrowed(s)))
+    }
+
+    /// A protobuf enum or counter: a string, or an unsigned integer.
+    fn scalar(&mut self) -> Option<Scalar<'a>> {
+        match self.peek()? {
+            b'"' => self.plain_string().map(|s| Scalar::Text(Cow::Borrowed(s))),
+            _ => self.unsigned().map(Scalar::Unsigned),
+        }
+    }
+
+    /// A JSON number that is a plain unsigned integer fitting in 64 bits.
+    fn unsigned(&mut self) -> Option<u64> {
+        let start = self.at;
+        let digits = self.digits();
+        let text = &self.bytes[start..self.at];
+        let leading_zero = digits > 1 && text[0] == b'0';
+        if digits == 0 || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        text.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.unsigned()?).ok()
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    fn bool(&mut self) -> Option<bool> {
+        if self.literal(b"true").is_some() {
+            Some(true)
+        } else {
+            self.literal(b"false").map(|()| false)
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let found = self.bytes[self.at..].starts_with(word);
+        found.then(|| self.at += word.len())
+    }
+
+    /// Any JSON value, checked and not kept (escaped strings and `null`
+    /// are left to serde like everywhere else).
+    fn skip_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.plain_string().map(drop),
+            b'{' => self.object(|cursor, _| cursor.skip_value()),
+            b'[' => self.array(Self::skip_value),
+            b't' | b'f' => self.bool().map(drop),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            _ => None,
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let start = self.at;
+        let digits = self.digits();
+        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
+            return None;
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// The exact text of an object, its end found by its strings and
+    /// braces alone. Not checked here: the identity cache parses each
+    /// distinct text (with serde) the first time it meets it, and a text
+    /// equal to one it parsed is valid.
+    fn raw_object(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        let start = self.at;
+        let mut depth = 0u32;
+        let mut i = start;
+        loop {
+            match *self.bytes.get(i)? {
+                b'"' => {
+                    i = find(self.bytes, i + 1, string_stop)?;
+                    if self.bytes[i] != b'"' {
+                        return None;
+                    }
+                }
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i = find(self.bytes, i + 1, structural)?;
+        }
+        self.at = i + 1;
+        self.text.get(start..self.at)
+    }
+
+    /// A `GetFlowsResponse` (`top`) or a `Flow`.
+    fn record(&mut self, top: bool) -> Option<Record<'a>> {
+        let mut record = Record::default();
+        self.object(|cursor, key| {
+            let r = &mut record;
+            match key {
+                "flow" if top => put(&mut r.flow, cursor.record(false).map(Box::new)),
+                "time" => put(&mut r.time, cursor.text()),
+                "verdict" => put(&mut r.verdict, cursor.scalar()),
+                "drop_reason" => put(&mut r.drop_reason, cursor.u32()),
+                "drop_reason_desc" => put(&mut r.drop_reason_desc, cursor.scalar()),
+                "IP" => put(&mut r.ip, cursor.ip()),
+                "l4" => put(&mut r.l4, cursor.layer4()),
+                "source" => put(&mut r.source, cursor.raw_object().map(RawJson)),
+                "destination" => put(&mut r.destination, cursor.raw_object().map(RawJson)),
+                "Type" => put(&mut r.flow_type, cursor.scalar()),
+                "reply" => put(&mut r.reply, cursor.bool()),
+                "is_reply" => put(&mut r.is_reply, cursor.bool()),
+                "traffic_direction" => put(&mut r.traffic_direction, cursor.scalar()),
+                "egress_allowed_by" => put(&mut r.egress_allowed_by, cursor.policies()),
+                "ingress_allowed_by" => put(&mut r.ingress_allowed_by, cursor.policies()),
+                "egress_denied_by" => put(&mut r.egress_denied_by, cursor.policies()),
+                "ingress_denied_by" => put(&mut r.ingress_denied_by, cursor.policies()),
+                // Other responses, and a flow inside a flow, are serde's.
+                "flow" | "lost_events" | "node_status" | "agent_event" | "debug_event" => None,
+                _ => cursor.skip_value(),
+            }
+        })?;
+        Some(record)
+    }
+
+    fn ip(&mut self) -> Option<Ip<'a>> {
+        let mut ip = Ip::default();
+        self.object(|cursor, key| match key {
+            "source" => put(&mut ip.source, cursor.text()),
+            "destination" => put(&mut ip.destination, cursor.text()),
+            _ => cursor.skip_value(),
+        })?;
+        Some(ip)
+    }
+
+    fn layer4(&mut self) -> Option<Layer4> {
+        let mut l4 = Layer4::default();
+        self.object(|cursor, key| match key {
+            "TCP" => put(&mut l4.tcp, cursor.ports()),
+            "UDP" => put(&mut l4.udp, cursor.ports()),
+            "SCTP" => put(&mut l4.sctp, cursor.ports()),
+            "ICMPv4" => put(&mut l4.icmpv4, cursor.icmp()),
+            "ICMPv6" => put(&mut l4.icmpv6, cursor.icmp()),
+            "IGMP" => put(&mut l4.igmp, cursor.skip_value().map(|()| IgnoredAny)),
+            "VRRP" => put(&mut l4.vrrp, cursor.skip_value().map(|()| IgnoredAny)),
+            _ => cursor.skip_value(),
+        })?;
+        Some(l4)
+    }
+
+    fn ports(&mut self) -> Option<Ports> {
+        let mut ports = Ports::default();
+        self.object(|cursor, key| match key {
+            "source_port" => put(&mut ports.source_port, cursor.u32()),
+            "destination_port" => put(&mut ports.destination_port, cursor.u32()),
+            _ => cursor.skip_value(),
+        })?;
+        Some(ports)
+    }
+
+    fn icmp(&mut self) -> Option<Icmp> {
+        let mut icmp = Icmp::default();
+        self.object(|cursor, key| match key {
+            "type" => put(&mut icmp.icmp_type, cursor.u32()),
+            "code" => put(&mut icmp.code, cursor.u32()),
+            _ => cursor.skip_value(),
+        })?;
+        Some(icmp)
+    }
+
+    fn policies(&mut self) -> Option<Vec<Policy<'a>>> {
+        let mut policies = Vec::new();
+        self.array(|cursor| {
+            let mut policy = Policy::default();
+            cursor.object(|cursor, key| match key {
+                "name" => put(&mut policy.name, cursor.text()),
+                "namespace" => put(&mut policy.namespace, cursor.text()),
+                _ => cursor.skip_value(),
+            })?;
+            policies.push(policy);
+            Some(())
+        })?;
+        Some(policies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_generated_lines() {
+        let text = std::fs::read_to_string("/work/data/hubble100k.json").unwrap();
+        let line = text.lines().next().unwrap();
+        assert!(record(line).is_some(), "{line}");
+    }
+}
