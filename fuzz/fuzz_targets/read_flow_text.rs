@@ -1,19 +1,30 @@
 //! Any bytes as a text flow source: every text reader (Hubble, Calico,
 //! conntrack, generic JSON lines and CSV) must read them without panicking
 //! or hanging, and account for every line it read. The sniffer must not
-//! panic either.
+//! panic either. Hubble's fast path must read every line as serde does.
 #![no_main]
 
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use palisade_flow::generic::{LOST_EVENTS_REASON, read_csv, read_jsonl, sniff};
-use palisade_flow::{Flow, ReadStats, calico, conntrack, hubble};
+use palisade_flow::{Flow, Format, ReadStats, RecordRef, calico, conntrack, hubble};
 
 type Reader = fn(&[u8], Arc<str>, &mut dyn FnMut(Flow)) -> ReadStats;
 
 fuzz_target!(|data: &[u8]| {
     let _ = sniff(data);
+    for (number, line) in data.split(|&b| b == b'\n').enumerate() {
+        let evidence = || RecordRef {
+            file: Arc::from("fuzz"),
+            format: Format::Hubble,
+            record: number as u64 + 1,
+        };
+        assert_eq!(
+            hubble::parse_hubble_line(line, evidence()),
+            hubble::parse_hubble_line_by_serde(line, evidence())
+        );
+    }
     let line_readers: [Reader; 4] = [
         |input, file, sink| hubble::read_hubble(input, file, sink),
         |input, file, sink| calico::read_calico(input, file, sink),

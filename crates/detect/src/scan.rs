@@ -74,7 +74,11 @@ impl Event {
 /// much early.
 const MERGE_MICROS: Micros = 1_000_000;
 
-/// Multiset counts of what is in one source's window.
+/// What is in one source's window: its entries, and multiset counts of
+/// their destinations and ports. The counts count entries, not merged
+/// observations, since the detectors ask only how many distinct hosts or
+/// ports there are; so an observation that merges into the newest entry
+/// touches no map.
 #[derive(Default)]
 struct SourceWindow {
     events: VecDeque<Event>,
@@ -82,6 +86,7 @@ struct SourceWindow {
     ports_by_dst: FxHashMap<IpAddr, FxHashMap<u16, u32>>,
     failed_dsts_by_port: FxHashMap<u16, FxHashMap<IpAddr, u32>>,
     peers: FxHashMap<IpAddr, u32>,
+    /// Blocked observations (not entries): bursts count attempts.
     blocked: usize,
 }
 
@@ -89,9 +94,9 @@ fn add<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: K) {
     *map.entry(key).or_insert(0) += 1;
 }
 
-fn remove<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: &K, count: u32) {
+fn remove<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: &K) {
     if let Some(n) = map.get_mut(key) {
-        *n = n.saturating_sub(count);
+        *n = n.saturating_sub(1);
         if *n == 0 {
             map.remove(key);
         }
@@ -101,14 +106,6 @@ fn remove<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, u32>, key: &K, count: 
 impl SourceWindow {
     fn push(&mut self, event: Event, window: Micros) {
         self.newest = self.newest.max(event.time);
-        add(self.ports_by_dst.entry(event.dst).or_default(), event.port);
-        if event.failed {
-            add(
-                self.failed_dsts_by_port.entry(event.port).or_default(),
-                event.dst,
-            );
-        }
-        add(&mut self.peers, event.dst);
         self.blocked += usize::from(event.blocked);
         match self.events.back_mut() {
             Some(last)
@@ -117,7 +114,17 @@ impl SourceWindow {
             {
                 last.count += 1;
             }
-            _ => self.events.push_back(event),
+            _ => {
+                add(self.ports_by_dst.entry(event.dst).or_default(), event.port);
+                if event.failed {
+                    add(
+                        self.failed_dsts_by_port.entry(event.port).or_default(),
+                        event.dst,
+                    );
+                }
+                add(&mut self.peers, event.dst);
+                self.events.push_back(event);
+            }
         }
         while let Some(old) = self.events.front() {
             if old.time >= self.newest - window {
@@ -132,7 +139,7 @@ impl SourceWindow {
 
     fn forget(&mut self, old: &Event) {
         if let Some(ports) = self.ports_by_dst.get_mut(&old.dst) {
-            remove(ports, &old.port, old.count);
+            remove(ports, &old.port);
             if ports.is_empty() {
                 self.ports_by_dst.remove(&old.dst);
             }
@@ -140,12 +147,12 @@ impl SourceWindow {
         if old.failed
             && let Some(dsts) = self.failed_dsts_by_port.get_mut(&old.port)
         {
-            remove(dsts, &old.dst, old.count);
+            remove(dsts, &old.dst);
             if dsts.is_empty() {
                 self.failed_dsts_by_port.remove(&old.port);
             }
         }
-        remove(&mut self.peers, &old.dst, old.count);
+        remove(&mut self.peers, &old.dst);
         if old.blocked {
             self.blocked = self.blocked.saturating_sub(old.count as usize);
         }
@@ -384,7 +391,8 @@ mod tests {
         assert_eq!(window.events.len(), 2);
         assert_eq!(window.blocked, 5);
         assert_eq!(window.ports_by_dst[&DST].len(), 2);
-        assert_eq!(window.failed_dsts_by_port[&80][&DST], 4);
+        // The maps count entries: the four merged observations are one.
+        assert_eq!(window.failed_dsts_by_port[&80][&DST], 1);
 
         // A minute later both entries, five observations, leave at once.
         window.push(event(61_000_000, 22, false), WINDOW);
@@ -397,5 +405,10 @@ mod tests {
         window.push(event(62_100_000, 22, false), WINDOW);
         assert_eq!(window.events.len(), 2);
         assert_eq!(window.ports_by_dst[&DST][&22], 2);
+
+        // The older entry leaves; the newer keeps the port counted.
+        window.push(event(122_000_000, 23, false), WINDOW);
+        assert_eq!(window.ports_by_dst[&DST].len(), 2);
+        assert_eq!(window.ports_by_dst[&DST][&22], 1);
     }
 }

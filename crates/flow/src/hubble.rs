@@ -45,7 +45,7 @@ use crate::diagnostics::ReadStats;
 use crate::generic::ParsedLine;
 use crate::generic::lines::{parse_json, read_independent_lines, utf8};
 use crate::generic::time::parse_rfc3339;
-use crate::model::{Flow, FlowEndpoint, Format, Outcome, RecordRef, Transport};
+use crate::model::{Flow, FlowEndpoint, Format, Identity, Outcome, RecordRef, Transport};
 
 mod scan;
 mod wire;
@@ -66,11 +66,29 @@ pub fn read_hubble<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Fl
 /// so results and messages are serde's wherever the two could differ.
 pub fn parse_hubble_line(line: &[u8], evidence: RecordRef) -> Result<ParsedLine, String> {
     let text = utf8(line)?;
-    if let Some(record) = scan::record(text)
-        && let Ok(parsed) = from_record(record, &evidence)
-    {
+    if let Some(parsed) = parse_plain(text, &evidence) {
         return Ok(parsed);
     }
+    parse_hubble_line_by_serde(line, evidence)
+}
+
+/// The fast path: `None` when serde must read the line.
+fn parse_plain(text: &str, evidence: &RecordRef) -> Option<ParsedLine> {
+    let (record, flow) = scan::record(text)?;
+    let parsed = match flow {
+        // Endpoints beside a response's flow are not used, so nothing
+        // would check their text: such odd lines are serde's.
+        Some(_) if record.source.is_some() || record.destination.is_some() => return None,
+        Some(flow) => flow_from(flow, record.time, evidence),
+        None => from_record(record, evidence),
+    };
+    parsed.ok()
+}
+
+/// [`parse_hubble_line`] without the fast path: the reference the fast path
+/// is tested and fuzzed against.
+#[doc(hidden)]
+pub fn parse_hubble_line_by_serde(line: &[u8], evidence: RecordRef) -> Result<ParsedLine, String> {
     let record: Record<'_> = parse_json(line)?;
     from_record(record, &evidence)
 }
@@ -119,6 +137,10 @@ fn flow_from(
     outer_time: Option<Text<'_>>,
     evidence: &RecordRef,
 ) -> Result<ParsedLine, String> {
+    // First, so that an endpoint the fast path has not checked is checked
+    // whatever else the record holds (see [`scan`]).
+    let src_identity = identity(record.source, "source")?;
+    let dst_identity = identity(record.destination, "destination")?;
     let outcome = match verdict_outcome(record.verdict.as_ref()) {
         Ok(outcome) => outcome,
         Err(message) => {
@@ -142,11 +164,11 @@ fn flow_from(
         flow.first_seen = Some(micros);
         flow.last_seen = Some(micros);
     }
-    flow.src = endpoint(ip.source.as_deref(), ports.0, record.source, "source")?;
+    flow.src = endpoint(ip.source.as_deref(), ports.0, src_identity, "source")?;
     flow.dst = endpoint(
         ip.destination.as_deref(),
         ports.1,
-        record.destination,
+        dst_identity,
         "destination",
     )?;
     flow.icmp = icmp;
@@ -246,10 +268,21 @@ fn port(value: Option<u32>, field: &str) -> Result<Option<u16>, String> {
     }
 }
 
+/// The identity an endpoint object describes, parsed once per distinct
+/// text (see [`wire::IdentityCache`]).
+fn identity(endpoint: Option<RawJson<'_>>, side: &str) -> Result<Option<Arc<Identity>>, String> {
+    match endpoint {
+        Some(RawJson(text)) => IDENTITIES
+            .with_borrow_mut(|cache| cache.identity(text))
+            .map_err(|error| format!("{side}: {error}")),
+        None => Ok(None),
+    }
+}
+
 fn endpoint(
     ip: Option<&str>,
     port: Option<u16>,
-    endpoint: Option<RawJson<'_>>,
+    identity: Option<Arc<Identity>>,
     side: &str,
 ) -> Result<FlowEndpoint, String> {
     let ip = match ip {
@@ -259,16 +292,7 @@ fn endpoint(
                 .map_err(|_| format!("IP {side} {text:?} is not an IP address"))?,
         ),
     };
-    Ok(FlowEndpoint {
-        ip,
-        port,
-        identity: match endpoint {
-            Some(RawJson(text)) => IDENTITIES
-                .with_borrow_mut(|cache| cache.identity(text))
-                .map_err(|error| format!("{side}: {error}"))?,
-            None => None,
-        },
-    })
+    Ok(FlowEndpoint { ip, port, identity })
 }
 
 fn drop_reason(record: &Record<'_>, outcome: Outcome) -> Option<String> {

@@ -36,8 +36,10 @@ pub(crate) type LineParser = fn(&[u8], RecordRef) -> Result<ParsedLine, String>;
 pub(crate) type Prepare<'p, T> = &'p (dyn Fn(Flow) -> T + Sync);
 
 /// Bytes read per batch: large enough that handing a batch over costs
-/// little next to parsing it, small enough to keep memory flat.
-const BATCH_BYTES: usize = 1 << 20;
+/// little next to parsing it, small enough to keep memory flat. Larger
+/// than the callers' read buffers (1 MiB), so that reads bypass them
+/// instead of being copied twice.
+const BATCH_BYTES: usize = 2 << 20;
 /// Batches in flight per parsing thread.
 const IN_FLIGHT: usize = 2;
 

@@ -19,17 +19,20 @@ use serde::de::IgnoredAny;
 use super::wire::{Icmp, Ip, Layer4, Policy, Ports, RawJson, Record};
 use crate::generic::json::{Scalar, Text};
 
-/// The record on `line`, or `None` when serde must read it.
-pub fn record(line: &str) -> Option<Record<'_>> {
+/// The record on `line` and, apart, the flow it carries (serde's
+/// `record.flow`, kept out of the record to spare a box and two copies), or
+/// `None` when serde must read the line.
+pub fn record(line: &str) -> Option<(Record<'_>, Option<Record<'_>>)> {
     let mut cursor = Cursor {
         text: line,
         bytes: line.as_bytes(),
         at: 0,
         depth: 0,
     };
-    let record = cursor.record(true)?;
+    let (mut record, mut flow) = (Record::default(), None);
+    cursor.record(&mut record, Some(&mut flow))?;
     cursor.skip_whitespace();
-    (cursor.at == cursor.bytes.len()).then_some(record)
+    (cursor.at == cursor.bytes.len()).then_some((record, flow))
 }
 
 /// The index of the first byte at or after `from` that `stops` marks, 8
@@ -301,13 +304,20 @@ impl<'a> Cursor<'a> {
         self.text.get(start..self.at)
     }
 
-    /// A `GetFlowsResponse` (`top`) or a `Flow`.
-    fn record(&mut self, top: bool) -> Option<Record<'a>> {
-        let mut record = Record::default();
+    /// A `GetFlowsResponse` (given where its flow goes) or a `Flow`.
+    fn record(
+        &mut self,
+        record: &mut Record<'a>,
+        mut flow: Option<&mut Option<Record<'a>>>,
+    ) -> Option<()> {
         self.object(|cursor, key| {
-            let r = &mut record;
+            let r = &mut *record;
             match key {
-                "flow" if top => put(&mut r.flow, cursor.record(false).map(Box::new)),
+                "flow" if flow.is_some() => {
+                    let mut inner = Record::default();
+                    cursor.record(&mut inner, None)?;
+                    put(flow.as_deref_mut()?, Some(inner))
+                }
                 "time" => put(&mut r.time, cursor.text()),
                 "verdict" => put(&mut r.verdict, cursor.scalar()),
                 "drop_reason" => put(&mut r.drop_reason, cursor.u32()),
@@ -328,8 +338,7 @@ impl<'a> Cursor<'a> {
                 "flow" | "lost_events" | "node_status" | "agent_event" | "debug_event" => None,
                 _ => cursor.skip_value(),
             }
-        })?;
-        Some(record)
+        })
     }
 
     fn ip(&mut self) -> Option<Ip<'a>> {
@@ -395,12 +404,146 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::generic::ParsedLine;
+    use crate::hubble::{parse_hubble_line_by_serde, parse_plain};
+    use crate::model::{Format, RecordRef};
+
+    const SAMPLES: [&str; 2] = [
+        include_str!("../../tests/data/hubble-basic-sample-400-tcp-flows.json"),
+        include_str!("../../tests/data/hubble-basic-sample-10-flows.json"),
+    ];
+
+    /// Lines of other shapes than the samples': every field the fast path
+    /// reads, in the forms it takes and the ones it leaves to serde.
+    const SHAPES: [&str; 8] = [
+        r#"{"flow":{"time":"2024-01-02T03:04:05.000001Z","verdict":"DROPPED","drop_reason":133,"drop_reason_desc":"POLICY_DENIED","IP":{"source":"fd00::1","destination":"fd00::2","ipVersion":"IPv6"},"l4":{"UDP":{"source_port":5000,"destination_port":53}},"source":{"ID":12,"namespace":"a","pod_name":"p","labels":["k8s:app=x","reserved:init"]},"destination":{"labels":["reserved:world"]},"is_reply":false,"traffic_direction":"EGRESS","egress_denied_by":[{"name":"deny","namespace":"a","labels":["x"],"revision":3}]},"node_name":"n","time":"2024-01-02T03:04:05.000001Z"}"#,
+        r#"{"verdict":1,"IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"ICMPv4":{"type":8,"code":0}},"source":{"workloads":[{"name":"web","kind":"Deployment"}],"namespace":"n"},"traffic_direction":1,"Type":"L3_L4"}"#,
+        r#" { "flow" : { "verdict" : "FORWARDED" , "IP" : { "source" : "10.0.0.1" } , "l4" : { "SCTP" : { } } , "reply" : true , "extra" : [ 1 , -2.5e+3 , true , false , { } , [ ] ] } } "#,
+        r#"{"flow":{"verdict":"FORWARDED","IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"IGMP":{"type":17}},"Type":"L7"}}"#,
+        r#"{"flow":{"verdict":"AUDIT","IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"TCP":{"destination_port":80}},"ingress_allowed_by":[],"egress_allowed_by":[{"name":"a"}]}}"#,
+        r#"{"lost_events":{"source":"PERF_EVENT_RING_BUFFER","num_events_lost":"42"}}"#,
+        r#"{"node_status":{"state_change":"NODE_CONNECTED"},"time":"x"}"#,
+        r#"{"flow":{"verdict":"FORWARDED","IP":{"source":"10.0.0.1","destination":"10.0.0.\u0032"},"l4":{"TCP":{}}}}"#,
+    ];
+
+    fn evidence() -> RecordRef {
+        RecordRef {
+            file: Arc::from("t"),
+            format: Format::Hubble,
+            record: 1,
+        }
+    }
+
+    fn by_serde(line: &str) -> Result<ParsedLine, String> {
+        parse_hubble_line_by_serde(line.as_bytes(), evidence())
+    }
+
+    /// What the fast path makes of the line, when it takes it.
+    fn by_scan(line: &str) -> Option<ParsedLine> {
+        let parsed = parse_plain(line, &evidence())?;
+        let serde: Record<'_> = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("taken, but serde rejects it ({e}): {line}"));
+        // Both paths must build the same record, not only the same flow.
+        let (mut fast, flow) = record(line)?;
+        fast.flow = flow.map(Box::new);
+        assert_eq!(format!("{fast:?}"), format!("{serde:?}"), "{line}");
+        Some(parsed)
+    }
+
+    /// The fast path either leaves the line to serde or reads it as serde
+    /// does; it never takes a line serde rejects.
+    fn assert_agrees(line: &str) -> bool {
+        let Some(fast) = by_scan(line) else {
+            return false;
+        };
+        assert_eq!(Ok(fast), by_serde(line), "{line}");
+        true
+    }
 
     #[test]
-    fn reads_generated_lines() {
-        let text = std::fs::read_to_string("/work/data/hubble100k.json").unwrap();
-        let line = text.lines().next().unwrap();
-        assert!(record(line).is_some(), "{line}");
+    fn reads_plain_lines_as_serde_does() {
+        let lines: Vec<&str> = SAMPLES.iter().flat_map(|s| s.lines()).collect();
+        for line in &lines {
+            assert!(assert_agrees(line), "left to serde: {line}");
+        }
+        let taken: Vec<bool> = SHAPES.iter().map(|line| assert_agrees(line)).collect();
+        // Other responses and escaped strings are serde's.
+        assert_eq!(taken, [true, true, true, true, true, false, false, false]);
+    }
+
+    #[test]
+    fn leaves_what_serde_rejects_or_reads_differently_to_serde() {
+        let base = r#"{"flow":{"verdict":"FORWARDED","IP":{"source":"10.0.0.1"},"l4":{"TCP":{"source_port":1}}}}"#;
+        for (from, to) in [
+            (r#""source_port":1"#, r#""source_port":1,"source_port":2"#),
+            (r#""source_port":1"#, r#""source_port":01"#),
+            (r#""source_port":1"#, r#""source_port":1.0"#),
+            (r#""source_port":1"#, r#""source_port":-1"#),
+            (r#""source_port":1"#, r#""source_port":4294967296"#),
+            (r#""source_port":1"#, r#""source_port":null"#),
+            (r#""verdict":"FORWARDED""#, r#""verdict":true"#),
+            (r#""verdict":"FORWARDED""#, r#""verd\u0069ct":"FORWARDED""#),
+            (r#""TCP""#, r#""TCP","flow":{}"#),
+            ("}}}}", "}}}},"),
+            ("}}}}", "}}}}x"),
+            ("}}}}", "}},}}"),
+        ] {
+            let line = base.replace(from, to);
+            assert!(by_scan(&line).is_none(), "{line}");
+        }
+        assert!(assert_agrees(base));
+    }
+
+    #[test]
+    fn a_damaged_line_is_never_read_otherwise_than_serde_reads_it() {
+        // Every truncation, and every byte replaced by each character that
+        // matters to JSON's grammar; also in a line that is skipped (no IP
+        // layer) whatever its endpoints say.
+        let without_ip = SHAPES[0].replace(
+            r#""IP":{"source":"fd00::1","destination":"fd00::2","ipVersion":"IPv6"},"#,
+            "",
+        );
+        let endpoint_outside = SHAPES[0].replacen(r#","source""#, r#"},"source""#, 1);
+        let endpoint_outside =
+            endpoint_outside.replacen(r#"]},"node_name""#, r#"],"node_name""#, 1);
+        // Valid, but its endpoints beside the flow are left to serde.
+        assert!(by_serde(&endpoint_outside).is_ok());
+        assert!(!assert_agrees(&endpoint_outside));
+        for line in [SHAPES[0], &without_ip, &endpoint_outside] {
+            for end in 0..line.len() {
+                if line.is_char_boundary(end) {
+                    assert_agrees(&line[..end]);
+                }
+            }
+            for at in 0..line.len() {
+                for with in DAMAGE {
+                    let damaged = format!("{}{with}{}", &line[..at], &line[at + 1..]);
+                    assert_agrees(&damaged);
+                }
+            }
+        }
+    }
+
+    const DAMAGE: [&str; 14] = [
+        "\"", "\\", "{", "}", "[", "]", ",", ":", " ", "0", "-", "e", "x", "\u{1}",
+    ];
+
+    #[test]
+    fn finds_stops_in_every_position() {
+        for length in 0..20 {
+            for stop in 0..=length {
+                let mut text = vec![b'a'; length];
+                if stop < length {
+                    text[stop] = b'"';
+                }
+                let expected = (stop < length).then_some(stop);
+                assert_eq!(find(&text, 0, string_stop), expected, "{length} {stop}");
+            }
+        }
+        assert_eq!(find(b"abc\x1fdef", 0, string_stop), Some(3));
+        assert_eq!(find(b"{\"a\":{}}", 1, structural), Some(1));
     }
 }

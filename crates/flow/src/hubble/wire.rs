@@ -15,7 +15,7 @@ use crate::model::Identity;
 
 /// A response or a bare flow: the response's `flow` has the same shape, so
 /// one type serves both and the top level decides which it is.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Record<'a> {
     #[serde(borrow)]
     pub flow: Option<Box<Record<'a>>>,
@@ -56,7 +56,7 @@ pub struct Record<'a> {
     pub ingress_denied_by: Option<Vec<Policy<'a>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct LostEvents<'a> {
     #[serde(borrow)]
     pub source: Option<Scalar<'a>>,
@@ -75,7 +75,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
     }
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Ip<'a> {
     #[serde(borrow)]
     pub source: Option<Text<'a>>,
@@ -83,7 +83,7 @@ pub struct Ip<'a> {
     pub destination: Option<Text<'a>>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Layer4 {
     #[serde(rename = "TCP")]
     pub tcp: Option<Ports>,
@@ -101,20 +101,20 @@ pub struct Layer4 {
     pub vrrp: Option<IgnoredAny>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Ports {
     pub source_port: Option<u32>,
     pub destination_port: Option<u32>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Icmp {
     #[serde(rename = "type")]
     pub icmp_type: Option<u32>,
     pub code: Option<u32>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Policy<'a> {
     #[serde(borrow)]
     pub name: Option<Text<'a>>,
