@@ -3,11 +3,14 @@
 //! cgroup2 directory) to the pod and container behind it, by the path the
 //! kubelet and the container runtime give that directory.
 //!
-//! The eBPF and conntrack sensors come next (issue 9); they hand this crate
-//! cgroup ids and take [`Owner`]s back.
+//! The eBPF sensor ([`ebpf`]) reports connections, executions, raw sockets
+//! and drops with the cgroup id and network namespace behind each; the
+//! conntrack sensor comes next.
 
+pub mod btf;
 pub mod cgroup_path;
 pub mod cgroups;
+pub mod ebpf;
 pub mod mountinfo;
 
 pub use cgroup_path::{Owner, Qos, Runtime, classify};

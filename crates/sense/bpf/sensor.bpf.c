@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// Palisade's eBPF sensor: TCP connections (connect, accept, failed connect,
+// close with byte counts), process executions, raw and packet sockets, and
+// kernel packet drops with their reason. Only hooks that load where kprobes
+// and fentry do not: BTF tracepoints and cgroup hooks.
+//
+// Events go to one ring buffer without a wake-up per event (user space
+// polls it), and every event that finds the buffer full is counted in
+// `lost`. The layouts below are read by `src/ebpf/event.rs`; keep the two
+// in step (the size checks there catch a mismatch).
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define AF_PACKET 17
+#define SOCK_RAW 3
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+enum event_kind {
+	EVENT_CONNECT = 1,
+	EVENT_ACCEPT = 2,
+	EVENT_CONNECT_FAILED = 3,
+	EVENT_CLOSE = 4,
+	EVENT_EXEC = 5,
+	EVENT_SOCKET = 6,
+	EVENT_DROP = 7,
+};
+
+// Who a socket belongs to: the process that created or listened on it.
+struct owner {
+	__u32 pid;
+	__u32 pad;
+	__u64 cgroup_id;
+	char comm[16];
+};
+
+// The common head of every event.
+struct head {
+	__u8 kind;
+	__u8 family;
+	__u8 protocol;
+	__u8 pad;
+	__u32 netns;
+	__u64 time_ns;
+	struct owner owner;
+};
+
+struct tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 pad;
+};
+
+// connect, accept, failed connect, close, drop
+struct conn_event {
+	struct head head;
+	struct tuple tuple;
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	// drops: the kernel's skb_drop_reason
+	__u32 reason;
+	__u32 pad;
+};
+
+struct exec_event {
+	struct head head;
+	char filename[256];
+};
+
+// A socket's family, type and protocol (raw and packet sockets only).
+struct socket_event {
+	struct head head;
+	__u32 type;
+	__u32 protocol;
+};
+
+// Never used: its value type puts the event layouts into the object's BTF,
+// where a test compares them with the decoder's.
+struct layouts {
+	struct conn_event conn;
+	struct exec_event exec;
+	struct socket_event socket;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct layouts);
+} layouts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+// Events lost because the ring buffer was full.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+// The owner of a connecting socket, saved at SYN_SENT (process context;
+// the source port is still 0 then, so the tuple is read at ESTABLISHED).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} connecting SEC(".maps");
+
+// Listeners by network namespace and port, saved in listen()'s context:
+// the passive side's ESTABLISHED runs in softirq, as whichever task the
+// packet interrupted, so its owner comes from here, never from `current`.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owner);
+} listeners SEC(".maps");
+
+// Established connections: their tuple and owner, for the close event
+// (the source port reads 0 again on an active close).
+struct live {
+	struct tuple tuple;
+	struct owner owner;
+	__u32 netns;
+	__u8 family;
+	__u8 kind;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct live);
+} established SEC(".maps");
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void *reserve(__u64 size)
+{
+	void *e = bpf_ringbuf_reserve(&events, size, 0);
+	if (!e)
+		count_lost();
+	return e;
+}
+
+static __always_inline void submit(void *e)
+{
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void current_owner(struct owner *o)
+{
+	o->pid = bpf_get_current_pid_tgid() >> 32;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline __u32 sock_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+// The cgroup the socket was created in: right in any context.
+static __always_inline __u64 sock_cgroup(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+}
+
+static __always_inline __u64 listener_key(__u32 netns, __u16 port)
+{
+	return ((__u64)netns << 16) | port;
+}
+
+static __always_inline void read_tuple(const struct sock *sk, __u16 family, struct tuple *t)
+{
+	if (family == AF_INET) {
+		// Into a word, not the byte array: BPF_CORE_READ_INTO reads
+		// sizeof(*destination) bytes, which is one for a byte array.
+		__be32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(t->saddr, &saddr, 4);
+		__builtin_memcpy(t->daddr, &daddr, 4);
+	} else {
+		BPF_CORE_READ_INTO((struct in6_addr *)t->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)t->daddr, sk, __sk_common.skc_v6_daddr);
+	}
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
+				      const struct tuple *t, const struct owner *o,
+				      __u64 sent, __u64 received)
+{
+	struct conn_event *e = reserve(sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->head.kind = kind;
+	e->head.family = family;
+	e->head.protocol = 6;
+	e->head.netns = netns;
+	e->head.time_ns = bpf_ktime_get_ns();
+	e->head.owner = *o;
+	e->tuple = *t;
+	e->bytes_sent = sent;
+	e->bytes_received = received;
+	submit(e);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != 6)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u64 key = (__u64)sk;
+	__u32 netns = sock_netns(sk);
+
+	if (newstate == TCP_SYN_SENT) {
+		struct owner o = {};
+		current_owner(&o);
+		bpf_map_update_elem(&connecting, &key, &o, BPF_ANY);
+		return 0;
+	}
+	if (newstate == TCP_LISTEN) {
+		struct owner o = {};
+		current_owner(&o);
+		__u64 lkey = listener_key(netns, BPF_CORE_READ(sk, __sk_common.skc_num));
+		bpf_map_update_elem(&listeners, &lkey, &o, BPF_ANY);
+		return 0;
+	}
+	if (newstate == TCP_ESTABLISHED) {
+		struct live l = {};
+		l.family = family;
+		l.netns = netns;
+		read_tuple(sk, family, &l.tuple);
+		if (oldstate == TCP_SYN_SENT) {
+			struct owner *o = bpf_map_lookup_elem(&connecting, &key);
+			if (o)
+				l.owner = *o;
+			else
+				l.owner.cgroup_id = sock_cgroup(sk);
+			bpf_map_delete_elem(&connecting, &key);
+			l.kind = EVENT_CONNECT;
+		} else {
+			__u64 lkey = listener_key(netns, l.tuple.sport);
+			struct owner *o = bpf_map_lookup_elem(&listeners, &lkey);
+			if (o)
+				l.owner = *o;
+			// The socket's own cgroup, whatever the listener map says.
+			l.owner.cgroup_id = sock_cgroup(sk);
+			l.kind = EVENT_ACCEPT;
+		}
+		bpf_map_update_elem(&established, &key, &l, BPF_ANY);
+		emit_conn(l.kind, family, netns, &l.tuple, &l.owner, 0, 0);
+		return 0;
+	}
+	if (newstate == TCP_CLOSE) {
+		if (oldstate == TCP_SYN_SENT) {
+			// Never established: refused, unreachable or timed out.
+			struct owner *o = bpf_map_lookup_elem(&connecting, &key);
+			struct owner none = {};
+			struct tuple t = {};
+			read_tuple(sk, family, &t);
+			emit_conn(EVENT_CONNECT_FAILED, family, netns, &t, o ? o : &none, 0, 0);
+			bpf_map_delete_elem(&connecting, &key);
+			return 0;
+		}
+		if (oldstate == TCP_LISTEN) {
+			__u64 lkey = listener_key(netns, BPF_CORE_READ(sk, __sk_common.skc_num));
+			bpf_map_delete_elem(&listeners, &lkey);
+			return 0;
+		}
+		struct live *l = bpf_map_lookup_elem(&established, &key);
+		if (!l)
+			return 0;
+		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+		__u64 sent = BPF_CORE_READ(tp, bytes_acked);
+		__u64 received = BPF_CORE_READ(tp, bytes_received);
+		emit_conn(EVENT_CLOSE, l->family, l->netns, &l->tuple, &l->owner, sent, received);
+		bpf_map_delete_elem(&established, &key);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct exec_event *e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->head.kind = EVENT_EXEC;
+	e->head.time_ns = bpf_ktime_get_ns();
+	e->head.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	current_owner(&e->head.owner);
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	submit(e);
+	return 0;
+}
+
+// A raw or packet socket sees and forges traffic below the pod's policy.
+// Always allows the socket (returns 1): the sensor watches, never blocks.
+SEC("cgroup/sock_create")
+int on_sock_create(struct bpf_sock *ctx)
+{
+	__u32 family = ctx->family, type = ctx->type;
+	if (type != SOCK_RAW && family != AF_PACKET)
+		return 1;
+	struct socket_event *e = reserve(sizeof(*e));
+	if (!e)
+		return 1;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->head.kind = EVENT_SOCKET;
+	e->head.family = family;
+	e->head.time_ns = bpf_ktime_get_ns();
+	current_owner(&e->head.owner);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	e->head.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	e->type = type;
+	e->protocol = ctx->protocol;
+	submit(e);
+	return 1;
+}
+
+// A packet the kernel freed without delivering it. Attributed by the
+// device's namespace and the packet's addresses, never by `current`
+// (softirq runs as whichever task it interrupted).
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED) ||
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return 0;
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+		return 0;
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 network = BPF_CORE_READ(skb, network_header);
+	__u16 transport = BPF_CORE_READ(skb, transport_header);
+	struct tuple t = {};
+	__u8 family, l4;
+	if (proto == ETH_P_IP) {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + network))
+			return 0;
+		family = AF_INET;
+		l4 = ip.protocol;
+		__builtin_memcpy(t.saddr, &ip.saddr, 4);
+		__builtin_memcpy(t.daddr, &ip.daddr, 4);
+		// Before the transport header is set, it follows the IP header.
+		if (transport == (__u16)~0U || transport <= network)
+			transport = network + ip.ihl * 4;
+	} else {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + network))
+			return 0;
+		family = AF_INET6;
+		l4 = ip6.nexthdr;
+		__builtin_memcpy(t.saddr, &ip6.saddr, 16);
+		__builtin_memcpy(t.daddr, &ip6.daddr, 16);
+		if (transport == (__u16)~0U || transport <= network)
+			transport = network + sizeof(ip6);
+	}
+	if (l4 == 6 || l4 == 17 || l4 == 132) {
+		__be16 ports[2];
+		if (!bpf_probe_read_kernel(ports, sizeof(ports), head + transport)) {
+			t.sport = bpf_ntohs(ports[0]);
+			t.dport = bpf_ntohs(ports[1]);
+		}
+	}
+	struct conn_event *e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->head.kind = EVENT_DROP;
+	e->head.family = family;
+	e->head.protocol = l4;
+	e->head.time_ns = bpf_ktime_get_ns();
+	e->head.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	e->tuple = t;
+	e->reason = reason;
+	submit(e);
+	return 0;
+}

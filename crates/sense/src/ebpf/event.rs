@@ -1,0 +1,325 @@
+//! The sensor's events as they come out of the ring buffer: fixed C
+//! layouts (`bpf/sensor.bpf.c`), decoded by offset with bounds checks. A
+//! record that is too short or of an unknown kind is an error the caller
+//! counts, never a panic.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Byte sizes of the C structs; a test checks them against the object's
+/// BTF, so the two cannot drift apart silently.
+pub const HEAD_SIZE: usize = 48;
+pub const CONN_EVENT_SIZE: usize = 112;
+pub const EXEC_EVENT_SIZE: usize = 304;
+pub const SOCKET_EVENT_SIZE: usize = 56;
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// The process an event names, as the kernel saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    /// Thread-group id (what user space calls the pid); 0 when unknown.
+    pub pid: u32,
+    pub comm: String,
+    /// The cgroup2 directory's inode: what [`crate::CgroupIndex`] resolves.
+    pub cgroup_id: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionKind {
+    /// This side connected (the initiator).
+    Connect,
+    /// This side accepted (the responder).
+    Accept,
+    /// A connect that never established: refused, unreachable, timed out
+    /// or dropped on the way.
+    ConnectFailed,
+    /// An established connection closed, with its byte counts.
+    Close,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Tcp {
+        kind: ConnectionKind,
+        netns: u32,
+        time_ns: u64,
+        process: Process,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes_sent: u64,
+        bytes_received: u64,
+    },
+    Exec {
+        netns: u32,
+        time_ns: u64,
+        process: Process,
+        executable: String,
+    },
+    /// A raw or packet socket was opened.
+    Socket {
+        netns: u32,
+        time_ns: u64,
+        process: Process,
+        family: u8,
+        socket_type: u32,
+        protocol: u32,
+    },
+    /// The kernel dropped a packet; `netns` is its device's namespace.
+    Drop {
+        netns: u32,
+        time_ns: u64,
+        protocol: u8,
+        src: SocketAddr,
+        dst: SocketAddr,
+        /// The kernel's `skb_drop_reason` number (named from its BTF).
+        reason: u32,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("event of {got} bytes, {kind} events have {want}")]
+    Short { kind: u8, got: usize, want: usize },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u8),
+    #[error("unknown address family {0}")]
+    Family(u8),
+}
+
+pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    let r = Record(record);
+    let kind = r.u8(0);
+    let want = match kind {
+        1..=4 | 7 => CONN_EVENT_SIZE,
+        5 => EXEC_EVENT_SIZE,
+        6 => SOCKET_EVENT_SIZE,
+        0 | 8.. => return Err(DecodeError::UnknownKind(kind)),
+    };
+    if record.len() < want {
+        return Err(DecodeError::Short {
+            kind,
+            got: record.len(),
+            want,
+        });
+    }
+    let (family, protocol) = (r.u8(1), r.u8(2));
+    let netns = r.u32(4);
+    let time_ns = r.u64(8);
+    let process = Process {
+        pid: r.u32(16),
+        cgroup_id: r.u64(24),
+        comm: r.text(32, 16),
+    };
+    Ok(match kind {
+        5 => Event::Exec {
+            netns,
+            time_ns,
+            process,
+            executable: r.text(HEAD_SIZE, 256),
+        },
+        6 => Event::Socket {
+            netns,
+            time_ns,
+            process,
+            family,
+            socket_type: r.u32(48),
+            protocol: r.u32(52),
+        },
+        7 => {
+            let (src, dst) = r.tuple(family)?;
+            Event::Drop {
+                netns,
+                time_ns,
+                protocol,
+                src,
+                dst,
+                reason: r.u32(104),
+            }
+        }
+        _ => {
+            let (local, remote) = r.tuple(family)?;
+            Event::Tcp {
+                kind: match kind {
+                    1 => ConnectionKind::Connect,
+                    2 => ConnectionKind::Accept,
+                    3 => ConnectionKind::ConnectFailed,
+                    _ => ConnectionKind::Close,
+                },
+                netns,
+                time_ns,
+                process,
+                local,
+                remote,
+                bytes_sent: r.u64(88),
+                bytes_received: r.u64(96),
+            }
+        }
+    })
+}
+
+/// Reads at offsets already checked against the record's length.
+struct Record<'a>(&'a [u8]);
+
+impl Record<'_> {
+    fn array<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut out = [0; N];
+        out.copy_from_slice(&self.0[at..at + N]);
+        out
+    }
+
+    fn u8(&self, at: usize) -> u8 {
+        self.0.get(at).copied().unwrap_or(0)
+    }
+
+    fn u16(&self, at: usize) -> u16 {
+        u16::from_ne_bytes(self.array(at))
+    }
+
+    fn u32(&self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.array(at))
+    }
+
+    fn u64(&self, at: usize) -> u64 {
+        u64::from_ne_bytes(self.array(at))
+    }
+
+    /// A NUL-terminated string in a fixed field.
+    fn text(&self, at: usize, len: usize) -> String {
+        let field = &self.0[at..at + len];
+        let end = field.iter().position(|&b| b == 0).unwrap_or(len);
+        String::from_utf8_lossy(&field[..end]).into_owned()
+    }
+
+    /// The tuple at offset 48: addresses in network order, ports in host
+    /// order. IPv4-mapped IPv6 addresses become IPv4 ones.
+    fn tuple(&self, family: u8) -> Result<(SocketAddr, SocketAddr), DecodeError> {
+        let address = |at: usize| -> Result<IpAddr, DecodeError> {
+            match family {
+                AF_INET => Ok(IpAddr::V4(Ipv4Addr::from(self.array::<4>(at)))),
+                AF_INET6 => Ok(Ipv6Addr::from(self.array::<16>(at)).to_canonical()),
+                other => Err(DecodeError::Family(other)),
+            }
+        };
+        Ok((
+            SocketAddr::new(address(48)?, self.u16(80)),
+            SocketAddr::new(address(64)?, self.u16(82)),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event laid out as the C structs lay it out.
+    fn record(kind: u8, family: u8, size: usize) -> Vec<u8> {
+        let mut r = vec![0u8; size];
+        r[0] = kind;
+        r[1] = family;
+        r[2] = 6;
+        r[4..8].copy_from_slice(&4_026_532_000u32.to_ne_bytes());
+        r[8..16].copy_from_slice(&77u64.to_ne_bytes());
+        r[16..20].copy_from_slice(&4242u32.to_ne_bytes());
+        r[24..32].copy_from_slice(&310u64.to_ne_bytes());
+        r[32..38].copy_from_slice(b"curl\0\0");
+        r
+    }
+
+    #[test]
+    fn decodes_a_connect_with_its_tuple_and_owner() {
+        let mut r = record(1, AF_INET, CONN_EVENT_SIZE);
+        r[48..52].copy_from_slice(&[10, 200, 1, 10]);
+        r[64..68].copy_from_slice(&[10, 200, 1, 11]);
+        r[80..82].copy_from_slice(&40000u16.to_ne_bytes());
+        r[82..84].copy_from_slice(&8080u16.to_ne_bytes());
+        let Event::Tcp {
+            kind,
+            local,
+            remote,
+            process,
+            netns,
+            ..
+        } = decode(&r).unwrap()
+        else {
+            panic!("not a TCP event");
+        };
+        assert_eq!(kind, ConnectionKind::Connect);
+        assert_eq!(local, "10.200.1.10:40000".parse().unwrap());
+        assert_eq!(remote, "10.200.1.11:8080".parse().unwrap());
+        assert_eq!(process.comm, "curl");
+        assert_eq!((process.pid, process.cgroup_id), (4242, 310));
+        assert_eq!(netns, 4_026_532_000);
+    }
+
+    #[test]
+    fn maps_ipv4_in_ipv6_to_ipv4_and_reads_close_counts() {
+        let mut r = record(4, AF_INET6, CONN_EVENT_SIZE);
+        r[48..64].copy_from_slice(&"::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets());
+        r[64..80].copy_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        r[88..96].copy_from_slice(&5u64.to_ne_bytes());
+        r[96..104].copy_from_slice(&7u64.to_ne_bytes());
+        let Event::Tcp {
+            local,
+            remote,
+            bytes_sent,
+            bytes_received,
+            ..
+        } = decode(&r).unwrap()
+        else {
+            panic!("not a TCP event");
+        };
+        assert_eq!(local.ip(), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(remote.ip(), "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!((bytes_sent, bytes_received), (5, 7));
+    }
+
+    #[test]
+    fn decodes_exec_socket_and_drop() {
+        let mut exec = record(5, 0, EXEC_EVENT_SIZE);
+        exec[48..61].copy_from_slice(b"/usr/bin/curl");
+        assert!(matches!(
+            decode(&exec).unwrap(),
+            Event::Exec { executable, .. } if executable == "/usr/bin/curl"
+        ));
+        let mut socket = record(6, 17, SOCKET_EVENT_SIZE);
+        socket[48..52].copy_from_slice(&3u32.to_ne_bytes());
+        assert!(matches!(
+            decode(&socket).unwrap(),
+            Event::Socket {
+                family: 17,
+                socket_type: 3,
+                ..
+            }
+        ));
+        let mut drop = record(7, AF_INET, CONN_EVENT_SIZE);
+        drop[104..108].copy_from_slice(&12u32.to_ne_bytes());
+        assert!(matches!(
+            decode(&drop).unwrap(),
+            Event::Drop { reason: 12, .. }
+        ));
+    }
+
+    #[test]
+    fn malformed_records_are_errors() {
+        assert_eq!(decode(&[]), Err(DecodeError::UnknownKind(0)));
+        assert_eq!(decode(&[9; 200]), Err(DecodeError::UnknownKind(9)));
+        assert_eq!(
+            decode(&record(5, 0, 100)),
+            Err(DecodeError::Short {
+                kind: 5,
+                got: 100,
+                want: EXEC_EVENT_SIZE
+            })
+        );
+        assert_eq!(
+            decode(&record(1, 99, CONN_EVENT_SIZE)),
+            Err(DecodeError::Family(99))
+        );
+        for kind in 0..=9 {
+            for len in 0..=CONN_EVENT_SIZE + 1 {
+                let _ = decode(&record(kind, AF_INET, EXEC_EVENT_SIZE)[..len]);
+            }
+        }
+    }
+}

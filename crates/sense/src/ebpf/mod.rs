@@ -1,0 +1,245 @@
+//! The eBPF sensor: loads `bpf/sensor.bpf.c` (compiled by `build.rs`),
+//! attaches its programs and hands out decoded events.
+//!
+//! Programs (all of them load where kprobes and fentry do not):
+//! - `tp_btf/inet_sock_set_state`: TCP connect, accept, failed connect and
+//!   close with byte counts;
+//! - `tp_btf/sched_process_exec`: executions;
+//! - `cgroup/sock_create` at the cgroup2 root: raw and packet sockets
+//!   (always allowed: the sensor watches, it never blocks);
+//! - `tp_btf/kfree_skb`: packets the kernel dropped, with the reason.
+//!
+//! The programs submit without waking user space (a wake-up per event
+//! costs more than the event), so [`Sensor::drain`] is called on a timer;
+//! events the ring buffer had no room for are counted in the kernel and
+//! read with [`Sensor::lost`].
+
+pub mod event;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+use aya::maps::{Array, MapData, RingBuf};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock};
+use aya::{Btf, Ebpf};
+
+pub use event::{ConnectionKind, DecodeError, Event, Process, decode};
+
+use crate::btf::{Types, drop_reasons};
+
+/// The sensor's object; empty when the build had no clang (see build.rs).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
+
+/// Where the running kernel describes its types.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(
+        "this build has no eBPF sensor: clang, bpftool or the kernel's BTF was missing when it was built"
+    )]
+    NotBuilt,
+    #[error("reading the kernel's BTF ({KERNEL_BTF}): {0}")]
+    KernelBtf(String),
+    #[error("loading the sensor: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {error}")]
+    Program {
+        name: &'static str,
+        error: aya::programs::ProgramError,
+    },
+    #[error("map {name}: {why}")]
+    Map { name: &'static str, why: String },
+    #[error("opening the cgroup2 root {path}: {error}")]
+    Cgroup { path: String, error: std::io::Error },
+}
+
+/// The tracepoints, by program name.
+const TRACEPOINTS: [(&str, &str); 3] = [
+    ("on_tcp_state", "inet_sock_set_state"),
+    ("on_exec", "sched_process_exec"),
+    ("on_drop", "kfree_skb"),
+];
+
+pub struct Sensor {
+    /// Holds the programs and their links: dropping it detaches them.
+    _ebpf: Ebpf,
+    events: RingBuf<MapData>,
+    lost: Array<MapData, u64>,
+    drop_reasons: HashMap<u32, String>,
+    undecodable: u64,
+}
+
+impl Sensor {
+    /// Loads and attaches every program; the socket hook goes on the
+    /// cgroup2 hierarchy at `cgroup_root`, so it sees every container.
+    pub fn start(cgroup_root: &Path) -> Result<Sensor, SensorError> {
+        if OBJECT.is_empty() {
+            return Err(SensorError::NotBuilt);
+        }
+        let kernel_btf = std::fs::read(KERNEL_BTF)
+            .map_err(|e| SensorError::KernelBtf(e.to_string()))
+            .and_then(|data| {
+                Types::parse(&data).map_err(|e| SensorError::KernelBtf(e.to_string()))
+            })?;
+        let btf = Btf::from_sys_fs().map_err(|e| SensorError::KernelBtf(e.to_string()))?;
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        for (name, tracepoint) in TRACEPOINTS {
+            attach_tracepoint(&mut ebpf, &btf, name, tracepoint)?;
+        }
+        attach_socket_hook(&mut ebpf, cgroup_root)?;
+        let events = take_map(&mut ebpf, "events", RingBuf::try_from)?;
+        let lost = take_map(&mut ebpf, "lost", Array::try_from)?;
+        Ok(Sensor {
+            _ebpf: ebpf,
+            events,
+            lost,
+            drop_reasons: drop_reasons(&kernel_btf),
+            undecodable: 0,
+        })
+    }
+
+    /// Hands every event waiting in the ring buffer to `sink`; returns how
+    /// many there were. Records that do not decode are counted
+    /// ([`Sensor::undecodable`]).
+    pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
+        let mut n = 0;
+        while let Some(record) = self.events.next() {
+            n += 1;
+            match decode(&record) {
+                Ok(event) => sink(event),
+                Err(_) => self.undecodable += 1,
+            }
+        }
+        n
+    }
+
+    /// Events the kernel could not put in the ring buffer (it was full).
+    pub fn lost(&self) -> u64 {
+        self.lost.get(&0, 0).unwrap_or(0)
+    }
+
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable
+    }
+
+    /// The running kernel's name for a drop reason (`NETFILTER_DROP`).
+    pub fn drop_reason(&self, reason: u32) -> String {
+        self.drop_reasons
+            .get(&reason)
+            .cloned()
+            .unwrap_or_else(|| format!("drop reason {reason}"))
+    }
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    name: &'static str,
+    tracepoint: &str,
+) -> Result<(), SensorError> {
+    let failed = |error| SensorError::Program { name, error };
+    let program: &mut BtfTracePoint = program(ebpf, name)?.try_into().map_err(failed)?;
+    program.load(tracepoint, btf).map_err(failed)?;
+    program.attach().map_err(failed)?;
+    Ok(())
+}
+
+fn attach_socket_hook(ebpf: &mut Ebpf, cgroup_root: &Path) -> Result<(), SensorError> {
+    let name = "on_sock_create";
+    let failed = |error| SensorError::Program { name, error };
+    let cgroup = File::open(cgroup_root).map_err(|error| SensorError::Cgroup {
+        path: cgroup_root.display().to_string(),
+        error,
+    })?;
+    let program: &mut CgroupSock = program(ebpf, name)?.try_into().map_err(failed)?;
+    program.load().map_err(failed)?;
+    program
+        .attach(&cgroup, CgroupAttachMode::Single)
+        .map_err(failed)?;
+    Ok(())
+}
+
+fn program<'e>(
+    ebpf: &'e mut Ebpf,
+    name: &'static str,
+) -> Result<&'e mut aya::programs::Program, SensorError> {
+    ebpf.program_mut(name).ok_or(SensorError::Map {
+        name,
+        why: "not in the object".into(),
+    })
+}
+
+fn take_map<M, E: std::fmt::Display>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<M, E>,
+) -> Result<M, SensorError> {
+    let map = ebpf.take_map(name).ok_or(SensorError::Map {
+        name,
+        why: "not in the object".into(),
+    })?;
+    convert(map).map_err(|e| SensorError::Map {
+        name,
+        why: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event::{CONN_EVENT_SIZE, EXEC_EVENT_SIZE, HEAD_SIZE, SOCKET_EVENT_SIZE};
+
+    fn le(elf: &[u8], at: usize, len: usize) -> Option<usize> {
+        let bytes = elf.get(at..at + len)?;
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0, |n, &b| (n << 8) | usize::from(b)),
+        )
+    }
+
+    /// A section of a 64-bit little-endian ELF file, by name.
+    fn elf_section<'a>(elf: &'a [u8], wanted: &str) -> Option<&'a [u8]> {
+        let sections = le(elf, 0x28, 8)?;
+        let (entry, count, names) = (le(elf, 0x3a, 2)?, le(elf, 0x3c, 2)?, le(elf, 0x3e, 2)?);
+        let header = |i: usize| sections + i * entry;
+        let body = |i: usize| {
+            let (offset, size) = (le(elf, header(i) + 24, 8)?, le(elf, header(i) + 32, 8)?);
+            elf.get(offset..offset + size)
+        };
+        let names = body(names)?;
+        (0..count).find_map(|i| {
+            let name = names
+                .get(le(elf, header(i), 4)?..)?
+                .split(|&b| b == 0)
+                .next()?;
+            (name == wanted.as_bytes()).then(|| body(i))?
+        })
+    }
+
+    #[test]
+    fn the_decoder_agrees_with_the_sensor_on_event_sizes() {
+        if OBJECT.is_empty() {
+            let required = std::env::var("PALISADE_PRIVILEGED_TESTS").is_ok_and(|v| v == "require");
+            assert!(
+                !required,
+                "the eBPF sensor was not built (clang, bpftool or BTF missing)"
+            );
+            eprintln!("SKIPPED: this build has no eBPF sensor");
+            return;
+        }
+        let btf = elf_section(OBJECT, ".BTF").expect("the object has BTF");
+        let types = Types::parse(btf).expect("the object's BTF parses");
+        for (name, size) in [
+            ("head", HEAD_SIZE),
+            ("conn_event", CONN_EVENT_SIZE),
+            ("exec_event", EXEC_EVENT_SIZE),
+            ("socket_event", SOCKET_EVENT_SIZE),
+        ] {
+            assert_eq!(types.struct_size(name), Some(size as u32), "struct {name}");
+        }
+    }
+}
