@@ -118,7 +118,7 @@ fn sarif_result(alert: &Alert) -> serde_json::Value {
 }
 
 fn sarif(alerts: &[Alert]) -> serde_json::Value {
-    let rules: Vec<serde_json::Value> = Rule::ALL.iter().map(|&r| sarif_rule(r)).collect();
+    let rules: Vec<serde_json::Value> = Rule::FLOWS.iter().map(|&r| sarif_rule(r)).collect();
     let results: Vec<serde_json::Value> = alerts.iter().map(sarif_result).collect();
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",

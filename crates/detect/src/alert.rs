@@ -70,10 +70,15 @@ pub enum Rule {
     HorizontalScan,
     BlockedBurst,
     FanOut,
+    RawSocket,
+    MetadataAccess,
+    SuspiciousExec,
+    EventsLost,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    /// The rules of the flow detectors (`flows verify`).
+    pub const FLOWS: [Rule; 12] = [
         Rule::Bypass,
         Rule::UnexpectedDrop,
         Rule::BlockedAttempt,
@@ -86,6 +91,14 @@ impl Rule {
         Rule::HorizontalScan,
         Rule::BlockedBurst,
         Rule::FanOut,
+    ];
+
+    /// The node agent's own rules, about what happens on the node.
+    pub const RUNTIME: [Rule; 4] = [
+        Rule::RawSocket,
+        Rule::MetadataAccess,
+        Rule::SuspiciousExec,
+        Rule::EventsLost,
     ];
 
     pub fn id(self) -> &'static str {
@@ -102,6 +115,10 @@ impl Rule {
             Rule::HorizontalScan => "FLOW-202",
             Rule::BlockedBurst => "FLOW-203",
             Rule::FanOut => "FLOW-204",
+            Rule::RawSocket => "RUN-001",
+            Rule::MetadataAccess => "RUN-002",
+            Rule::SuspiciousExec => "RUN-003",
+            Rule::EventsLost => "RUN-004",
         }
     }
 
@@ -119,13 +136,22 @@ impl Rule {
             Rule::HorizontalScan => "host-sweep",
             Rule::BlockedBurst => "blocked-burst",
             Rule::FanOut => "fan-out",
+            Rule::RawSocket => "raw-socket",
+            Rule::MetadataAccess => "cloud-metadata",
+            Rule::SuspiciousExec => "exec-in-container",
+            Rule::EventsLost => "sensor-events-lost",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
             Rule::Bypass => Severity::Critical,
-            Rule::VerticalScan | Rule::HorizontalScan => Severity::High,
+            Rule::VerticalScan
+            | Rule::HorizontalScan
+            | Rule::RawSocket
+            | Rule::MetadataAccess
+            | Rule::EventsLost => Severity::High,
+            Rule::SuspiciousExec => Severity::Medium,
             Rule::UnexpectedDrop
             | Rule::BlockedBurst
             | Rule::FanOut
@@ -160,6 +186,16 @@ impl Rule {
             Rule::HorizontalScan => "One source probed one port on many destinations.",
             Rule::BlockedBurst => "One source made many policy-denied attempts in a short time.",
             Rule::FanOut => "One source contacted many distinct peers in a short time.",
+            Rule::RawSocket => {
+                "A process in a container opened a raw or packet socket, which can forge and sniff traffic below pod-level policy."
+            }
+            Rule::MetadataAccess => {
+                "A container connected to a cloud metadata address, where the node's cloud credentials are served."
+            }
+            Rule::SuspiciousExec => "A shell or network tool was executed inside a container.",
+            Rule::EventsLost => {
+                "The sensor lost events (its buffer was full): connections may have gone unseen."
+            }
         }
     }
 }
@@ -221,6 +257,19 @@ pub struct Evidence {
 /// How many records an alert keeps as pointers into the input.
 pub const MAX_RECORDS: usize = 5;
 
+/// The process behind a live alert, as the node agent saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AlertProcess {
+    pub pid: u32,
+    pub comm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Alert {
     /// When the first flow of the alert was seen (RFC 3339, UTC).
@@ -237,6 +286,9 @@ pub struct Alert {
     pub connections: u64,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
+    /// Live alerts: the process that made the connection or did the act.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<AlertProcess>,
     pub evidence: Evidence,
 }
 
@@ -293,9 +345,10 @@ mod tests {
 
     #[test]
     fn rule_ids_are_unique() {
-        let mut ids: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
+        let all: Vec<Rule> = Rule::FLOWS.into_iter().chain(Rule::RUNTIME).collect();
+        let mut ids: Vec<&str> = all.iter().map(|r| r.id()).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), Rule::ALL.len());
+        assert_eq!(ids.len(), all.len());
     }
 }

@@ -313,6 +313,7 @@ impl<'b> DeviationDetector<'b> {
                     connections: d.connections,
                     first_seen: d.first.map(rfc3339),
                     last_seen: d.last.map(rfc3339),
+                    process: None,
                     evidence: Evidence {
                         flow: Some(d.flow),
                         records: d.records,

@@ -13,10 +13,11 @@ pub mod scan;
 pub mod verify;
 
 pub use advise::{Advice, Proof, advise};
-pub use alert::{Alert, AlertEndpoint, Class, Evidence, Rule, rfc3339};
+pub use alert::{Alert, AlertEndpoint, AlertProcess, Class, Evidence, Rule, rfc3339};
 pub use baseline::{Baseline, DeviationDetector, DeviationOptions, Edge, Learner};
 pub use endpoints::apply_endpoints;
 pub use pipeline::{Detectors, Findings, Recorder};
+pub use describe::describe_place;
 pub use resolve::{Place, Resolver};
 pub use scan::{ScanDetector, ScanOptions};
 pub use verify::{Judge, Judged, Summary, Tally, Verifier, sort_alerts};

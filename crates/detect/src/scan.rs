@@ -354,6 +354,7 @@ fn scan_alert(inventory: &Inventory, options: &ScanOptions, rule: Rule, d: Detec
         connections: d.peak as u64,
         first_seen: Some(rfc3339(d.first_seen)),
         last_seen: Some(rfc3339(d.last_seen)),
+        process: None,
         evidence: Evidence {
             records: vec![d.flow.evidence.clone()],
             flow: Some(d.flow),

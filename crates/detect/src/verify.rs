@@ -203,6 +203,24 @@ impl<'a> Judge<'a> {
         &self.resolver
     }
 
+    /// The alert one judged flow raises alone, as `flows verify` would
+    /// word it: what the node agent sends the moment it sees the flow.
+    /// `None` for an allowed flow.
+    pub fn alert(&self, flow: &Flow, judged: &Judged) -> Option<Alert> {
+        if judged.class == Class::Allowed {
+            return None;
+        }
+        let group = Group {
+            judged: judged.clone(),
+            first: flow.clone(),
+            records: vec![flow.evidence.clone()],
+            connections: flow.connections.max(1),
+            first_seen: flow.first_seen,
+            last_seen: flow.last_seen.or(flow.first_seen),
+        };
+        Some(self_alert(self.engine, &self.settings, group))
+    }
+
     /// Classifies without recording anything.
     pub fn judge(&self, flow: &Flow) -> Judged {
         let src = self.resolver.resolve(&flow.src);
@@ -597,6 +615,7 @@ fn self_alert(engine: &Engine<'_>, settings: &Settings, group: Group) -> Alert {
         connections: group.connections,
         first_seen: group.first_seen.map(rfc3339),
         last_seen: group.last_seen.map(rfc3339),
+        process: None,
         evidence: Evidence {
             flow: Some(group.first.clone()),
             records: group.records,

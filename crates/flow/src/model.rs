@@ -182,10 +182,12 @@ pub enum Format {
     Conntrack,
     Jsonl,
     Csv,
+    /// Events of the node agent's eBPF sensor (live, not a file format).
+    Ebpf,
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 8] = [
         Format::Pcap,
         Format::Pcapng,
         Format::Hubble,
@@ -193,6 +195,7 @@ impl Format {
         Format::Conntrack,
         Format::Jsonl,
         Format::Csv,
+        Format::Ebpf,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -204,6 +207,7 @@ impl Format {
             Format::Conntrack => "conntrack",
             Format::Jsonl => "jsonl",
             Format::Csv => "csv",
+            Format::Ebpf => "ebpf",
         }
     }
 
@@ -232,6 +236,7 @@ impl fmt::Display for RecordRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let unit = match self.format {
             Format::Pcap | Format::Pcapng => "packet",
+            Format::Ebpf => "event",
             _ => "line",
         };
         write!(f, "{} {unit} {}", self.file, self.record)

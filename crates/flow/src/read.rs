@@ -51,6 +51,12 @@ pub fn read_flows_prepared<R: BufRead, T: Send>(
             return crate::conntrack::read_conntrack(input, file, &mut |f| sink(prepare(f)));
         }
         Format::Csv => return crate::generic::read_csv(input, file, &mut |f| sink(prepare(f))),
+        Format::Ebpf => {
+            let mut stats = ReadStats::default();
+            let message = "eBPF sensor events are read live by `palisade agent`, not from a file";
+            stats.diagnose(crate::generic::lines::diagnostic(&file, 0, message.into()));
+            return stats;
+        }
     };
     read_independent_lines(input, file, format, parse, prepare, sink)
 }

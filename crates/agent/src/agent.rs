@@ -1,0 +1,556 @@
+//! The agent's loop: drain the sensor, attribute each event, judge it with
+//! the same judge `flows verify` uses, send alerts as JSON lines the moment
+//! they are raised, and reload the policy when its files change.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use palisade_detect::{Alert, AlertEndpoint, AlertProcess, Judge, Resolver, Rule, Verifier};
+use palisade_inventory::Inventory;
+use palisade_policy::{Engine, Settings};
+use palisade_sense::ebpf::{ConnectionKind, Event, Process, Sensor};
+use rustc_hash::FxHashMap;
+
+use crate::attribute::{Attributor, Origin};
+use crate::flows::{self, NETFILTER_DROP};
+use crate::live::LiveAlerts;
+use crate::metrics::{Metrics, label};
+use crate::runtime::{self, Happening, RuntimeOptions};
+
+/// Where events come from: the eBPF sensor, or recorded events in tests
+/// and benchmarks.
+pub trait EventSource {
+    /// Hands every waiting event to `sink`; returns how many records there
+    /// were.
+    fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize;
+    /// Events the source lost so far (cumulative).
+    fn lost(&self) -> u64;
+    fn undecodable(&self) -> u64;
+    /// The name of a kernel drop reason.
+    fn drop_reason(&self, reason: u32) -> String;
+}
+
+impl EventSource for Sensor {
+    fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
+        Sensor::drain(self, sink)
+    }
+    fn lost(&self) -> u64 {
+        Sensor::lost(self)
+    }
+    fn undecodable(&self) -> u64 {
+        Sensor::undecodable(self)
+    }
+    fn drop_reason(&self, reason: u32) -> String {
+        Sensor::drop_reason(self, reason)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    pub settings: Settings,
+    /// Repeats of an alert within this long only count (see [`LiveAlerts`]).
+    pub window: Duration,
+    /// How often the sensor is drained: alerts leave within about this.
+    pub poll: Duration,
+    /// How often the policy files are checked for changes.
+    pub reload_every: Duration,
+    pub runtime: RuntimeOptions,
+    /// The cgroup2 mount, where cgroup ids are resolved.
+    pub cgroup_root: PathBuf,
+}
+
+impl AgentOptions {
+    pub fn new(cgroup_root: PathBuf) -> AgentOptions {
+        AgentOptions {
+            settings: Settings::default(),
+            window: Duration::from_secs(60),
+            poll: Duration::from_millis(100),
+            reload_every: Duration::from_secs(2),
+            runtime: RuntimeOptions::default(),
+            cgroup_root,
+        }
+    }
+}
+
+/// What a policy check found: nothing new, a new inventory, or a new
+/// version that was refused (the reason), in which case the last good one
+/// stays.
+pub enum Reload {
+    Unchanged,
+    Loaded(Inventory),
+    Rejected(String),
+}
+
+/// Connections seen from one side are not judged again from the other
+/// (a connection between two pods of this node is a connect and an accept).
+const PAIRING_MICROS: i64 = 10_000_000;
+
+pub struct Agent {
+    options: AgentOptions,
+    attributor: Attributor,
+    live: LiveAlerts,
+    pub metrics: Metrics,
+    /// Connects and accepts judged lately, initiator first, waiting for
+    /// their other side.
+    recent: FxHashMap<(SocketAddr, SocketAddr), (ConnectionKind, i64)>,
+    /// Executables by pid, from exec events (bounded).
+    executables: FxHashMap<u32, String>,
+    lost_seen: u64,
+    sequence: u64,
+    file: Arc<str>,
+    /// Alerts sent, first occurrences and updates.
+    pub alerts_sent: u64,
+}
+
+const MAX_EXECUTABLES: usize = 1 << 16;
+
+impl Agent {
+    pub fn new(options: AgentOptions) -> Agent {
+        Agent {
+            attributor: Attributor::new(&options.cgroup_root),
+            live: LiveAlerts::new(options.window),
+            options,
+            metrics: Metrics::default(),
+            recent: FxHashMap::default(),
+            executables: FxHashMap::default(),
+            lost_seen: 0,
+            sequence: 0,
+            file: Arc::from("ebpf"),
+            alerts_sent: 0,
+        }
+    }
+
+    /// Runs until `stop` is set, then drains the sensor once more and
+    /// sends the updates still open. `reload` is asked every
+    /// `reload_every` whether the policy changed.
+    pub fn run(
+        &mut self,
+        source: &mut dyn EventSource,
+        inventory: Inventory,
+        reload: &mut dyn FnMut() -> Reload,
+        out: &mut dyn Write,
+        stop: &AtomicBool,
+    ) -> std::io::Result<()> {
+        let mut inventory = inventory;
+        loop {
+            self.attributor.use_inventory(&inventory);
+            let engine = Engine::new(&inventory, &self.options.settings);
+            let resolver = Resolver::new(&inventory, &[]);
+            let mut verifier = Verifier::new(&engine, resolver, self.options.settings.clone());
+            let (judge, _) = verifier.split();
+            match self.watch(&inventory, judge, source, reload, out, stop)? {
+                Some(next) => inventory = next,
+                None => break,
+            }
+        }
+        for update in self.live.flush() {
+            self.send(out, update)?;
+        }
+        Ok(())
+    }
+
+    /// Works with one inventory until it is replaced (`Some`) or the agent
+    /// is stopped (`None`).
+    fn watch(
+        &mut self,
+        inventory: &Inventory,
+        judge: &Judge<'_>,
+        source: &mut dyn EventSource,
+        reload: &mut dyn FnMut() -> Reload,
+        out: &mut dyn Write,
+        stop: &AtomicBool,
+    ) -> std::io::Result<Option<Inventory>> {
+        let mut checked = Instant::now();
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            self.poll(inventory, judge, source, out)?;
+            if stopping {
+                return Ok(None);
+            }
+            if checked.elapsed() >= self.options.reload_every {
+                checked = Instant::now();
+                match reload() {
+                    Reload::Unchanged => {}
+                    Reload::Loaded(next) => {
+                        self.metrics
+                            .add("palisade_agent_inventory_reloads_total", "result=\"loaded\"", 1);
+                        eprintln!("palisade agent: policy reloaded");
+                        return Ok(Some(next));
+                    }
+                    Reload::Rejected(why) => {
+                        self.metrics.add(
+                            "palisade_agent_inventory_reloads_total",
+                            "result=\"rejected\"",
+                            1,
+                        );
+                        eprintln!(
+                            "palisade agent: policy update rejected, keeping the last good version: {why}"
+                        );
+                    }
+                }
+            }
+            sleep_unless_stopped(self.options.poll, stop);
+        }
+    }
+
+    /// One round: every waiting event handled, losses reported, closed
+    /// windows updated.
+    pub fn poll(
+        &mut self,
+        inventory: &Inventory,
+        judge: &Judge<'_>,
+        source: &mut dyn EventSource,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        let mut events = Vec::new();
+        source.drain(&mut |event| events.push(event));
+        let micros = now_micros();
+        for event in events {
+            let started = Instant::now();
+            self.handle(event, inventory, judge, source, out, micros)?;
+            self.metrics
+                .observe_latency(started.elapsed().as_secs_f64());
+        }
+        self.report_losses(source, out, micros)?;
+        for update in self.live.expire(Instant::now()) {
+            self.send(out, update)?;
+        }
+        self.recent.retain(|_, (_, t)| micros - *t < PAIRING_MICROS);
+        self.publish_gauges(source);
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        event: Event,
+        inventory: &Inventory,
+        judge: &Judge<'_>,
+        source: &dyn EventSource,
+        out: &mut dyn Write,
+        micros: i64,
+    ) -> std::io::Result<()> {
+        self.sequence += 1;
+        let record = flows::evidence(&self.file, self.sequence);
+        match event {
+            Event::Tcp {
+                kind,
+                process,
+                local,
+                remote,
+                ..
+            } => {
+                self.count_event(kind_name(kind));
+                if kind == ConnectionKind::Close {
+                    return Ok(());
+                }
+                let origin = self.attributor.origin(process.cgroup_id);
+                let initiator = match kind {
+                    ConnectionKind::Accept => (remote, local),
+                    _ => (local, remote),
+                };
+                if self.seen_from_the_other_side(kind, initiator, micros) {
+                    return Ok(());
+                }
+                if kind != ConnectionKind::Accept
+                    && origin.in_container()
+                    && self.options.runtime.is_metadata(remote.ip())
+                {
+                    let alert = self.metadata_alert(inventory, &origin, &process, remote, micros);
+                    self.offer(out, alert)?;
+                }
+                let identity = origin.pod().and_then(|pod| flows::identity(inventory, pod));
+                let Some(flow) = flows::tcp_flow(kind, local, remote, identity, record, micros)
+                else {
+                    return Ok(());
+                };
+                let judged = judge.judge(&flow);
+                if let Some(mut alert) = judge.alert(&flow, &judged) {
+                    alert.process = Some(self.process(&process, &origin));
+                    self.offer(out, alert)?;
+                }
+            }
+            Event::Drop {
+                protocol,
+                src,
+                dst,
+                reason,
+                ..
+            } => {
+                self.count_event("drop");
+                let name = source.drop_reason(reason);
+                let labels = format!("reason=\"{}\"", label(&name));
+                self.metrics
+                    .add("palisade_agent_kernel_drops_total", &labels, 1);
+                if name == NETFILTER_DROP {
+                    let flow = flows::drop_flow(protocol, src, dst, record, micros);
+                    let judged = judge.judge(&flow);
+                    if let Some(alert) = judge.alert(&flow, &judged) {
+                        self.offer(out, alert)?;
+                    }
+                }
+            }
+            Event::Exec {
+                process,
+                executable,
+                ..
+            } => {
+                self.count_event("exec");
+                if self.executables.len() >= MAX_EXECUTABLES {
+                    self.executables.clear();
+                }
+                self.executables.insert(process.pid, executable.clone());
+                let origin = self.attributor.origin(process.cgroup_id);
+                if origin.in_container() && self.options.runtime.watches(&executable) {
+                    let alert = self.exec_alert(inventory, &origin, &process, record, micros);
+                    self.offer(out, alert)?;
+                }
+            }
+            Event::Socket {
+                process,
+                family,
+                socket_type,
+                protocol,
+                ..
+            } => {
+                self.count_event("socket");
+                let origin = self.attributor.origin(process.cgroup_id);
+                if origin.in_container() {
+                    let kind = if family == 17 { "packet" } else { "raw" };
+                    let who = runtime::origin_endpoint(inventory, &origin);
+                    let mut figures = BTreeMap::new();
+                    figures.insert("family", u64::from(family));
+                    figures.insert("type", u64::from(socket_type));
+                    figures.insert("protocol", u64::from(protocol));
+                    let alert = runtime::alert(Happening {
+                        rule: Rule::RawSocket,
+                        summary: format!(
+                            "{} (pid {}) opened a {kind} socket in {who}: it can forge and capture traffic that pod policy does not see",
+                            process.comm, process.pid
+                        ),
+                        src: who,
+                        dst: AlertEndpoint::default(),
+                        protocol: String::new(),
+                        port: None,
+                        process: Some(self.process(&process, &origin)),
+                        micros,
+                        record,
+                        figures,
+                    });
+                    self.offer(out, alert)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this connect (accept) is the other side of an accept
+    /// (connect) already judged; otherwise remembers it.
+    fn seen_from_the_other_side(
+        &mut self,
+        kind: ConnectionKind,
+        initiator: (SocketAddr, SocketAddr),
+        micros: i64,
+    ) -> bool {
+        if !matches!(kind, ConnectionKind::Connect | ConnectionKind::Accept) {
+            return false;
+        }
+        match self.recent.get(&initiator) {
+            Some((other, _)) if *other != kind => {
+                self.recent.remove(&initiator);
+                true
+            }
+            _ => {
+                self.recent.insert(initiator, (kind, micros));
+                false
+            }
+        }
+    }
+
+    fn metadata_alert(
+        &self,
+        inventory: &Inventory,
+        origin: &Origin,
+        process: &Process,
+        remote: SocketAddr,
+        micros: i64,
+    ) -> Alert {
+        let who = runtime::origin_endpoint(inventory, origin);
+        runtime::alert(Happening {
+            rule: Rule::MetadataAccess,
+            summary: format!(
+                "{} (pid {}) in {who} connected to the cloud metadata address {remote}",
+                process.comm, process.pid
+            ),
+            src: who,
+            dst: AlertEndpoint {
+                kind: "external",
+                ip: Some(remote.ip()),
+                note: Some("cloud metadata service".into()),
+                ..AlertEndpoint::default()
+            },
+            protocol: "tcp".into(),
+            port: Some(remote.port()),
+            process: Some(self.process(process, origin)),
+            micros,
+            record: flows::evidence(&self.file, self.sequence),
+            figures: BTreeMap::new(),
+        })
+    }
+
+    fn exec_alert(
+        &self,
+        inventory: &Inventory,
+        origin: &Origin,
+        process: &Process,
+        record: palisade_flow::RecordRef,
+        micros: i64,
+    ) -> Alert {
+        let who = runtime::origin_endpoint(inventory, origin);
+        let executable = self.executables.get(&process.pid).cloned();
+        runtime::alert(Happening {
+            rule: Rule::SuspiciousExec,
+            summary: format!(
+                "{} was executed in {who} (pid {})",
+                executable.as_deref().unwrap_or(&process.comm),
+                process.pid
+            ),
+            src: who,
+            dst: AlertEndpoint::default(),
+            protocol: String::new(),
+            port: None,
+            process: Some(self.process(process, origin)),
+            micros,
+            record,
+            figures: BTreeMap::new(),
+        })
+    }
+
+    /// Events the sensor lost since the last round become one alert (as
+    /// Falco's dropped-events alert): what was lost was not judged.
+    fn report_losses(
+        &mut self,
+        source: &dyn EventSource,
+        out: &mut dyn Write,
+        micros: i64,
+    ) -> std::io::Result<()> {
+        let lost = source.lost();
+        if lost <= self.lost_seen {
+            return Ok(());
+        }
+        let new = lost - self.lost_seen;
+        self.lost_seen = lost;
+        let mut figures = BTreeMap::new();
+        figures.insert("events_lost", new);
+        figures.insert("events_lost_total", lost);
+        let alert = runtime::alert(Happening {
+            rule: Rule::EventsLost,
+            summary: format!(
+                "the sensor lost {new} events ({lost} in all): its ring buffer was full, and connections in them went unjudged"
+            ),
+            src: AlertEndpoint {
+                kind: "node",
+                ..AlertEndpoint::default()
+            },
+            dst: AlertEndpoint::default(),
+            protocol: String::new(),
+            port: None,
+            process: None,
+            micros,
+            record: flows::evidence(&self.file, self.sequence),
+            figures,
+        });
+        // Never folded into a window: each loss is news.
+        self.send(out, alert)
+    }
+
+    fn process(&self, process: &Process, origin: &Origin) -> AlertProcess {
+        let executable = self.executables.get(&process.pid).cloned().or_else(|| {
+            std::fs::read_link(format!("/proc/{}/exe", process.pid))
+                .ok()
+                .map(|p| p.display().to_string())
+        });
+        AlertProcess {
+            pid: process.pid,
+            comm: process.comm.clone(),
+            executable,
+            container_id: match origin {
+                Origin::Container { container_id, .. } => Some(container_id.clone()),
+                _ => None,
+            },
+            pod_uid: origin.pod_uid().map(str::to_string),
+        }
+    }
+
+    fn offer(&mut self, out: &mut dyn Write, alert: Alert) -> std::io::Result<()> {
+        match self.live.offer(alert, Instant::now()) {
+            Some(alert) => self.send(out, alert),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&mut self, out: &mut dyn Write, alert: Alert) -> std::io::Result<()> {
+        let labels = format!("rule=\"{}\"", alert.rule);
+        self.metrics.add("palisade_agent_alerts_total", &labels, 1);
+        self.alerts_sent += 1;
+        serde_json::to_writer(&mut *out, &alert)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
+    fn count_event(&self, kind: &str) {
+        let labels = format!("kind=\"{kind}\"");
+        self.metrics.add("palisade_agent_events_total", &labels, 1);
+    }
+
+    fn publish_gauges(&self, source: &dyn EventSource) {
+        let m = &self.metrics;
+        m.set("palisade_agent_events_lost_total", "", source.lost() as f64);
+        m.set(
+            "palisade_agent_events_undecodable_total",
+            "",
+            source.undecodable() as f64,
+        );
+        let stats = self.attributor.stats;
+        let misses = "palisade_agent_attribution_misses_total";
+        m.set(misses, "missing=\"cgroup\"", stats.unknown_cgroups as f64);
+        m.set(misses, "missing=\"pod\"", stats.unknown_pods as f64);
+        m.set(
+            "palisade_agent_open_alert_groups",
+            "",
+            self.live.open_groups() as f64,
+        );
+    }
+}
+
+fn kind_name(kind: ConnectionKind) -> &'static str {
+    match kind {
+        ConnectionKind::Connect => "connect",
+        ConnectionKind::Accept => "accept",
+        ConnectionKind::ConnectFailed => "connect_failed",
+        ConnectionKind::Close => "close",
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Sleeps `total`, waking early when `stop` is set.
+fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
+    let step = Duration::from_millis(20);
+    let deadline = Instant::now() + total;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep(step.min(deadline - now));
+    }
+}

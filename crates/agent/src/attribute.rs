@@ -1,0 +1,134 @@
+//! Who is behind a kernel event: its cgroup id resolved to a pod UID and
+//! container (by the cgroup's path), the pod UID joined to the inventory
+//! (`metadata.uid`). Every lookup that finds no pod is counted.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use palisade_inventory::Inventory;
+use palisade_sense::{CgroupIndex, Lookup, Owner};
+
+/// A pod of the inventory: workload and pod index.
+pub type PodRef = (usize, usize);
+
+/// Where an event came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A container of a pod; `pod` is `None` when the inventory does not
+    /// have the pod UID (the inventory is older than the pod, or partial).
+    Container {
+        pod_uid: String,
+        container_id: String,
+        pod: Option<PodRef>,
+    },
+    /// A pod's own cgroup (its sandbox), not one of its containers.
+    PodSandbox { pod_uid: String, pod: Option<PodRef> },
+    /// A process of the node itself.
+    Host,
+    /// A cgroup that no longer exists or is named by no known scheme.
+    Unknown,
+}
+
+impl Origin {
+    pub fn pod(&self) -> Option<PodRef> {
+        match self {
+            Origin::Container { pod, .. } | Origin::PodSandbox { pod, .. } => *pod,
+            Origin::Host | Origin::Unknown => None,
+        }
+    }
+
+    pub fn pod_uid(&self) -> Option<&str> {
+        match self {
+            Origin::Container { pod_uid, .. } | Origin::PodSandbox { pod_uid, .. } => Some(pod_uid),
+            Origin::Host | Origin::Unknown => None,
+        }
+    }
+
+    pub fn in_container(&self) -> bool {
+        matches!(self, Origin::Container { .. })
+    }
+}
+
+/// Counts of attribution, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttributionStats {
+    /// Cgroup ids found under no known cgroup (exited, or not indexed).
+    pub unknown_cgroups: u64,
+    /// Pod UIDs (from cgroup paths) the inventory does not have.
+    pub unknown_pods: u64,
+}
+
+pub struct Attributor {
+    cgroups: CgroupIndex,
+    pods_by_uid: HashMap<String, PodRef>,
+    pub stats: AttributionStats,
+}
+
+impl Attributor {
+    /// Attribution under the cgroup2 mount at `cgroup_root`.
+    pub fn new(cgroup_root: &Path) -> Attributor {
+        Attributor {
+            // Rescanning on a miss at most once a second bounds the cost of
+            // a storm of events from cgroups that are already gone.
+            cgroups: CgroupIndex::new(cgroup_root, Duration::from_secs(1)),
+            pods_by_uid: HashMap::new(),
+            stats: AttributionStats::default(),
+        }
+    }
+
+    /// Joins pod UIDs to `inventory` (called again after every reload).
+    pub fn use_inventory(&mut self, inventory: &Inventory) {
+        self.pods_by_uid = inventory
+            .workloads
+            .iter()
+            .enumerate()
+            .flat_map(|(w, workload)| {
+                workload.pods.iter().enumerate().filter_map(move |(p, pod)| {
+                    pod.uid.as_ref().map(|uid| (uid.to_ascii_lowercase(), (w, p)))
+                })
+            })
+            .collect();
+    }
+
+    pub fn origin(&mut self, cgroup_id: u64) -> Origin {
+        let owner = match self.cgroups.lookup(cgroup_id) {
+            Lookup::Found { owner, .. } => owner,
+            Lookup::Missing => {
+                self.stats.unknown_cgroups += 1;
+                return Origin::Unknown;
+            }
+        };
+        match owner {
+            Owner::Container {
+                pod_uid,
+                container_id,
+                ..
+            } => {
+                let pod = self.pod(&pod_uid);
+                Origin::Container {
+                    pod_uid,
+                    container_id,
+                    pod,
+                }
+            }
+            Owner::Pod { pod_uid, .. } => {
+                let pod = self.pod(&pod_uid);
+                Origin::PodSandbox { pod_uid, pod }
+            }
+            Owner::Host(_) => Origin::Host,
+            Owner::Unrecognised(_) => {
+                self.stats.unknown_cgroups += 1;
+                Origin::Unknown
+            }
+        }
+    }
+
+    fn pod(&mut self, uid: &str) -> Option<PodRef> {
+        let pod = self.pods_by_uid.get(&uid.to_ascii_lowercase()).copied();
+        if pod.is_none() {
+            self.stats.unknown_pods += 1;
+        }
+        pod
+    }
+}

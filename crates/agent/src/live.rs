@@ -1,0 +1,184 @@
+//! Alerts as they happen, without a flood: the first occurrence of an
+//! alert (same rule, endpoints, protocol and port) leaves at once; repeats
+//! within the window only count, and when the window closes an update of
+//! the same alert gives their number and the last time seen. The next
+//! occurrence after that opens a new window with a new alert.
+//!
+//! Memory is bounded by the alert groups open in one window, not by
+//! uptime: closed windows are forgotten.
+
+use std::time::{Duration, Instant};
+
+use palisade_detect::Alert;
+use rustc_hash::FxHashMap;
+
+/// What identifies repeats of one alert.
+pub fn key(alert: &Alert) -> String {
+    let executable = alert
+        .process
+        .as_ref()
+        .and_then(|p| p.executable.as_deref())
+        .unwrap_or("");
+    let port = alert.port.map_or(String::new(), |p| p.to_string());
+    // Runtime alerts differ by what ran; flow alerts do not (a hundred
+    // clients of one edge are one alert).
+    let executable = if alert.rule.starts_with("RUN-") {
+        executable
+    } else {
+        ""
+    };
+    format!(
+        "{}|{}|{}|{}|{port}|{executable}",
+        alert.rule, alert.src, alert.dst, alert.protocol
+    )
+}
+
+struct Open {
+    alert: Alert,
+    opened: Instant,
+    repeats: u64,
+}
+
+pub struct LiveAlerts {
+    window: Duration,
+    open: FxHashMap<String, Open>,
+}
+
+impl LiveAlerts {
+    pub fn new(window: Duration) -> LiveAlerts {
+        LiveAlerts {
+            window,
+            open: FxHashMap::default(),
+        }
+    }
+
+    /// The alert to send now, when `alert` opens a window; `None` when it
+    /// repeats one already open (it is counted there).
+    pub fn offer(&mut self, alert: Alert, now: Instant) -> Option<Alert> {
+        let key = key(&alert);
+        if let Some(open) = self.open.get_mut(&key) {
+            open.repeats += alert.connections.max(1);
+            open.alert.last_seen = alert.last_seen.or(open.alert.last_seen.take());
+            return None;
+        }
+        self.open.insert(
+            key,
+            Open {
+                alert: alert.clone(),
+                opened: now,
+                repeats: 0,
+            },
+        );
+        Some(alert)
+    }
+
+    /// Updates for the windows that closed by `now` with repeats in them.
+    pub fn expire(&mut self, now: Instant) -> Vec<Alert> {
+        let window = self.window;
+        let mut closed = Vec::new();
+        self.open.retain(|_, open| {
+            let keep = now.duration_since(open.opened) < window;
+            if !keep && open.repeats > 0 {
+                closed.push(update(open));
+            }
+            keep
+        });
+        closed
+    }
+
+    /// Updates for every open window with repeats (at shutdown).
+    pub fn flush(&mut self) -> Vec<Alert> {
+        let mut closed: Vec<Alert> = self
+            .open
+            .values()
+            .filter(|open| open.repeats > 0)
+            .map(update)
+            .collect();
+        self.open.clear();
+        closed.sort_by(|a, b| a.first_seen.cmp(&b.first_seen));
+        closed
+    }
+
+    pub fn open_groups(&self) -> usize {
+        self.open.len()
+    }
+}
+
+fn update(open: &Open) -> Alert {
+    let mut alert = open.alert.clone();
+    alert.connections += open.repeats;
+    alert
+        .evidence
+        .figures
+        .insert("repeats_in_window", open.repeats);
+    alert.summary = format!(
+        "{} (update: {} more in the window)",
+        alert.summary, open.repeats
+    );
+    alert
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_detect::{AlertEndpoint, Evidence, Rule};
+
+    fn alert(port: u16, last_seen: &str) -> Alert {
+        let rule = Rule::Bypass;
+        Alert {
+            time: Some("t0".into()),
+            rule: rule.id(),
+            name: rule.name(),
+            severity: rule.severity(),
+            summary: "bypass".into(),
+            src: AlertEndpoint {
+                kind: "pod",
+                namespace: Some("a".into()),
+                pod: Some("p".into()),
+                ..AlertEndpoint::default()
+            },
+            dst: AlertEndpoint::default(),
+            protocol: "tcp".into(),
+            port: Some(port),
+            connections: 1,
+            first_seen: Some("t0".into()),
+            last_seen: Some(last_seen.into()),
+            process: None,
+            evidence: Evidence {
+                flow: None,
+                records: Vec::new(),
+                decision: None,
+                figures: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn repeats_count_in_the_open_window_and_come_out_as_one_update() {
+        let start = Instant::now();
+        let mut live = LiveAlerts::new(Duration::from_secs(60));
+        assert!(live.offer(alert(80, "t0"), start).is_some());
+        assert!(live.offer(alert(80, "t1"), start).is_none());
+        assert!(live.offer(alert(80, "t2"), start).is_none());
+        assert!(live.offer(alert(443, "t0"), start).is_some(), "another port");
+        assert!(live.expire(start + Duration::from_secs(59)).is_empty());
+        let updates = live.expire(start + Duration::from_secs(60));
+        assert_eq!(updates.len(), 1, "the lone 443 alert needs no update");
+        assert_eq!(updates[0].connections, 3);
+        assert_eq!(updates[0].last_seen.as_deref(), Some("t2"));
+        assert_eq!(live.open_groups(), 0);
+        // After the window a repeat is news again.
+        assert!(live.offer(alert(80, "t3"), start + Duration::from_secs(61)).is_some());
+    }
+
+    #[test]
+    fn flush_reports_what_is_still_open() {
+        let start = Instant::now();
+        let mut live = LiveAlerts::new(Duration::from_secs(60));
+        live.offer(alert(80, "t0"), start);
+        live.offer(alert(80, "t1"), start);
+        let updates = live.flush();
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].evidence.figures["repeats_in_window"], 1);
+    }
+}
