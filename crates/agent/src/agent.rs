@@ -177,8 +177,11 @@ impl Agent {
                 match reload() {
                     Reload::Unchanged => {}
                     Reload::Loaded(next) => {
-                        self.metrics
-                            .add("palisade_agent_inventory_reloads_total", "result=\"loaded\"", 1);
+                        self.metrics.add(
+                            "palisade_agent_inventory_reloads_total",
+                            "result=\"loaded\"",
+                            1,
+                        );
                         eprintln!("palisade agent: policy reloaded");
                         return Ok(Some(next));
                     }
@@ -249,6 +252,12 @@ impl Agent {
                     return Ok(());
                 }
                 let origin = self.attributor.origin(process.cgroup_id);
+                // The node's own processes are not under NetworkPolicy
+                // (hostNetwork pods are: they run in pod cgroups).
+                if origin.pod_uid().is_none() {
+                    self.count_event("tcp_not_in_a_pod");
+                    return Ok(());
+                }
                 let initiator = match kind {
                     ConnectionKind::Accept => (remote, local),
                     _ => (local, remote),
@@ -286,7 +295,13 @@ impl Agent {
                 let labels = format!("reason=\"{}\"", label(&name));
                 self.metrics
                     .add("palisade_agent_kernel_drops_total", &labels, 1);
-                if name == NETFILTER_DROP {
+                let involves_a_pod = [src, dst].iter().any(|a| {
+                    matches!(
+                        judge.resolver().by_ip(a.ip()),
+                        palisade_detect::Place::Workload { .. }
+                    )
+                });
+                if name == NETFILTER_DROP && involves_a_pod {
                     let flow = flows::drop_flow(protocol, src, dst, record, micros);
                     let judged = judge.judge(&flow);
                     if let Some(alert) = judge.alert(&flow, &judged) {

@@ -23,7 +23,10 @@ pub enum Origin {
         pod: Option<PodRef>,
     },
     /// A pod's own cgroup (its sandbox), not one of its containers.
-    PodSandbox { pod_uid: String, pod: Option<PodRef> },
+    PodSandbox {
+        pod_uid: String,
+        pod: Option<PodRef>,
+    },
     /// A process of the node itself.
     Host,
     /// A cgroup that no longer exists or is named by no known scheme.
@@ -84,9 +87,15 @@ impl Attributor {
             .iter()
             .enumerate()
             .flat_map(|(w, workload)| {
-                workload.pods.iter().enumerate().filter_map(move |(p, pod)| {
-                    pod.uid.as_ref().map(|uid| (uid.to_ascii_lowercase(), (w, p)))
-                })
+                workload
+                    .pods
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(p, pod)| {
+                        pod.uid
+                            .as_ref()
+                            .map(|uid| (uid.to_ascii_lowercase(), (w, p)))
+                    })
             })
             .collect();
     }

@@ -160,7 +160,10 @@ mod tests {
         assert!(live.offer(alert(80, "t0"), start).is_some());
         assert!(live.offer(alert(80, "t1"), start).is_none());
         assert!(live.offer(alert(80, "t2"), start).is_none());
-        assert!(live.offer(alert(443, "t0"), start).is_some(), "another port");
+        assert!(
+            live.offer(alert(443, "t0"), start).is_some(),
+            "another port"
+        );
         assert!(live.expire(start + Duration::from_secs(59)).is_empty());
         let updates = live.expire(start + Duration::from_secs(60));
         assert_eq!(updates.len(), 1, "the lone 443 alert needs no update");
@@ -168,7 +171,10 @@ mod tests {
         assert_eq!(updates[0].last_seen.as_deref(), Some("t2"));
         assert_eq!(live.open_groups(), 0);
         // After the window a repeat is news again.
-        assert!(live.offer(alert(80, "t3"), start + Duration::from_secs(61)).is_some());
+        assert!(
+            live.offer(alert(80, "t3"), start + Duration::from_secs(61))
+                .is_some()
+        );
     }
 
     #[test]

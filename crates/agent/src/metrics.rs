@@ -208,7 +208,11 @@ fn respond(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
                 reply(stream, "404 Not Found", "only /metrics is served here\n")
             }
         }
-        _ => reply(stream, "400 Bad Request", "expected GET /metrics HTTP/1.1\n"),
+        _ => reply(
+            stream,
+            "400 Bad Request",
+            "expected GET /metrics HTTP/1.1\n",
+        ),
     }
 }
 
@@ -258,10 +262,21 @@ mod tests {
         assert!(ok.contains("palisade_agent_verdict_latency_seconds_count 1"));
 
         assert!(ask(addr, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
-        for bad in [&b"garbage\r\n\r\n"[..], b"\r\n", b"", b"GET /metrics\r\n\r\n", &[0xff; 64]] {
+        for bad in [
+            &b"garbage\r\n\r\n"[..],
+            b"\r\n",
+            b"",
+            b"GET /metrics\r\n\r\n",
+            &[0xff; 64],
+        ] {
             assert!(ask(addr, bad).starts_with("HTTP/1.1 400"), "{bad:?}");
         }
-        let long = [b"GET /metrics HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 9000], b"\r\n\r\n"].concat();
+        let long = [
+            b"GET /metrics HTTP/1.1\r\nX: ".as_slice(),
+            &[b'a'; 9000],
+            b"\r\n\r\n",
+        ]
+        .concat();
         assert!(ask(addr, &long).starts_with("HTTP/1.1 400"));
     }
 

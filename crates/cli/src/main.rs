@@ -1,5 +1,6 @@
 //! `palisade`: do your Kubernetes network policies actually hold?
 
+mod agent_cmd;
 mod audit_cmd;
 mod bench;
 mod demo;
@@ -121,6 +122,10 @@ enum Command {
     /// declared policies: bypasses, scans, baselines, policy advice.
     #[command(subcommand)]
     Flows(flows_cmd::FlowsCommand),
+    /// The node agent: every connection, drop, execution and raw socket on
+    /// this node, attributed to its pod and judged against the policy as it
+    /// happens (root; eBPF). Alerts as JSON lines.
+    Agent(agent_cmd::AgentArgs),
     /// Run the main job on the bundled example cluster.
     Demo,
     /// Write a synthetic cluster (seeded, deterministic) as YAML to stdout.
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff_cmd::run(&args, &cli.input),
         Command::Audit(args) => audit_cmd::run(&args, &cli.input),
         Command::Flows(command) => flows_cmd::run(&command, &cli.input),
+        Command::Agent(args) => agent_cmd::run(&args, &cli.input),
         Command::Demo => demo::run(),
         Command::Gen(args) => bench::generate_cluster(&args),
         Command::Bench(args) => bench::run(&args),

@@ -1,0 +1,114 @@
+//! `palisade agent`: the node agent. Loads the eBPF sensor, judges every
+//! connection, drop, execution and raw socket on this node against the
+//! policy, and prints alerts as JSON lines as they happen.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use palisade_agent::metrics::serve;
+use palisade_agent::runtime::RuntimeOptions;
+use palisade_agent::watch::PolicyWatch;
+use palisade_agent::{Agent, AgentOptions, Reload};
+use palisade_sense::cgroup_mounts;
+use palisade_sense::ebpf::Sensor;
+
+use crate::input::{self, InputArgs};
+use crate::{Outcome, SemanticsArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Manifests (files or directories): the policies, and the pods by
+    /// `metadata.uid` and address. Reloaded when they change; a new
+    /// version with any diagnostic is refused and the last good one kept.
+    #[arg(long = "policy", required = true, value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
+    /// Append alerts (JSON lines) to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Repeats of an alert within this many seconds update its count
+    /// instead of raising it again.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub window: u64,
+    /// YAML with `exec_watchlist` and `metadata_addresses` replacing the
+    /// runtime rules' defaults (docs/runtime.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+}
+
+pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
+    let inventory = input::load(&args.policy, input_args)?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let cgroup_root = cgroup_mounts(&mountinfo)
+        .unified
+        .ok_or_else(|| anyhow!("no cgroup2 hierarchy is mounted: the agent needs one"))?;
+    let mut options = AgentOptions::new(cgroup_root.clone());
+    options.settings = args.semantics.settings();
+    options.window = Duration::from_secs(args.window.max(1));
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        options.runtime = palisade_inventory::yaml::from_str::<RuntimeOptions>(&text)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    let mut sensor = Sensor::start(&cgroup_root).context("starting the eBPF sensor")?;
+    let mut agent = Agent::new(options);
+    if let Some(addr) = args.metrics_addr {
+        let listener = TcpListener::bind(addr).with_context(|| format!("metrics on {addr}"))?;
+        serve(listener, agent.metrics.clone());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("handling signals")?;
+    }
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| path.display().to_string())?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut watch = PolicyWatch::new(args.policy.clone());
+    let strict = InputArgs {
+        strict: true,
+        verbose: input_args.verbose,
+    };
+    let mut reload = || {
+        if !watch.changed() {
+            return Reload::Unchanged;
+        }
+        match input::load(&args.policy, &strict) {
+            Ok(inventory) => Reload::Loaded(inventory),
+            Err(e) => Reload::Rejected(format!("{e:#}")),
+        }
+    };
+    eprintln!(
+        "palisade agent: watching this node (cgroup2 at {}); alerts to {}",
+        cgroup_root.display(),
+        args.output
+            .as_ref()
+            .map_or("stdout".to_string(), |p| p.display().to_string())
+    );
+    agent
+        .run(&mut sensor, inventory, &mut reload, &mut out, &stop)
+        .context("writing alerts")?;
+    eprintln!(
+        "palisade agent: stopped; {} alerts sent, {} events lost",
+        agent.alerts_sent,
+        sensor.lost()
+    );
+    Ok(Outcome::Clean)
+}

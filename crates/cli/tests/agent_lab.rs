@@ -1,0 +1,244 @@
+//! `palisade agent`, the built binary, against the lab (see
+//! `crates/sense/tests/lab`): two pods, a NetworkPolicy, and an nftables
+//! enforcement of it with one deliberate gap (db's 6379 and 6380 are open
+//! although the policy allows only 5432 and 8080) and one deliberate
+//! excess (8080 is dropped although the policy allows it).
+//!
+//! The agent must raise, live and with the right pod, process and verdict:
+//! the bypass (6379), the unexpected drop (8080), the blocked attempt
+//! (9000), the raw socket and the shell executed in the client, and
+//! nothing else; survive a malformed policy update, keeping the last good
+//! policy (a later bypass on 6380 is still caught); serve its metrics; and
+//! flush and exit 0 on SIGTERM. Root and BPF only.
+
+#[path = "../../sense/tests/lab/mod.rs"]
+mod lab;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use lab::{Driver, Lab, PodSpec, skip_or_fail};
+use serde_json::Value;
+
+fn pods() -> Vec<PodSpec> {
+    vec![
+        PodSpec {
+            name: "client",
+            driver: Driver::Systemd,
+            allowed_tcp: vec![],
+        },
+        PodSpec {
+            name: "db",
+            driver: Driver::Cgroupfs,
+            allowed_tcp: vec![5432, 6379, 6380],
+        },
+    ]
+}
+
+fn manifests(lab: &Lab) -> String {
+    let pod = |name: &str| {
+        let p = lab.pod(name);
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: {}\n  labels: {{app: {name}}}\nspec:\n  containers: [{{name: main, image: example}}]\nstatus:\n  podIP: {}\n  podIPs: [{{ip: {}}}]\n",
+            p.uid, p.ip, p.ip
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}---\n{}---\n{}",
+        pod("client"),
+        pod("db"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-ingress, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n    ports: [{port: 5432}, {port: 8080}]\n"
+    )
+}
+
+const RAW_SOCKET: &str =
+    "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()\n";
+
+/// Lines the agent writes on stderr, as they come.
+fn stderr_lines(child: &mut Child) -> Receiver<String> {
+    let (tx, rx) = channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn wait_for(lines: &Receiver<String>, text: &str, seen: &mut Vec<String>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(text);
+                seen.push(line);
+                if found {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn alerts(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each alert line is JSON"))
+        .collect()
+}
+
+/// (rule, port) of each alert.
+fn keys(alerts: &[Value]) -> BTreeSet<(String, Option<u64>)> {
+    alerts
+        .iter()
+        .map(|a| (a["rule"].as_str().unwrap().to_string(), a["port"].as_u64()))
+        .collect()
+}
+
+fn find<'a>(alerts: &'a [Value], rule: &str, port: Option<u64>) -> &'a Value {
+    alerts
+        .iter()
+        .find(|a| a["rule"] == rule && a["port"].as_u64() == port)
+        .unwrap_or_else(|| panic!("no {rule} alert on {port:?} in {alerts:#?}"))
+}
+
+fn scrape(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn the_agent_raises_the_labs_bypass_drops_raw_socket_and_exec_live() {
+    let test = "the_agent_raises_the_labs_alerts";
+    let mut lab = match Lab::start(&pods()) {
+        Ok(lab) => lab,
+        Err(why) => return skip_or_fail(test, &why),
+    };
+    let dir = std::env::temp_dir().join(format!("palisade-agent-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("shop.yaml");
+    std::fs::write(&policy, manifests(&lab)).unwrap();
+    let output = dir.join("alerts.jsonl");
+    let metrics_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["agent", "--policy"])
+        .arg(&policy)
+        .arg("--output")
+        .arg(&output)
+        .args(["--metrics-addr", &metrics_addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the palisade binary runs");
+    let lines = stderr_lines(&mut agent);
+    let mut said = Vec::new();
+    if !wait_for(&lines, "watching this node", &mut said) {
+        let _ = agent.kill();
+        return skip_or_fail(test, &format!("the agent did not start: {said:?}"));
+    }
+
+    for port in [5432, 6379, 6380, 8080, 9000] {
+        lab.serve_tcp("db", port).expect("db serves");
+    }
+    let short = Duration::from_millis(700);
+    assert!(lab.connect_tcp("client", "db", 5432, short), "allowed");
+    assert!(lab.connect_tcp("client", "db", 6379, short), "the gap");
+    assert!(!lab.connect_tcp("client", "db", 8080, short), "the excess");
+    assert!(!lab.connect_tcp("client", "db", 9000, short), "denied");
+    lab.spawn_in("client", &["/usr/bin/python3", "-c", RAW_SOCKET])
+        .unwrap();
+    lab.spawn_in("client", &["/bin/sh", "-c", "exit 0"])
+        .unwrap();
+
+    // Live: each alert is out within about a second of its event.
+    let expected: BTreeSet<(String, Option<u64>)> = [
+        ("FLOW-001", Some(6379)),
+        ("FLOW-002", Some(8080)),
+        ("FLOW-003", Some(9000)),
+        ("RUN-001", None),
+        ("RUN-003", None),
+    ]
+    .iter()
+    .map(|(r, p)| (r.to_string(), *p))
+    .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while keys(&alerts(&output)) != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let live = alerts(&output);
+    assert_eq!(keys(&live), expected, "{live:#?}");
+
+    let (client, db) = (lab.pod("client"), lab.pod("db"));
+    let bypass = find(&live, "FLOW-001", Some(6379));
+    assert_eq!(bypass["severity"], "critical");
+    assert_eq!(bypass["src"]["pod"], "client");
+    assert_eq!(bypass["dst"]["pod"], "db");
+    assert_eq!(bypass["process"]["comm"], "python3");
+    assert_eq!(bypass["process"]["pod_uid"], client.uid.as_str());
+    assert_eq!(
+        bypass["process"]["container_id"],
+        client.container_id.as_str()
+    );
+    assert!(bypass["process"]["pid"].as_u64().unwrap() > 0);
+    let drop = find(&live, "FLOW-002", Some(8080));
+    assert_eq!(drop["dst"]["ip"], db.ip.as_str());
+    let raw = find(&live, "RUN-001", None);
+    assert_eq!(raw["src"]["pod"], "client");
+    assert_eq!(raw["process"]["comm"], "python3");
+    let exec = find(&live, "RUN-003", None);
+    assert_eq!(exec["process"]["executable"], "/bin/sh");
+    assert_eq!(exec["src"]["pod"], "client");
+
+    // A malformed policy update is refused; the last good policy stays.
+    std::fs::write(&policy, "kind: NetworkPolicy\nspec: [unclosed\n").unwrap();
+    assert!(
+        wait_for(&lines, "policy update rejected", &mut said),
+        "{said:?}"
+    );
+    assert!(lab.connect_tcp("client", "db", 6380, short));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !keys(&alerts(&output)).contains(&("FLOW-001".to_string(), Some(6380)))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    find(&alerts(&output), "FLOW-001", Some(6380));
+
+    let metrics = scrape(&metrics_addr);
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("palisade_agent_alerts_total{rule=\"FLOW-001\"} 2"));
+    assert!(metrics.contains("palisade_agent_inventory_reloads_total{result=\"rejected\"} 1"));
+    assert!(metrics.contains("palisade_agent_events_lost_total 0"));
+
+    // SIGTERM: pending updates are flushed and the agent exits 0.
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = agent.wait().expect("the agent exits");
+    assert!(exited.success(), "exit status {exited}");
+    assert!(wait_for(&lines, "stopped", &mut said), "{said:?}");
+    let all = alerts(&output);
+    let mut final_keys = expected.clone();
+    final_keys.insert(("FLOW-001".to_string(), Some(6380)));
+    assert_eq!(keys(&all), final_keys, "nothing else, updates included");
+    let _ = std::fs::remove_dir_all(&dir);
+}
