@@ -64,8 +64,8 @@ pub fn check(
                 if !(c.cpu_limit && c.memory_limit) {
                     let missing = match (c.cpu_limit, c.memory_limit) {
                         (false, false) => "cpu and memory limits",
-                        (false, true) => "a cpu limit",
-                        _ => "a memory limit",
+                        (false, true) => "cpu limit",
+                        _ => "memory limit",
                     };
                     push(
                         &NO_LIMITS,
