@@ -102,6 +102,9 @@ pub struct Agent {
     executables: FxHashMap<u32, String>,
     lost_seen: u64,
     sequence: u64,
+    /// Events by kind, and kernel drops by reason, since the start.
+    events: BTreeMap<&'static str, u64>,
+    drops: BTreeMap<String, u64>,
     file: Arc<str>,
     /// Alerts sent, first occurrences and updates.
     pub alerts_sent: u64,
@@ -120,6 +123,8 @@ impl Agent {
             executables: FxHashMap::default(),
             lost_seen: 0,
             sequence: 0,
+            events: BTreeMap::new(),
+            drops: BTreeMap::new(),
             file: Arc::from("ebpf"),
             alerts_sent: 0,
         }
@@ -213,11 +218,15 @@ impl Agent {
         let mut events = Vec::new();
         source.drain(&mut |event| events.push(event));
         let micros = now_micros();
-        for event in events {
-            let started = Instant::now();
+        for (n, event) in events.into_iter().enumerate() {
+            // Every 64th event is timed: the clock costs as much as a
+            // verdict.
+            let started = n.is_multiple_of(64).then(Instant::now);
             self.handle(event, inventory, judge, source, out, micros)?;
-            self.metrics
-                .observe_latency(started.elapsed().as_secs_f64());
+            if let Some(started) = started {
+                self.metrics
+                    .observe_latency(started.elapsed().as_secs_f64());
+            }
         }
         self.report_losses(source, out, micros)?;
         for update in self.live.expire(Instant::now()) {
@@ -270,18 +279,14 @@ impl Agent {
                     && self.options.runtime.is_metadata(remote.ip())
                 {
                     let alert = self.metadata_alert(inventory, &origin, &process, remote, micros);
-                    self.offer(out, alert)?;
+                    self.offer(out, alert, micros)?;
                 }
                 let identity = origin.pod().and_then(|pod| flows::identity(inventory, pod));
                 let Some(flow) = flows::tcp_flow(kind, local, remote, identity, record, micros)
                 else {
                     return Ok(());
                 };
-                let judged = judge.judge(&flow);
-                if let Some(mut alert) = judge.alert(&flow, &judged) {
-                    alert.process = Some(self.process(&process, &origin));
-                    self.offer(out, alert)?;
-                }
+                self.judge_flow(judge, &flow, Some((&process, &origin)), out, micros)?;
             }
             Event::Drop {
                 protocol,
@@ -292,9 +297,7 @@ impl Agent {
             } => {
                 self.count_event("drop");
                 let name = source.drop_reason(reason);
-                let labels = format!("reason=\"{}\"", label(&name));
-                self.metrics
-                    .add("palisade_agent_kernel_drops_total", &labels, 1);
+                *self.drops.entry(name.clone()).or_insert(0) += 1;
                 let involves_a_pod = [src, dst].iter().any(|a| {
                     matches!(
                         judge.resolver().by_ip(a.ip()),
@@ -303,10 +306,7 @@ impl Agent {
                 });
                 if name == NETFILTER_DROP && involves_a_pod {
                     let flow = flows::drop_flow(protocol, src, dst, record, micros);
-                    let judged = judge.judge(&flow);
-                    if let Some(alert) = judge.alert(&flow, &judged) {
-                        self.offer(out, alert)?;
-                    }
+                    self.judge_flow(judge, &flow, None, out, micros)?;
                 }
             }
             Event::Exec {
@@ -322,7 +322,7 @@ impl Agent {
                 let origin = self.attributor.origin(process.cgroup_id);
                 if origin.in_container() && self.options.runtime.watches(&executable) {
                     let alert = self.exec_alert(inventory, &origin, &process, record, micros);
-                    self.offer(out, alert)?;
+                    self.offer(out, alert, micros)?;
                 }
             }
             Event::Socket {
@@ -356,7 +356,7 @@ impl Agent {
                         record,
                         figures,
                     });
-                    self.offer(out, alert)?;
+                    self.offer(out, alert, micros)?;
                 }
             }
         }
@@ -501,11 +501,41 @@ impl Agent {
         }
     }
 
-    fn offer(&mut self, out: &mut dyn Write, alert: Alert) -> std::io::Result<()> {
-        match self.live.offer(alert, Instant::now()) {
+    fn offer(&mut self, out: &mut dyn Write, alert: Alert, micros: i64) -> std::io::Result<()> {
+        match self.live.offer(alert, Instant::now(), micros) {
             Some(alert) => self.send(out, alert),
             None => Ok(()),
         }
+    }
+
+    /// Judges a flow; a verdict that matters is a repeat of an open alert
+    /// (counted, nothing built) or a new alert, sent now with its process.
+    fn judge_flow(
+        &mut self,
+        judge: &Judge<'_>,
+        flow: &palisade_flow::Flow,
+        process: Option<(&Process, &Origin)>,
+        out: &mut dyn Write,
+        micros: i64,
+    ) -> std::io::Result<()> {
+        let judged = judge.judge(flow);
+        if judged.class == palisade_detect::Class::Allowed {
+            return Ok(());
+        }
+        // What [`live::key`] would make of the alert, without building it.
+        let key = format!(
+            "{:?}|{:?}|{:?}|{}|{:?}",
+            judged.class, judged.src, judged.dst, flow.transport, judged.port
+        );
+        if self.live.repeat(&key, micros) {
+            return Ok(());
+        }
+        let Some(mut alert) = judge.alert(flow, &judged) else {
+            return Ok(());
+        };
+        alert.process = process.map(|(process, origin)| self.process(process, origin));
+        self.live.open(key, alert.clone(), Instant::now());
+        self.send(out, alert)
     }
 
     fn send(&mut self, out: &mut dyn Write, alert: Alert) -> std::io::Result<()> {
@@ -517,13 +547,22 @@ impl Agent {
         out.flush()
     }
 
-    fn count_event(&self, kind: &str) {
-        let labels = format!("kind=\"{kind}\"");
-        self.metrics.add("palisade_agent_events_total", &labels, 1);
+    /// Counted here and published once a round: the metrics' lock and
+    /// label text cost more than an event.
+    fn count_event(&mut self, kind: &'static str) {
+        *self.events.entry(kind).or_insert(0) += 1;
     }
 
     fn publish_gauges(&self, source: &dyn EventSource) {
         let m = &self.metrics;
+        for (kind, n) in &self.events {
+            let labels = format!("kind=\"{kind}\"");
+            m.set("palisade_agent_events_total", &labels, *n as f64);
+        }
+        for (reason, n) in &self.drops {
+            let labels = format!("reason=\"{}\"", label(reason));
+            m.set("palisade_agent_kernel_drops_total", &labels, *n as f64);
+        }
         m.set("palisade_agent_events_lost_total", "", source.lost() as f64);
         m.set(
             "palisade_agent_events_undecodable_total",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use palisade_inventory::Inventory;
 use palisade_sense::{CgroupIndex, Lookup, Owner};
+use rustc_hash::FxHashMap;
 
 /// A pod of the inventory: workload and pod index.
 pub type PodRef = (usize, usize);
@@ -65,8 +66,16 @@ pub struct AttributionStats {
 pub struct Attributor {
     cgroups: CgroupIndex,
     pods_by_uid: HashMap<String, PodRef>,
+    /// Origins already worked out, by cgroup id: a container's events
+    /// all name the same cgroup, and kernfs gives every directory a 64-bit
+    /// id (inode and generation) that is not reused until the next boot.
+    /// Cleared when it grows large and at each reload.
+    known: FxHashMap<u64, Origin>,
     pub stats: AttributionStats,
 }
+
+/// Cgroup ids remembered at most (a few hundred containers a node is usual).
+const MAX_KNOWN: usize = 1 << 16;
 
 impl Attributor {
     /// Attribution under the cgroup2 mount at `cgroup_root`.
@@ -76,12 +85,14 @@ impl Attributor {
             // a storm of events from cgroups that are already gone.
             cgroups: CgroupIndex::new(cgroup_root, Duration::from_secs(1)),
             pods_by_uid: HashMap::new(),
+            known: FxHashMap::default(),
             stats: AttributionStats::default(),
         }
     }
 
     /// Joins pod UIDs to `inventory` (called again after every reload).
     pub fn use_inventory(&mut self, inventory: &Inventory) {
+        self.known.clear();
         self.pods_by_uid = inventory
             .workloads
             .iter()
@@ -101,6 +112,29 @@ impl Attributor {
     }
 
     pub fn origin(&mut self, cgroup_id: u64) -> Origin {
+        if let Some(origin) = self.known.get(&cgroup_id).cloned() {
+            self.count_miss(&origin);
+            return origin;
+        }
+        let origin = self.work_out(cgroup_id);
+        if self.known.len() >= MAX_KNOWN {
+            self.known.clear();
+        }
+        // Unknown cgroups are asked again: the index may learn them.
+        if origin != Origin::Unknown {
+            self.known.insert(cgroup_id, origin.clone());
+        }
+        origin
+    }
+
+    /// A remembered origin still counts as a miss each time it is one.
+    fn count_miss(&mut self, origin: &Origin) {
+        if origin.pod_uid().is_some() && origin.pod().is_none() {
+            self.stats.unknown_pods += 1;
+        }
+    }
+
+    fn work_out(&mut self, cgroup_id: u64) -> Origin {
         let owner = match self.cgroups.lookup(cgroup_id) {
             Lookup::Found { owner, .. } => owner,
             Lookup::Missing => {

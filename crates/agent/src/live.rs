@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_detect::Alert;
+use palisade_detect::{Alert, rfc3339};
 use rustc_hash::FxHashMap;
 
 /// What identifies repeats of one alert.
@@ -37,6 +37,8 @@ struct Open {
     alert: Alert,
     opened: Instant,
     repeats: u64,
+    /// When the last repeat was seen (microseconds since the epoch).
+    last_seen: Option<i64>,
 }
 
 pub struct LiveAlerts {
@@ -54,22 +56,38 @@ impl LiveAlerts {
 
     /// The alert to send now, when `alert` opens a window; `None` when it
     /// repeats one already open (it is counted there).
-    pub fn offer(&mut self, alert: Alert, now: Instant) -> Option<Alert> {
+    pub fn offer(&mut self, alert: Alert, now: Instant, micros: i64) -> Option<Alert> {
         let key = key(&alert);
-        if let Some(open) = self.open.get_mut(&key) {
-            open.repeats += alert.connections.max(1);
-            open.alert.last_seen = alert.last_seen.or(open.alert.last_seen.take());
+        if self.repeat(&key, micros) {
             return None;
         }
-        self.open.insert(
-            key,
-            Open {
-                alert: alert.clone(),
-                opened: now,
-                repeats: 0,
-            },
-        );
+        self.open(key, alert.clone(), now);
         Some(alert)
+    }
+
+    /// Counts a repeat of the open window `key`; false when none is open
+    /// (the caller then builds the alert and [`LiveAlerts::open`]s it).
+    /// Cheaper than `offer` for repeats: no alert is built.
+    pub fn repeat(&mut self, key: &str, micros: i64) -> bool {
+        match self.open.get_mut(key) {
+            Some(open) => {
+                open.repeats += 1;
+                open.last_seen = Some(micros);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Opens the window of an alert that was just sent.
+    pub fn open(&mut self, key: String, alert: Alert, now: Instant) {
+        let open = Open {
+            alert,
+            opened: now,
+            repeats: 0,
+            last_seen: None,
+        };
+        self.open.insert(key, open);
     }
 
     /// Updates for the windows that closed by `now` with repeats in them.
@@ -107,6 +125,9 @@ impl LiveAlerts {
 fn update(open: &Open) -> Alert {
     let mut alert = open.alert.clone();
     alert.connections += open.repeats;
+    if let Some(last) = open.last_seen {
+        alert.last_seen = Some(rfc3339(last));
+    }
     alert
         .evidence
         .figures
@@ -123,7 +144,7 @@ mod tests {
     use super::*;
     use palisade_detect::{AlertEndpoint, Evidence, Rule};
 
-    fn alert(port: u16, last_seen: &str) -> Alert {
+    fn alert(port: u16) -> Alert {
         let rule = Rule::Bypass;
         Alert {
             time: Some("t0".into()),
@@ -142,7 +163,7 @@ mod tests {
             port: Some(port),
             connections: 1,
             first_seen: Some("t0".into()),
-            last_seen: Some(last_seen.into()),
+            last_seen: Some("t0".into()),
             process: None,
             evidence: Evidence {
                 flow: None,
@@ -157,32 +178,30 @@ mod tests {
     fn repeats_count_in_the_open_window_and_come_out_as_one_update() {
         let start = Instant::now();
         let mut live = LiveAlerts::new(Duration::from_secs(60));
-        assert!(live.offer(alert(80, "t0"), start).is_some());
-        assert!(live.offer(alert(80, "t1"), start).is_none());
-        assert!(live.offer(alert(80, "t2"), start).is_none());
-        assert!(
-            live.offer(alert(443, "t0"), start).is_some(),
-            "another port"
-        );
+        assert!(live.offer(alert(80), start, 0).is_some());
+        assert!(live.offer(alert(80), start, 1_000_000).is_none());
+        assert!(live.offer(alert(80), start, 2_000_000).is_none());
+        assert!(live.offer(alert(443), start, 0).is_some(), "another port");
         assert!(live.expire(start + Duration::from_secs(59)).is_empty());
         let updates = live.expire(start + Duration::from_secs(60));
         assert_eq!(updates.len(), 1, "the lone 443 alert needs no update");
         assert_eq!(updates[0].connections, 3);
-        assert_eq!(updates[0].last_seen.as_deref(), Some("t2"));
+        assert_eq!(
+            updates[0].last_seen.as_deref(),
+            Some("1970-01-01T00:00:02.000000Z")
+        );
         assert_eq!(live.open_groups(), 0);
         // After the window a repeat is news again.
-        assert!(
-            live.offer(alert(80, "t3"), start + Duration::from_secs(61))
-                .is_some()
-        );
+        let later = start + Duration::from_secs(61);
+        assert!(live.offer(alert(80), later, 3).is_some());
     }
 
     #[test]
     fn flush_reports_what_is_still_open() {
         let start = Instant::now();
         let mut live = LiveAlerts::new(Duration::from_secs(60));
-        live.offer(alert(80, "t0"), start);
-        live.offer(alert(80, "t1"), start);
+        live.offer(alert(80), start, 0);
+        live.offer(alert(80), start, 1);
         let updates = live.flush();
         assert_eq!(updates.len(), 1);
         assert_eq!(updates[0].evidence.figures["repeats_in_window"], 1);

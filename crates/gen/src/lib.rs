@@ -176,6 +176,11 @@ fn write_deployment(out: &mut String, w: &Workload) {
     write_containers(out, "      ", w);
 }
 
+/// The UID of generated pod number `n` (as the kubelet's cgroups name it).
+pub fn pod_uid(n: usize) -> String {
+    format!("0000a11e-0000-4000-8000-{n:012x}")
+}
+
 fn write_pod(out: &mut String, w: &Workload, index: usize, replica: usize) {
     // Pod IPs 10.(128+)x.y.z: inside 10.0.0.0/8, outside the 10.1.0.0/16 hole.
     let n = index * 64 + replica;
@@ -187,9 +192,10 @@ fn write_pod(out: &mut String, w: &Workload, index: usize, replica: usize) {
     );
     let _ = write!(
         out,
-        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-5f7d9-{replica}\n  namespace: ns{ns}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: ReplicaSet\n    name: {name}-5f7d9\n    controller: true\n",
+        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-5f7d9-{replica}\n  namespace: ns{ns}\n  uid: {uid}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: ReplicaSet\n    name: {name}-5f7d9\n    controller: true\n",
         name = w.name,
-        ns = w.namespace
+        ns = w.namespace,
+        uid = pod_uid(n)
     );
     write_labels(out, "  ", w);
     let _ = writeln!(out, "    pod-template-hash: 5f7d9");

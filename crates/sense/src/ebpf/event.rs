@@ -158,6 +158,106 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     })
 }
 
+/// The record `decode` reads back as `event`: for tests, fixtures and
+/// replays of recorded traffic (the sensor itself writes these in C).
+pub fn encode(event: &Event) -> Vec<u8> {
+    let (kind, size) = match event {
+        Event::Tcp { kind, .. } => (
+            match kind {
+                ConnectionKind::Connect => 1,
+                ConnectionKind::Accept => 2,
+                ConnectionKind::ConnectFailed => 3,
+                ConnectionKind::Close => 4,
+            },
+            CONN_EVENT_SIZE,
+        ),
+        Event::Exec { .. } => (5, EXEC_EVENT_SIZE),
+        Event::Socket { .. } => (6, SOCKET_EVENT_SIZE),
+        Event::Drop { .. } => (7, CONN_EVENT_SIZE),
+    };
+    let mut r = vec![0u8; size];
+    r[0] = kind;
+    let mut put = |at: usize, bytes: &[u8]| r[at..at + bytes.len()].copy_from_slice(bytes);
+    let head =
+        |put: &mut dyn FnMut(usize, &[u8]), netns: u32, time_ns: u64, p: Option<&Process>| {
+            put(4, &netns.to_ne_bytes());
+            put(8, &time_ns.to_ne_bytes());
+            if let Some(p) = p {
+                put(16, &p.pid.to_ne_bytes());
+                put(24, &p.cgroup_id.to_ne_bytes());
+                let comm = p.comm.as_bytes();
+                put(32, &comm[..comm.len().min(15)]);
+            }
+        };
+    let tuple = |put: &mut dyn FnMut(usize, &[u8]), a: &SocketAddr, b: &SocketAddr| {
+        let family = if a.is_ipv4() { AF_INET } else { AF_INET6 };
+        put(1, &[family]);
+        for (at, address) in [(48, a), (64, b)] {
+            match address.ip() {
+                IpAddr::V4(ip) => put(at, &ip.octets()),
+                IpAddr::V6(ip) => put(at, &ip.octets()),
+            }
+        }
+        put(80, &a.port().to_ne_bytes());
+        put(82, &b.port().to_ne_bytes());
+    };
+    match event {
+        Event::Tcp {
+            netns,
+            time_ns,
+            process,
+            local,
+            remote,
+            bytes_sent,
+            bytes_received,
+            ..
+        } => {
+            put(2, &[6]);
+            head(&mut put, *netns, *time_ns, Some(process));
+            tuple(&mut put, local, remote);
+            put(88, &bytes_sent.to_ne_bytes());
+            put(96, &bytes_received.to_ne_bytes());
+        }
+        Event::Exec {
+            netns,
+            time_ns,
+            process,
+            executable,
+        } => {
+            head(&mut put, *netns, *time_ns, Some(process));
+            let path = executable.as_bytes();
+            put(HEAD_SIZE, &path[..path.len().min(255)]);
+        }
+        Event::Socket {
+            netns,
+            time_ns,
+            process,
+            family,
+            socket_type,
+            protocol,
+        } => {
+            put(1, &[*family]);
+            head(&mut put, *netns, *time_ns, Some(process));
+            put(48, &socket_type.to_ne_bytes());
+            put(52, &protocol.to_ne_bytes());
+        }
+        Event::Drop {
+            netns,
+            time_ns,
+            protocol,
+            src,
+            dst,
+            reason,
+        } => {
+            put(2, &[*protocol]);
+            head(&mut put, *netns, *time_ns, None);
+            tuple(&mut put, src, dst);
+            put(104, &reason.to_ne_bytes());
+        }
+    }
+    r
+}
+
 /// Reads at offsets already checked against the record's length.
 struct Record<'a>(&'a [u8]);
 
@@ -298,6 +398,52 @@ mod tests {
             decode(&drop).unwrap(),
             Event::Drop { reason: 12, .. }
         ));
+    }
+
+    #[test]
+    fn encode_is_the_inverse_of_decode() {
+        let process = Process {
+            pid: 7,
+            comm: "nginx".into(),
+            cgroup_id: 99,
+        };
+        let events = [
+            Event::Tcp {
+                kind: ConnectionKind::Close,
+                netns: 1,
+                time_ns: 2,
+                process: process.clone(),
+                local: "[fd00::1]:80".parse().unwrap(),
+                remote: "[fd00::2]:5000".parse().unwrap(),
+                bytes_sent: 3,
+                bytes_received: 4,
+            },
+            Event::Exec {
+                netns: 1,
+                time_ns: 2,
+                process: process.clone(),
+                executable: "/bin/sh".into(),
+            },
+            Event::Socket {
+                netns: 1,
+                time_ns: 2,
+                process,
+                family: 17,
+                socket_type: 3,
+                protocol: 768,
+            },
+            Event::Drop {
+                netns: 1,
+                time_ns: 2,
+                protocol: 17,
+                src: "10.0.0.1:53".parse().unwrap(),
+                dst: "10.0.0.2:5353".parse().unwrap(),
+                reason: 12,
+            },
+        ];
+        for event in events {
+            assert_eq!(decode(&encode(&event)), Ok(event));
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use aya::maps::{Array, MapData, RingBuf};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock};
 use aya::{Btf, Ebpf};
 
-pub use event::{ConnectionKind, DecodeError, Event, Process, decode};
+pub use event::{ConnectionKind, DecodeError, Event, Process, decode, encode};
 
 use crate::btf::{Types, drop_reasons};
 
