@@ -18,6 +18,7 @@ pub mod event;
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use aya::maps::{Array, MapData, RingBuf};
@@ -64,7 +65,7 @@ const TRACEPOINTS: [(&str, &str); 3] = [
 
 pub struct Sensor {
     /// Holds the programs and their links: dropping it detaches them.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     events: RingBuf<MapData>,
     lost: Array<MapData, u64>,
     drop_reasons: HashMap<u32, String>,
@@ -92,7 +93,7 @@ impl Sensor {
         let events = take_map(&mut ebpf, "events", RingBuf::try_from)?;
         let lost = take_map(&mut ebpf, "lost", Array::try_from)?;
         Ok(Sensor {
-            _ebpf: ebpf,
+            ebpf,
             events,
             lost,
             drop_reasons: drop_reasons(&kernel_btf),
@@ -115,9 +116,25 @@ impl Sensor {
         n
     }
 
-    /// Events the kernel could not put in the ring buffer (it was full).
+    /// Events lost in the kernel: those the ring buffer had no room for,
+    /// and runs of the tracepoint programs the kernel skipped because the
+    /// program was already running on that CPU (a softirq's state change
+    /// interrupting a process's).
     pub fn lost(&self) -> u64 {
-        self.lost.get(&0, 0).unwrap_or(0)
+        self.lost.get(&0, 0).unwrap_or(0) + self.recursion_misses()
+    }
+
+    /// The kernel counts skipped runs per program and shows them in the
+    /// program descriptor's fdinfo (aya 0.14 does not expose the count).
+    fn recursion_misses(&self) -> u64 {
+        TRACEPOINTS
+            .iter()
+            .filter_map(|(name, _)| {
+                let fd = self.ebpf.program(name)?.fd().ok()?.as_fd().as_raw_fd();
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+                fdinfo_field(&info, "recursion_misses")
+            })
+            .sum()
     }
 
     pub fn undecodable(&self) -> u64 {
@@ -131,6 +148,14 @@ impl Sensor {
             .cloned()
             .unwrap_or_else(|| format!("drop reason {reason}"))
     }
+}
+
+/// A numeric field of an fdinfo file (`name:\tvalue` lines).
+fn fdinfo_field(info: &str, name: &str) -> Option<u64> {
+    info.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == name).then(|| value.trim().parse().ok())?
+    })
 }
 
 fn attach_tracepoint(
@@ -218,6 +243,18 @@ mod tests {
                 .next()?;
             (name == wanted.as_bytes()).then(|| body(i))?
         })
+    }
+
+    #[test]
+    fn reads_fdinfo_fields() {
+        let info = "pos:\t0\nflags:\t02000002\nrun_cnt:\t17\nrecursion_misses:\t2\n";
+        assert_eq!(fdinfo_field(info, "recursion_misses"), Some(2));
+        assert_eq!(fdinfo_field(info, "run_cnt"), Some(17));
+        assert_eq!(fdinfo_field(info, "missing"), None);
+        assert_eq!(
+            fdinfo_field("recursion_misses:\tx\n", "recursion_misses"),
+            None
+        );
     }
 
     #[test]

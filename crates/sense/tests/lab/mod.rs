@@ -248,9 +248,9 @@ impl Lab {
             .unwrap_or_else(|| panic!("no lab pod {name}"))
     }
 
-    /// Starts `argv` inside pod `name`: in its container cgroup (the shell
-    /// moves itself there before it execs) and its network namespace.
-    pub fn spawn_in(&mut self, name: &str, argv: &[&str]) -> Result<u32, String> {
+    /// `argv` to run inside pod `name`: in its container cgroup (the
+    /// shell moves itself there before it execs) and its network namespace.
+    fn in_pod(&self, name: &str, argv: &[&str]) -> Command {
         let pod = self.pod(name);
         let procs = pod.cgroup.join("cgroup.procs");
         let script = format!(
@@ -258,12 +258,20 @@ impl Lab {
             procs.display(),
             pod.netns
         );
-        let child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(script)
             .arg("lab")
             .args(argv)
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Starts `argv` inside pod `name`; the lab stops it when it goes.
+    pub fn spawn_in(&mut self, name: &str, argv: &[&str]) -> Result<u32, String> {
+        let child = self
+            .in_pod(name, argv)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -271,6 +279,18 @@ impl Lab {
         let pid = child.id();
         self.children.push(child);
         Ok(pid)
+    }
+
+    /// Runs `argv` in pod `name` to its end, and returns what it printed.
+    pub fn run_in(&mut self, name: &str, argv: &[&str]) -> Result<String, String> {
+        let out = self
+            .in_pod(name, argv)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// A TCP server in pod `name` on `port` that answers each connection
@@ -310,18 +330,7 @@ impl Lab {
             "import socket,sys\ntry:\n socket.create_connection(('{ip}', {port}), timeout={}).close()\nexcept OSError:\n sys.exit(1)\n",
             timeout.as_secs_f64()
         );
-        let pod = self.pod(from);
-        let procs = pod.cgroup.join("cgroup.procs");
-        let script = format!(
-            "echo $$ > '{}' && exec ip netns exec '{}' /usr/bin/python3 -c \"$1\"",
-            procs.display(),
-            pod.netns
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("lab")
-            .arg(program)
+        self.in_pod(from, &["/usr/bin/python3", "-c", &program])
             .status()
             .is_ok_and(|s| s.success())
     }
