@@ -9,6 +9,7 @@ pub mod attribute;
 pub mod flows;
 pub mod live;
 pub mod metrics;
+pub mod probe;
 pub mod runtime;
 pub mod watch;
 

@@ -306,7 +306,7 @@ fn sarif(report: &Report) -> serde_json::Value {
     })
 }
 
-fn xml(s: &str) -> String {
+pub(crate) fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -12,6 +12,7 @@ mod flows_cmd;
 mod flows_render;
 mod gen_flows;
 mod input;
+mod probe_cmd;
 mod reach;
 mod render;
 
@@ -126,6 +127,13 @@ enum Command {
     /// this node, attributed to its pod and judged against the policy as it
     /// happens (root; eBPF). Alerts as JSON lines.
     Agent(agent_cmd::AgentArgs),
+    /// Verify enforcement by trying connections from the pods on this
+    /// node: reached but denied is a bypass, blocked but allowed an
+    /// unexpected drop (root; enters pods' network namespaces).
+    Probe(probe_cmd::ProbeArgs),
+    /// Run inside a pod's network namespace by `probe` (internal).
+    #[command(name = "__probe-attempts", hide = true)]
+    ProbeAttempts { timeout_ms: u64, interval_ms: u64 },
     /// Run the main job on the bundled example cluster.
     Demo,
     /// Write a synthetic cluster (seeded, deterministic) as YAML to stdout.
@@ -157,6 +165,11 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit_cmd::run(&args, &cli.input),
         Command::Flows(command) => flows_cmd::run(&command, &cli.input),
         Command::Agent(args) => agent_cmd::run(&args, &cli.input),
+        Command::Probe(args) => probe_cmd::run(&args, &cli.input),
+        Command::ProbeAttempts {
+            timeout_ms,
+            interval_ms,
+        } => probe_cmd::attempts(timeout_ms, interval_ms),
         Command::Demo => demo::run(),
         Command::Gen(args) => bench::generate_cluster(&args),
         Command::Bench(args) => bench::run(&args),

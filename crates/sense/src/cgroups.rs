@@ -59,6 +59,16 @@ impl CgroupIndex {
         self.stats
     }
 
+    /// The cgroup2 mount the index walks.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every cgroup of the last walk: id and path (relative to the root).
+    pub fn cgroups(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.paths.iter().map(|(id, path)| (*id, path.as_str()))
+    }
+
     pub fn len(&self) -> usize {
         self.paths.len()
     }
