@@ -608,3 +608,64 @@ fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
         std::thread::sleep(step.min(deadline - now));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that has no events and reports the losses it is told.
+    struct Losing {
+        lost: u64,
+    }
+
+    impl EventSource for Losing {
+        fn drain(&mut self, _: &mut dyn FnMut(Event)) -> usize {
+            0
+        }
+        fn lost(&self) -> u64 {
+            self.lost
+        }
+        fn undecodable(&self) -> u64 {
+            0
+        }
+        fn drop_reason(&self, reason: u32) -> String {
+            reason.to_string()
+        }
+    }
+
+    #[test]
+    fn each_loss_is_one_alert_with_the_count() {
+        let inventory = Inventory::default();
+        let settings = Settings::default();
+        let engine = Engine::new(&inventory, &settings);
+        let mut verifier = Verifier::new(&engine, Resolver::new(&inventory, &[]), settings);
+        let (judge, _) = verifier.split();
+        let mut agent = Agent::new(AgentOptions::new(std::env::temp_dir()));
+        let mut source = Losing { lost: 0 };
+        let mut out = Vec::new();
+        let mut round = |agent: &mut Agent, source: &mut Losing, out: &mut Vec<u8>| {
+            agent.poll(&inventory, judge, source, out).unwrap();
+        };
+        round(&mut agent, &mut source, &mut out);
+        assert!(out.is_empty(), "nothing lost, nothing said");
+        source.lost = 5;
+        round(&mut agent, &mut source, &mut out);
+        round(&mut agent, &mut source, &mut out);
+        source.lost = 8;
+        round(&mut agent, &mut source, &mut out);
+        let alerts: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0]["rule"], "RUN-004");
+        assert_eq!(alerts[0]["evidence"]["figures"]["events_lost"], 5);
+        assert_eq!(alerts[1]["evidence"]["figures"]["events_lost"], 3);
+        assert_eq!(alerts[1]["evidence"]["figures"]["events_lost_total"], 8);
+        assert_eq!(
+            agent.metrics.value("palisade_agent_events_lost_total", ""),
+            8.0
+        );
+    }
+}

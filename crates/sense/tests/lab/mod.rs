@@ -108,7 +108,10 @@ impl Lab {
             run(&["sh", "-c", &format!("command -v {tool}")])
                 .map_err(|_| format!("{tool} is not installed"))?;
         }
-        let number = std::process::id() % 100_000;
+        // Unique per lab, also for labs of one test process.
+        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let number = (std::process::id() % 10_000) * 10 + nth % 10;
         let id = format!("pl{number}");
         let root = cgroup2_root()?;
         let mut lab = Lab {
