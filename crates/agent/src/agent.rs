@@ -643,7 +643,7 @@ mod tests {
         let mut agent = Agent::new(AgentOptions::new(std::env::temp_dir()));
         let mut source = Losing { lost: 0 };
         let mut out = Vec::new();
-        let mut round = |agent: &mut Agent, source: &mut Losing, out: &mut Vec<u8>| {
+        let round = |agent: &mut Agent, source: &mut Losing, out: &mut Vec<u8>| {
             agent.poll(&inventory, judge, source, out).unwrap();
         };
         round(&mut agent, &mut source, &mut out);
