@@ -134,6 +134,8 @@ fn records(pods: &[LocalPod], engine: &Engine<'_>, events: usize) -> Vec<Vec<u8>
             remote,
             bytes_sent: 100,
             bytes_received: 200,
+            reset_received: false,
+            reset_sent: false,
         };
         for event in [
             tcp(

@@ -254,6 +254,7 @@ impl Agent {
                 process,
                 local,
                 remote,
+                reset_received,
                 ..
             } => {
                 self.count_event(kind_name(kind));
@@ -282,8 +283,16 @@ impl Agent {
                     self.offer(out, alert, micros)?;
                 }
                 let identity = origin.pod().and_then(|pod| flows::identity(inventory, pod));
-                let Some(flow) = flows::tcp_flow(kind, local, remote, identity, record, micros)
-                else {
+                let flow = flows::tcp_flow(
+                    kind,
+                    reset_received,
+                    local,
+                    remote,
+                    identity,
+                    record,
+                    micros,
+                );
+                let Some(flow) = flow else {
                     return Ok(());
                 };
                 self.judge_flow(judge, &flow, Some((&process, &origin)), out, micros)?;

@@ -56,9 +56,11 @@ pub fn evidence(file: &Arc<str>, sequence: u64) -> RecordRef {
 }
 
 /// The flow a TCP event stands for; `None` for a close (the connection
-/// was judged when it opened).
+/// was judged when it opened). A failed connect that drew a reset was
+/// refused: the destination (or a filter rejecting with a reset) answered.
 pub fn tcp_flow(
     kind: ConnectionKind,
+    refused: bool,
     local: SocketAddr,
     remote: SocketAddr,
     local_identity: Option<Arc<Identity>>,
@@ -68,6 +70,7 @@ pub fn tcp_flow(
     let (outcome, initiator_is_local) = match kind {
         ConnectionKind::Connect => (Outcome::Established, true),
         ConnectionKind::Accept => (Outcome::Established, false),
+        ConnectionKind::ConnectFailed if refused => (Outcome::Refused, true),
         ConnectionKind::ConnectFailed => (Outcome::Unanswered, true),
         ConnectionKind::Close => return None,
     };
@@ -130,6 +133,7 @@ mod tests {
         let file: Arc<str> = Arc::from("ebpf");
         let flow = tcp_flow(
             ConnectionKind::Accept,
+            false,
             sa("10.0.0.2:5432"),
             sa("10.0.0.1:40000"),
             None,
@@ -145,8 +149,20 @@ mod tests {
     #[test]
     fn a_failed_connect_is_unanswered_and_a_close_is_no_flow() {
         let file: Arc<str> = Arc::from("ebpf");
+        let refused = tcp_flow(
+            ConnectionKind::ConnectFailed,
+            true,
+            sa("10.0.0.1:40000"),
+            sa("10.0.0.2:6379"),
+            None,
+            evidence(&file, 2),
+            5,
+        )
+        .unwrap();
+        assert_eq!(refused.outcome, Outcome::Refused);
         let failed = tcp_flow(
             ConnectionKind::ConnectFailed,
+            false,
             sa("10.0.0.1:0"),
             sa("10.0.0.2:6379"),
             None,
@@ -158,6 +174,7 @@ mod tests {
         assert_eq!(failed.src.port, None, "port 0: not yet bound");
         let close = tcp_flow(
             ConnectionKind::Close,
+            false,
             sa("10.0.0.1:1"),
             sa("10.0.0.2:2"),
             None,

@@ -31,6 +31,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
+// Flags of TCP events: the connection ended by a reset.
+#define RESET_RECEIVED 1
+#define RESET_SENT 2
+
 enum event_kind {
 	EVENT_CONNECT = 1,
 	EVENT_ACCEPT = 2,
@@ -74,7 +78,7 @@ struct conn_event {
 	struct tuple tuple;
 	__u64 bytes_sent;
 	__u64 bytes_received;
-	// drops: the kernel's skb_drop_reason
+	// drops: the kernel's skb_drop_reason; TCP events: RESET_* flags
 	__u32 reason;
 	__u32 pad;
 };
@@ -156,6 +160,14 @@ struct {
 	__type(value, struct live);
 } established SEC(".maps");
 
+// Sockets that sent or received a reset, for their close event.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32);
+} resets SEC(".maps");
+
 static __always_inline void count_lost(void)
 {
 	__u32 zero = 0;
@@ -219,7 +231,7 @@ static __always_inline void read_tuple(const struct sock *sk, __u16 family, stru
 
 static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
 				      const struct tuple *t, const struct owner *o,
-				      __u64 sent, __u64 received)
+				      __u64 sent, __u64 received, __u32 flags)
 {
 	struct conn_event *e = reserve(sizeof(*e));
 	if (!e)
@@ -234,7 +246,48 @@ static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
 	e->tuple = *t;
 	e->bytes_sent = sent;
 	e->bytes_received = received;
+	e->reason = flags;
 	submit(e);
+}
+
+// The reset flags of a closing socket (and forgets them).
+static __always_inline __u32 take_resets(__u64 key)
+{
+	__u32 *flags = bpf_map_lookup_elem(&resets, &key);
+	if (!flags)
+		return 0;
+	__u32 value = *flags;
+	bpf_map_delete_elem(&resets, &key);
+	return value;
+}
+
+static __always_inline void note_reset(const struct sock *sk, __u32 flag)
+{
+	if (!sk)
+		return;
+	__u64 key = (__u64)sk;
+	__u32 *flags = bpf_map_lookup_elem(&resets, &key);
+	if (flags) {
+		*flags |= flag;
+		return;
+	}
+	bpf_map_update_elem(&resets, &key, &flag, BPF_ANY);
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_reset_received, struct sock *sk)
+{
+	note_reset(sk, RESET_RECEIVED);
+	return 0;
+}
+
+// A reset the socket sent (none for segments to no socket: those are the
+// closed ports, seen by the peer as a refused connect).
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_reset_sent, const struct sock *sk)
+{
+	note_reset(sk, RESET_SENT);
+	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -291,7 +344,7 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 			l.kind = EVENT_ACCEPT;
 		}
 		bpf_map_update_elem(&established, &key, &l, BPF_ANY);
-		emit_conn(l.kind, family, netns, &l.tuple, &l.owner, 0, 0);
+		emit_conn(l.kind, family, netns, &l.tuple, &l.owner, 0, 0, 0);
 		return 0;
 	}
 	if (newstate == TCP_CLOSE) {
@@ -301,7 +354,8 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 			struct owner none = {};
 			struct tuple t = {};
 			read_tuple(sk, family, &t);
-			emit_conn(EVENT_CONNECT_FAILED, family, netns, &t, o ? o : &none, 0, 0);
+			emit_conn(EVENT_CONNECT_FAILED, family, netns, &t, o ? o : &none, 0, 0,
+				  take_resets(key));
 			bpf_map_delete_elem(&connecting, &key);
 			return 0;
 		}
@@ -318,7 +372,8 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 		// struct sock, and these fields lie beyond it.
 		__u64 sent = BPF_CORE_READ(tp, bytes_acked);
 		__u64 received = BPF_CORE_READ(tp, bytes_received);
-		emit_conn(EVENT_CLOSE, l->family, l->netns, &l->tuple, &l->owner, sent, received);
+		emit_conn(EVENT_CLOSE, l->family, l->netns, &l->tuple, &l->owner, sent, received,
+			  take_resets(key));
 		bpf_map_delete_elem(&established, &key);
 	}
 	return 0;

@@ -24,7 +24,8 @@ fn shop() -> Vec<PodSpec> {
         PodSpec {
             name: "db",
             driver: Driver::Cgroupfs,
-            allowed_tcp: vec![5432],
+            // 5433: allowed, but nothing listens (a reset).
+            allowed_tcp: vec![5432, 5433],
         },
     ]
 }
@@ -70,6 +71,7 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
     let short = Duration::from_millis(700);
     assert!(lab.connect_tcp("client", "db", 5432, short));
     assert!(!lab.connect_tcp("client", "db", 6379, short));
+    assert!(!lab.connect_tcp("client", "db", 5433, short));
     lab.spawn_in("client", &["/usr/bin/python3", "-c", RAW_SOCKET])
         .expect("raw socket script runs");
 
@@ -94,6 +96,7 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
                     local,
                     remote,
                     netns,
+                    reset_received,
                     ..
                 } => {
                     let owner = pod(process.cgroup_id);
@@ -118,7 +121,12 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
                         }
                         ConnectionKind::ConnectFailed if to(6379) => {
                             assert_eq!(owner.as_ref(), Some(&client_uid), "failed connect's pod");
+                            assert!(!reset_received, "dropped, not refused");
                             seen.failed = true;
+                        }
+                        ConnectionKind::ConnectFailed if to(5433) => {
+                            assert!(reset_received, "refused by a reset");
+                            seen.refused = true;
                         }
                         ConnectionKind::Close if to(5432) => seen.close = true,
                         _ => {}
@@ -166,6 +174,7 @@ struct Seen {
     connect: bool,
     accept: bool,
     failed: bool,
+    refused: bool,
     close: bool,
     drop: bool,
     exec: bool,
@@ -177,6 +186,7 @@ impl Seen {
         self.connect
             && self.accept
             && self.failed
+            && self.refused
             && self.close
             && self.drop
             && self.exec

@@ -12,6 +12,10 @@ pub const CONN_EVENT_SIZE: usize = 112;
 pub const EXEC_EVENT_SIZE: usize = 304;
 pub const SOCKET_EVENT_SIZE: usize = 56;
 
+/// Flags of TCP events (`RESET_*` in the C program).
+const RESET_RECEIVED: u32 = 1;
+const RESET_SENT: u32 = 2;
+
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
@@ -49,6 +53,10 @@ pub enum Event {
         remote: SocketAddr,
         bytes_sent: u64,
         bytes_received: u64,
+        /// The connection ended with a reset this side received (for a
+        /// failed connect: refused) or sent.
+        reset_received: bool,
+        reset_sent: bool,
     },
     Exec {
         netns: u32,
@@ -153,6 +161,8 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 remote,
                 bytes_sent: r.u64(88),
                 bytes_received: r.u64(96),
+                reset_received: r.u32(104) & RESET_RECEIVED != 0,
+                reset_sent: r.u32(104) & RESET_SENT != 0,
             }
         }
     })
@@ -210,6 +220,8 @@ pub fn encode(event: &Event) -> Vec<u8> {
             remote,
             bytes_sent,
             bytes_received,
+            reset_received,
+            reset_sent,
             ..
         } => {
             put(2, &[6]);
@@ -217,6 +229,9 @@ pub fn encode(event: &Event) -> Vec<u8> {
             tuple(&mut put, local, remote);
             put(88, &bytes_sent.to_ne_bytes());
             put(96, &bytes_received.to_ne_bytes());
+            let flags =
+                u32::from(*reset_received) * RESET_RECEIVED + u32::from(*reset_sent) * RESET_SENT;
+            put(104, &flags.to_ne_bytes());
         }
         Event::Exec {
             netns,
@@ -417,6 +432,8 @@ mod tests {
                 remote: "[fd00::2]:5000".parse().unwrap(),
                 bytes_sent: 3,
                 bytes_received: 4,
+                reset_received: true,
+                reset_sent: false,
             },
             Event::Exec {
                 netns: 1,

@@ -3,7 +3,8 @@
 //!
 //! Programs (all of them load where kprobes and fentry do not):
 //! - `tp_btf/inet_sock_set_state`: TCP connect, accept, failed connect and
-//!   close with byte counts;
+//!   close with byte counts; `tp_btf/tcp_receive_reset` and
+//!   `tcp_send_reset` mark the ones a reset ended;
 //! - `tp_btf/sched_process_exec`: executions;
 //! - `cgroup/sock_create` at the cgroup2 root: raw and packet sockets
 //!   (always allowed: the sensor watches, it never blocks);
@@ -57,8 +58,10 @@ pub enum SensorError {
 }
 
 /// The tracepoints, by program name.
-const TRACEPOINTS: [(&str, &str); 3] = [
+const TRACEPOINTS: [(&str, &str); 5] = [
     ("on_tcp_state", "inet_sock_set_state"),
+    ("on_reset_received", "tcp_receive_reset"),
+    ("on_reset_sent", "tcp_send_reset"),
     ("on_exec", "sched_process_exec"),
     ("on_drop", "kfree_skb"),
 ];
