@@ -52,6 +52,16 @@ fn probe_finds_the_labs_enforcement_gap_and_nothing_else() {
     lab.serve_tcp("db", 6379).unwrap();
     // The client needs a process for the probe to find its namespace by.
     lab.spawn_in("client", &["/bin/sleep", "60"]).unwrap();
+    let procs = lab.pod("client").cgroup.join("cgroup.procs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_to_string(&procs)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let dir = std::env::temp_dir().join(format!("palisade-probe-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("shop.yaml");
@@ -67,10 +77,11 @@ fn probe_finds_the_labs_enforcement_gap_and_nothing_else() {
     if stderr.contains("no pod of the inventory runs on this node") {
         return skip_or_fail(test, &stderr);
     }
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
         Some(2),
-        "a finding gives exit 2: {stderr}"
+        "a finding gives exit 2: {stderr}{stdout}"
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     let probes = report["probes"].as_array().unwrap();
