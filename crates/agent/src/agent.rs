@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use palisade_detect::{Alert, AlertEndpoint, AlertProcess, Judge, Resolver, Rule, Verifier};
 use palisade_inventory::Inventory;
 use palisade_policy::{Engine, Settings};
-use palisade_sense::ebpf::{ConnectionKind, Event, Process, Sensor};
+use palisade_sense::ebpf::{ConnectionKind, Event, Process, Sensor, UdpDirection};
 use rustc_hash::FxHashMap;
 
 use crate::attribute::{Attributor, Origin};
@@ -295,6 +295,26 @@ impl Agent {
                 let Some(flow) = flow else {
                     return Ok(());
                 };
+                self.judge_flow(judge, &flow, Some((&process, &origin)), out, micros)?;
+            }
+            Event::Udp {
+                direction,
+                process,
+                local,
+                remote,
+                ..
+            } => {
+                self.count_event(match direction {
+                    UdpDirection::Send => "udp_send",
+                    UdpDirection::Receive => "udp_receive",
+                });
+                let origin = self.attributor.origin(process.cgroup_id);
+                if origin.pod_uid().is_none() {
+                    self.count_event("udp_not_in_a_pod");
+                    return Ok(());
+                }
+                let identity = origin.pod().and_then(|pod| flows::identity(inventory, pod));
+                let flow = flows::udp_flow(direction, local, remote, identity, record, micros);
                 self.judge_flow(judge, &flow, Some((&process, &origin)), out, micros)?;
             }
             Event::Drop {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use palisade_flow::{Flow, FlowEndpoint, Format, Identity, Outcome, RecordRef, Transport};
 use palisade_inventory::Inventory;
-use palisade_sense::ebpf::ConnectionKind;
+use palisade_sense::ebpf::{ConnectionKind, UdpDirection};
 
 use crate::attribute::PodRef;
 
@@ -94,6 +94,40 @@ pub fn tcp_flow(
     Some(flow)
 }
 
+/// The flow a UDP event stands for. A send shows only the source's side
+/// (was it delivered? the receiver's node says), so it is recorded as the
+/// source's egress: what the destination's ingress denies is not this
+/// side's alert. A receive shows the datagram got through.
+pub fn udp_flow(
+    direction: UdpDirection,
+    local: SocketAddr,
+    remote: SocketAddr,
+    local_identity: Option<Arc<Identity>>,
+    evidence: RecordRef,
+    micros: i64,
+) -> Flow {
+    let mut local = endpoint(local, local_identity);
+    if local.ip.is_some_and(|ip| ip.is_unspecified()) {
+        // Bound to any address: the pod's identity says who it is.
+        local.ip = None;
+    }
+    let remote = endpoint(remote, None);
+    let (outcome, src, dst) = match direction {
+        UdpDirection::Send => (Outcome::Unanswered, local, remote),
+        UdpDirection::Receive => (Outcome::Established, remote, local),
+    };
+    let mut flow = Flow::new(evidence, Transport::Udp, outcome);
+    flow.src = src;
+    flow.dst = dst;
+    flow.first_seen = Some(micros);
+    flow.last_seen = Some(micros);
+    flow.packets = [1, 0];
+    if direction == UdpDirection::Send {
+        flow.reporter = Some("egress".into());
+    }
+    flow
+}
+
 /// The flow a netfilter drop stands for.
 pub fn drop_flow(
     protocol: u8,
@@ -126,6 +160,31 @@ mod tests {
 
     fn sa(text: &str) -> SocketAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_udp_send_is_the_sources_side_and_a_receive_got_through() {
+        let file: Arc<str> = Arc::from("ebpf");
+        let send = udp_flow(
+            UdpDirection::Send,
+            sa("0.0.0.0:40000"),
+            sa("10.0.0.2:53"),
+            None,
+            evidence(&file, 1),
+            5,
+        );
+        assert_eq!(send.src.ip, None, "bound to any address");
+        assert!(send.shows_source_side_only());
+        let receive = udp_flow(
+            UdpDirection::Receive,
+            sa("10.0.0.2:53"),
+            sa("10.0.0.1:40000"),
+            None,
+            evidence(&file, 2),
+            5,
+        );
+        assert_eq!(receive.src.ip, Some("10.0.0.1".parse().unwrap()));
+        assert!(receive.reached_destination());
     }
 
     #[test]

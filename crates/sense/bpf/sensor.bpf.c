@@ -43,6 +43,9 @@ enum event_kind {
 	EVENT_EXEC = 5,
 	EVENT_SOCKET = 6,
 	EVENT_DROP = 7,
+	// A UDP flow this socket sends on, or receives from (aggregated).
+	EVENT_UDP_SEND = 8,
+	EVENT_UDP_RECEIVE = 9,
 };
 
 // Who a socket belongs to: the process that created or listened on it.
@@ -167,6 +170,28 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } resets SEC(".maps");
+
+// UDP flows already reported, by cgroup, direction, peer and local port:
+// a flow is reported again only after UDP_REPEAT_NS, so a DNS storm is a
+// handful of events, not a million.
+struct udp_key {
+	__u64 cgroup_id;
+	__u8 peer[16];
+	__u16 peer_port;
+	__u16 local_port;
+	__u8 family;
+	__u8 kind;
+	__u8 pad[2];
+};
+
+#define UDP_REPEAT_NS (10ULL * 1000 * 1000 * 1000)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct udp_key);
+	__type(value, __u64);
+} udp_flows SEC(".maps");
 
 static __always_inline void count_lost(void)
 {
@@ -478,4 +503,104 @@ int BPF_PROG(on_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	e->reason = reason;
 	submit(e);
 	return 0;
+}
+
+// A datagram sent to, or received from, the address in `ctx`: reported
+// once per flow and UDP_REPEAT_NS. Always allows it (returns 1).
+static __always_inline int udp_flow(struct bpf_sock_addr *ctx, __u8 kind, int v6)
+{
+	if (ctx->protocol != 17)
+		return 1;
+	struct udp_key key = {};
+	key.cgroup_id = bpf_get_current_cgroup_id();
+	key.kind = kind;
+	key.family = v6 ? AF_INET6 : AF_INET;
+	key.peer_port = bpf_ntohs(ctx->user_port);
+	struct bpf_sock *sk = ctx->sk;
+	key.local_port = sk ? sk->src_port : 0;
+	if (v6) {
+		__u32 peer[4];
+		peer[0] = ctx->user_ip6[0];
+		peer[1] = ctx->user_ip6[1];
+		peer[2] = ctx->user_ip6[2];
+		peer[3] = ctx->user_ip6[3];
+		__builtin_memcpy(key.peer, peer, 16);
+	} else {
+		__u32 peer = ctx->user_ip4;
+		__builtin_memcpy(key.peer, &peer, 4);
+	}
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_map_lookup_elem(&udp_flows, &key);
+	if (last && now - *last < UDP_REPEAT_NS)
+		return 1;
+	bpf_map_update_elem(&udp_flows, &key, &now, BPF_ANY);
+
+	struct conn_event *e = reserve(sizeof(*e));
+	if (!e)
+		return 1;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->head.kind = kind;
+	e->head.family = key.family;
+	e->head.protocol = 17;
+	e->head.time_ns = now;
+	current_owner(&e->head.owner);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	e->head.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	// Local address: what the socket is bound to (0 when any address).
+	if (sk) {
+		if (v6) {
+			__u32 local[4];
+			local[0] = sk->src_ip6[0];
+			local[1] = sk->src_ip6[1];
+			local[2] = sk->src_ip6[2];
+			local[3] = sk->src_ip6[3];
+			__builtin_memcpy(e->tuple.saddr, local, 16);
+		} else {
+			__u32 local = sk->src_ip4;
+			__builtin_memcpy(e->tuple.saddr, &local, 4);
+		}
+	}
+	__builtin_memcpy(e->tuple.daddr, key.peer, 16);
+	e->tuple.sport = key.local_port;
+	e->tuple.dport = key.peer_port;
+	submit(e);
+	return 1;
+}
+
+SEC("cgroup/sendmsg4")
+int on_udp_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return udp_flow(ctx, EVENT_UDP_SEND, 0);
+}
+
+SEC("cgroup/sendmsg6")
+int on_udp_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return udp_flow(ctx, EVENT_UDP_SEND, 1);
+}
+
+// Connected UDP sockets send without sendmsg's hook: connect() is theirs.
+SEC("cgroup/connect4")
+int on_udp_connect4(struct bpf_sock_addr *ctx)
+{
+	return udp_flow(ctx, EVENT_UDP_SEND, 0);
+}
+
+SEC("cgroup/connect6")
+int on_udp_connect6(struct bpf_sock_addr *ctx)
+{
+	return udp_flow(ctx, EVENT_UDP_SEND, 1);
+}
+
+// The receiving side (unconnected sockets): the datagram got through.
+SEC("cgroup/recvmsg4")
+int on_udp_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return udp_flow(ctx, EVENT_UDP_RECEIVE, 0);
+}
+
+SEC("cgroup/recvmsg6")
+int on_udp_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return udp_flow(ctx, EVENT_UDP_RECEIVE, 1);
 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use lab::{Driver, Lab, PodSpec, skip_or_fail};
-use palisade_sense::ebpf::{ConnectionKind, Event, Sensor};
+use palisade_sense::ebpf::{ConnectionKind, Event, Sensor, UdpDirection};
 use palisade_sense::{CgroupIndex, Lookup, Owner};
 
 fn shop() -> Vec<PodSpec> {
@@ -32,6 +32,14 @@ fn shop() -> Vec<PodSpec> {
 
 /// Every sensor sees every event: tests that count events run one at a time.
 static ONE_SENSOR_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A thousand datagrams from the client to itself (the loopback of its
+/// namespace), received, and one to db (which nftables drops).
+fn udp_script(own_ip: &str, db_ip: &str) -> String {
+    format!(
+        "import socket\nr=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nr.bind(('{own_ip}',5353))\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(1000):\n s.sendto(b'x',('{own_ip}',5353))\n r.recvfrom(16)\ns.sendto(b'x',('{db_ip}',5353))\n"
+    )
+}
 
 const RAW_SOCKET: &str =
     "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()\n";
@@ -74,6 +82,9 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
     assert!(!lab.connect_tcp("client", "db", 5433, short));
     lab.spawn_in("client", &["/usr/bin/python3", "-c", RAW_SOCKET])
         .expect("raw socket script runs");
+    let udp = udp_script(&lab.pod("client").ip, &lab.pod("db").ip);
+    lab.run_in("client", &["/usr/bin/python3", "-c", &udp])
+        .expect("the UDP script runs");
 
     let (client, db) = (lab.pod("client"), lab.pod("db"));
     let db_ip: IpAddr = db.ip.parse().unwrap();
@@ -150,6 +161,22 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
                     assert_eq!(netns, client_netns);
                     seen.exec = true;
                 }
+                Event::Udp {
+                    direction,
+                    process,
+                    remote,
+                    ..
+                } if pod(process.cgroup_id).as_ref() == Some(&client_uid) => {
+                    let to_db = remote == SocketAddr::new(db_ip, 5353);
+                    match direction {
+                        UdpDirection::Send if to_db => seen.udp_to_db += 1,
+                        UdpDirection::Send if remote.port() == 5353 => seen.udp_sends += 1,
+                        UdpDirection::Receive if remote.ip() == client_ip => {
+                            seen.udp_receives += 1;
+                        }
+                        _ => {}
+                    }
+                }
                 Event::Socket {
                     process,
                     socket_type,
@@ -165,6 +192,12 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(seen.all(), "missing from the sensor: {seen:?}");
+    // A thousand datagrams of one flow are one event each way.
+    assert_eq!(
+        (seen.udp_sends, seen.udp_receives, seen.udp_to_db),
+        (1, 1, 1),
+        "UDP flows"
+    );
     assert_eq!(sensor.lost(), 0);
     assert_eq!(sensor.undecodable(), 0);
 }
@@ -179,6 +212,9 @@ struct Seen {
     drop: bool,
     exec: bool,
     raw_socket: bool,
+    udp_sends: u32,
+    udp_receives: u32,
+    udp_to_db: u32,
 }
 
 impl Seen {
@@ -191,6 +227,9 @@ impl Seen {
             && self.drop
             && self.exec
             && self.raw_socket
+            && self.udp_sends > 0
+            && self.udp_receives > 0
+            && self.udp_to_db > 0
     }
 }
 

@@ -42,6 +42,12 @@ pub enum ConnectionKind {
     Close,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpDirection {
+    Send,
+    Receive,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Tcp {
@@ -63,6 +69,17 @@ pub enum Event {
         time_ns: u64,
         process: Process,
         executable: String,
+    },
+    /// A UDP flow: datagrams this side sent to `remote`, or received from
+    /// it. Reported once per flow and ten seconds, however many datagrams.
+    Udp {
+        direction: UdpDirection,
+        netns: u32,
+        time_ns: u64,
+        process: Process,
+        /// The local address is unspecified for sockets bound to any.
+        local: SocketAddr,
+        remote: SocketAddr,
     },
     /// A raw or packet socket was opened.
     Socket {
@@ -99,10 +116,10 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     let r = Record(record);
     let kind = r.u8(0);
     let want = match kind {
-        1..=4 | 7 => CONN_EVENT_SIZE,
+        1..=4 | 7..=9 => CONN_EVENT_SIZE,
         5 => EXEC_EVENT_SIZE,
         6 => SOCKET_EVENT_SIZE,
-        0 | 8.. => return Err(DecodeError::UnknownKind(kind)),
+        0 | 10.. => return Err(DecodeError::UnknownKind(kind)),
     };
     if record.len() < want {
         return Err(DecodeError::Short {
@@ -134,6 +151,21 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             socket_type: r.u32(48),
             protocol: r.u32(52),
         },
+        8 | 9 => {
+            let (local, remote) = r.tuple(family)?;
+            Event::Udp {
+                direction: if kind == 8 {
+                    UdpDirection::Send
+                } else {
+                    UdpDirection::Receive
+                },
+                netns,
+                time_ns,
+                process,
+                local,
+                remote,
+            }
+        }
         7 => {
             let (src, dst) = r.tuple(family)?;
             Event::Drop {
@@ -184,6 +216,10 @@ pub fn encode(event: &Event) -> Vec<u8> {
         Event::Exec { .. } => (5, EXEC_EVENT_SIZE),
         Event::Socket { .. } => (6, SOCKET_EVENT_SIZE),
         Event::Drop { .. } => (7, CONN_EVENT_SIZE),
+        Event::Udp { direction, .. } => match direction {
+            UdpDirection::Send => (8, CONN_EVENT_SIZE),
+            UdpDirection::Receive => (9, CONN_EVENT_SIZE),
+        },
     };
     let mut r = vec![0u8; size];
     r[0] = kind;
@@ -232,6 +268,18 @@ pub fn encode(event: &Event) -> Vec<u8> {
             let flags =
                 u32::from(*reset_received) * RESET_RECEIVED + u32::from(*reset_sent) * RESET_SENT;
             put(104, &flags.to_ne_bytes());
+        }
+        Event::Udp {
+            netns,
+            time_ns,
+            process,
+            local,
+            remote,
+            ..
+        } => {
+            put(2, &[17]);
+            head(&mut put, *netns, *time_ns, Some(process));
+            tuple(&mut put, local, remote);
         }
         Event::Exec {
             netns,
@@ -457,6 +505,18 @@ mod tests {
                 dst: "10.0.0.2:5353".parse().unwrap(),
                 reason: 12,
             },
+            Event::Udp {
+                direction: UdpDirection::Receive,
+                netns: 1,
+                time_ns: 2,
+                process: Process {
+                    pid: 1,
+                    comm: "dns".into(),
+                    cgroup_id: 3,
+                },
+                local: "0.0.0.0:53".parse().unwrap(),
+                remote: "10.0.0.9:40000".parse().unwrap(),
+            },
         ];
         for event in events {
             assert_eq!(decode(&encode(&event)), Ok(event));
@@ -466,7 +526,7 @@ mod tests {
     #[test]
     fn malformed_records_are_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::UnknownKind(0)));
-        assert_eq!(decode(&[9; 200]), Err(DecodeError::UnknownKind(9)));
+        assert_eq!(decode(&[10; 200]), Err(DecodeError::UnknownKind(10)));
         assert_eq!(
             decode(&record(5, 0, 100)),
             Err(DecodeError::Short {
@@ -479,7 +539,7 @@ mod tests {
             decode(&record(1, 99, CONN_EVENT_SIZE)),
             Err(DecodeError::Family(99))
         );
-        for kind in 0..=9 {
+        for kind in 0..=10 {
             for len in 0..=CONN_EVENT_SIZE + 1 {
                 let _ = decode(&record(kind, AF_INET, EXEC_EVENT_SIZE)[..len]);
             }

@@ -6,8 +6,10 @@
 //!   close with byte counts; `tp_btf/tcp_receive_reset` and
 //!   `tcp_send_reset` mark the ones a reset ended;
 //! - `tp_btf/sched_process_exec`: executions;
-//! - `cgroup/sock_create` at the cgroup2 root: raw and packet sockets
-//!   (always allowed: the sensor watches, it never blocks);
+//! - `cgroup/sock_create` at the cgroup2 root: raw and packet sockets;
+//! - `cgroup/sendmsg4/6`, `connect4/6` and `recvmsg4/6` at the root: UDP
+//!   flows, each reported once per ten seconds however many datagrams
+//!   (the cgroup hooks always allow: the sensor watches, it never blocks);
 //! - `tp_btf/kfree_skb`: packets the kernel dropped, with the reason.
 //!
 //! The programs submit without waking user space (a wake-up per event
@@ -23,10 +25,10 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use aya::maps::{Array, MapData, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr};
 use aya::{Btf, Ebpf};
 
-pub use event::{ConnectionKind, DecodeError, Event, Process, decode, encode};
+pub use event::{ConnectionKind, DecodeError, Event, Process, UdpDirection, decode, encode};
 
 use crate::btf::{Types, drop_reasons};
 
@@ -174,18 +176,34 @@ fn attach_tracepoint(
     Ok(())
 }
 
+/// The UDP hooks, by program name (the attach point is in the section).
+const UDP_HOOKS: [&str; 6] = [
+    "on_udp_sendmsg4",
+    "on_udp_sendmsg6",
+    "on_udp_connect4",
+    "on_udp_connect6",
+    "on_udp_recvmsg4",
+    "on_udp_recvmsg6",
+];
+
 fn attach_socket_hook(ebpf: &mut Ebpf, cgroup_root: &Path) -> Result<(), SensorError> {
-    let name = "on_sock_create";
-    let failed = |error| SensorError::Program { name, error };
     let cgroup = File::open(cgroup_root).map_err(|error| SensorError::Cgroup {
         path: cgroup_root.display().to_string(),
         error,
     })?;
-    let program: &mut CgroupSock = program(ebpf, name)?.try_into().map_err(failed)?;
-    program.load().map_err(failed)?;
-    program
-        .attach(&cgroup, CgroupAttachMode::Single)
+    let name = "on_sock_create";
+    let failed = |error| SensorError::Program { name, error };
+    let sock: &mut CgroupSock = program(ebpf, name)?.try_into().map_err(failed)?;
+    sock.load().map_err(failed)?;
+    sock.attach(&cgroup, CgroupAttachMode::Single)
         .map_err(failed)?;
+    for name in UDP_HOOKS {
+        let failed = |error| SensorError::Program { name, error };
+        let addr: &mut CgroupSockAddr = program(ebpf, name)?.try_into().map_err(failed)?;
+        addr.load().map_err(failed)?;
+        addr.attach(&cgroup, CgroupAttachMode::Single)
+            .map_err(failed)?;
+    }
     Ok(())
 }
 
