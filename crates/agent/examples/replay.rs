@@ -136,6 +136,7 @@ fn records(pods: &[LocalPod], engine: &Engine<'_>, events: usize) -> Vec<Vec<u8>
             bytes_received: 200,
             reset_received: false,
             reset_sent: false,
+            existing: false,
         };
         for event in [
             tcp(

@@ -34,6 +34,8 @@ char LICENSE[] SEC("license") = "GPL";
 // Flags of TCP events: the connection ended by a reset.
 #define RESET_RECEIVED 1
 #define RESET_SENT 2
+// The connection existed when the sensor started (from the TCP iterator).
+#define EXISTING 4
 
 enum event_kind {
 	EVENT_CONNECT = 1,
@@ -603,4 +605,61 @@ SEC("cgroup/recvmsg6")
 int on_udp_recvmsg6(struct bpf_sock_addr *ctx)
 {
 	return udp_flow(ctx, EVENT_UDP_RECEIVE, 1);
+}
+
+// The TCP sockets that exist when the sensor starts, so that a restart
+// does not blind it: listeners go into `listeners` (owner: the socket's
+// cgroup; the process is not known), established connections into
+// `established` (for their close) and out as events, read by user space
+// from the iterator. The kernel walks listeners before established
+// sockets, so an accepted connection finds its listener.
+SEC("iter/tcp")
+int dump_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	const struct sock *sk = (const struct sock *)tp;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u8 state = sk->__sk_common.skc_state;
+	__u32 netns = sock_netns(sk);
+	if (state == TCP_LISTEN) {
+		struct owner o = {};
+		o.cgroup_id = sock_cgroup(sk);
+		__u64 lkey = listener_key(netns, sk->__sk_common.skc_num);
+		bpf_map_update_elem(&listeners, &lkey, &o, BPF_NOEXIST);
+		return 0;
+	}
+	if (state != TCP_ESTABLISHED)
+		return 0;
+	struct live l = {};
+	l.family = family;
+	l.netns = netns;
+	read_tuple(sk, family, &l.tuple);
+	l.owner.cgroup_id = sock_cgroup(sk);
+	__u64 lkey = listener_key(netns, l.tuple.sport);
+	struct owner *listener = bpf_map_lookup_elem(&listeners, &lkey);
+	if (listener) {
+		l.owner.pid = listener->pid;
+		__builtin_memcpy(l.owner.comm, listener->comm, sizeof(l.owner.comm));
+	}
+	l.kind = listener ? EVENT_ACCEPT : EVENT_CONNECT;
+	__u64 key = (__u64)sk;
+	bpf_map_update_elem(&established, &key, &l, BPF_NOEXIST);
+	struct conn_event e = {};
+	e.head.kind = l.kind;
+	e.head.family = family;
+	e.head.protocol = 6;
+	e.head.netns = netns;
+	e.head.time_ns = bpf_ktime_get_ns();
+	e.head.owner = l.owner;
+	e.tuple = l.tuple;
+	e.reason = EXISTING;
+	bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
+	return 0;
 }

@@ -24,10 +24,34 @@ fn shop() -> Vec<PodSpec> {
         PodSpec {
             name: "db",
             driver: Driver::Cgroupfs,
-            // 5433: allowed, but nothing listens (a reset).
-            allowed_tcp: vec![5432, 5433],
+            // 5433: allowed, but nothing listens (a reset); 5434: a
+            // connection made before the sensor starts.
+            allowed_tcp: vec![5432, 5433, 5434],
         },
     ]
+}
+
+/// A connection from the client to db that stays open: made before the
+/// sensor starts, it must be reported all the same. Returns the client's
+/// address.
+fn hold_connection(lab: &mut Lab) -> SocketAddr {
+    let db = lab.pod("db").ip.clone();
+    let server = format!(
+        "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{db}',5434))\ns.listen(4)\nc,_=s.accept()\ntime.sleep(60)\n"
+    );
+    lab.spawn_in("db", &["/usr/bin/python3", "-c", &server])
+        .unwrap();
+    let client = format!(
+        "import socket,time\nfor i in range(100):\n try:\n  c=socket.create_connection(('{db}',5434))\n  break\n except OSError:\n  time.sleep(0.05)\nprint(c.getsockname()[1],flush=True)\ntime.sleep(60)\n"
+    );
+    let pid = lab
+        .spawn_in("client", &["/usr/bin/python3", "-c", &client])
+        .unwrap();
+    let port = lab.first_line_of(pid).expect("the client connects");
+    SocketAddr::new(
+        lab.pod("client").ip.parse().unwrap(),
+        port.trim().parse().unwrap(),
+    )
 }
 
 /// Every sensor sees every event: tests that count events run one at a time.
@@ -70,6 +94,7 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
         Ok(lab) => lab,
         Err(why) => return skip_or_fail(test, &why),
     };
+    let held = hold_connection(&mut lab);
     let mut sensor = match Sensor::start(lab.cgroup_root()) {
         Ok(sensor) => sensor,
         Err(why) => return skip_or_fail(test, &why.to_string()),
@@ -108,11 +133,22 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
                     remote,
                     netns,
                     reset_received,
+                    existing,
                     ..
                 } => {
                     let owner = pod(process.cgroup_id);
                     let to = |port| remote == SocketAddr::new(db_ip, port);
                     match kind {
+                        ConnectionKind::Connect if existing && to(5434) => {
+                            assert_eq!(owner.as_ref(), Some(&client_uid), "by the socket's cgroup");
+                            assert_eq!(local.port(), held.port());
+                            seen.existing_connect = true;
+                        }
+                        ConnectionKind::Accept if existing && local.port() == 5434 => {
+                            assert_eq!(owner.as_ref(), Some(&db_uid));
+                            assert_eq!(process.comm, "", "the listener predates the sensor");
+                            seen.existing_accept = true;
+                        }
                         ConnectionKind::Connect if to(5432) => {
                             assert_eq!(owner.as_ref(), Some(&client_uid), "connect's pod");
                             assert_eq!(local.ip(), client_ip);
@@ -212,6 +248,8 @@ struct Seen {
     drop: bool,
     exec: bool,
     raw_socket: bool,
+    existing_connect: bool,
+    existing_accept: bool,
     udp_sends: u32,
     udp_receives: u32,
     udp_to_db: u32,
@@ -227,6 +265,8 @@ impl Seen {
             && self.drop
             && self.exec
             && self.raw_socket
+            && self.existing_connect
+            && self.existing_accept
             && self.udp_sends > 0
             && self.udp_receives > 0
             && self.udp_to_db > 0

@@ -15,6 +15,7 @@ pub const SOCKET_EVENT_SIZE: usize = 56;
 /// Flags of TCP events (`RESET_*` in the C program).
 const RESET_RECEIVED: u32 = 1;
 const RESET_SENT: u32 = 2;
+const EXISTING: u32 = 4;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -63,6 +64,10 @@ pub enum Event {
         /// failed connect: refused) or sent.
         reset_received: bool,
         reset_sent: bool,
+        /// The connection existed when the sensor started (its process is
+        /// the listener's for an accept, unknown for a connect; its cgroup
+        /// is the socket's).
+        existing: bool,
     },
     Exec {
         netns: u32,
@@ -195,6 +200,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 bytes_received: r.u64(96),
                 reset_received: r.u32(104) & RESET_RECEIVED != 0,
                 reset_sent: r.u32(104) & RESET_SENT != 0,
+                existing: r.u32(104) & EXISTING != 0,
             }
         }
     })
@@ -258,6 +264,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
             bytes_received,
             reset_received,
             reset_sent,
+            existing,
             ..
         } => {
             put(2, &[6]);
@@ -265,8 +272,9 @@ pub fn encode(event: &Event) -> Vec<u8> {
             tuple(&mut put, local, remote);
             put(88, &bytes_sent.to_ne_bytes());
             put(96, &bytes_received.to_ne_bytes());
-            let flags =
-                u32::from(*reset_received) * RESET_RECEIVED + u32::from(*reset_sent) * RESET_SENT;
+            let flags = u32::from(*reset_received) * RESET_RECEIVED
+                + u32::from(*reset_sent) * RESET_SENT
+                + u32::from(*existing) * EXISTING;
             put(104, &flags.to_ne_bytes());
         }
         Event::Udp {
@@ -482,6 +490,7 @@ mod tests {
                 bytes_received: 4,
                 reset_received: true,
                 reset_sent: false,
+                existing: true,
             },
             Event::Exec {
                 netns: 1,

@@ -10,7 +10,9 @@
 //! - `cgroup/sendmsg4/6`, `connect4/6` and `recvmsg4/6` at the root: UDP
 //!   flows, each reported once per ten seconds however many datagrams
 //!   (the cgroup hooks always allow: the sensor watches, it never blocks);
-//! - `tp_btf/kfree_skb`: packets the kernel dropped, with the reason.
+//! - `tp_btf/kfree_skb`: packets the kernel dropped, with the reason;
+//! - `iter/tcp`, once at the start: the connections and listeners that
+//!   already exist, so a restart does not blind the agent.
 //!
 //! The programs submit without waking user space (a wake-up per event
 //! costs more than the event), so [`Sensor::drain`] is called on a timer;
@@ -25,7 +27,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use aya::maps::{Array, MapData, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr, Iter};
 use aya::{Btf, Ebpf};
 
 pub use event::{ConnectionKind, DecodeError, Event, Process, UdpDirection, decode, encode};
@@ -75,6 +77,9 @@ pub struct Sensor {
     lost: Array<MapData, u64>,
     drop_reasons: HashMap<u32, String>,
     undecodable: u64,
+    /// Connections that existed at the start, handed out by the first
+    /// drain.
+    existing: Vec<Event>,
 }
 
 impl Sensor {
@@ -95,6 +100,9 @@ impl Sensor {
             attach_tracepoint(&mut ebpf, &btf, name, tracepoint)?;
         }
         attach_socket_hook(&mut ebpf, cgroup_root)?;
+        // After the hooks: a connection made in between is seen twice
+        // rather than not at all.
+        let (existing, undecodable) = existing_connections(&mut ebpf, &btf, cgroup_root)?;
         let events = take_map(&mut ebpf, "events", RingBuf::try_from)?;
         let lost = take_map(&mut ebpf, "lost", Array::try_from)?;
         Ok(Sensor {
@@ -102,7 +110,8 @@ impl Sensor {
             events,
             lost,
             drop_reasons: drop_reasons(&kernel_btf),
-            undecodable: 0,
+            undecodable,
+            existing,
         })
     }
 
@@ -110,7 +119,10 @@ impl Sensor {
     /// many there were. Records that do not decode are counted
     /// ([`Sensor::undecodable`]).
     pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
-        let mut n = 0;
+        let mut n = self.existing.len();
+        for event in self.existing.drain(..) {
+            sink(event);
+        }
         while let Some(record) = self.events.next() {
             n += 1;
             match decode(&record) {
@@ -161,6 +173,94 @@ fn fdinfo_field(info: &str, name: &str) -> Option<u64> {
         let (key, value) = line.split_once(':')?;
         (key.trim() == name).then(|| value.trim().parse().ok())?
     })
+}
+
+/// The TCP connections that exist now, in every network namespace of a
+/// container under `cgroup_root` and the agent's own, from the TCP
+/// iterator (which also fills the listener and connection maps); and how
+/// many of its records did not decode. The iterator sees the sockets of
+/// the namespace it is read in, so each namespace is read from a thread
+/// entered into it.
+fn existing_connections(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    cgroup_root: &Path,
+) -> Result<(Vec<Event>, u64), SensorError> {
+    let name = "dump_tcp";
+    let failed = |error| SensorError::Program { name, error };
+    let iter: &mut Iter = program(ebpf, name)?.try_into().map_err(failed)?;
+    iter.load("tcp", btf).map_err(failed)?;
+    let mut links = Vec::new();
+    for namespace in network_namespaces(cgroup_root) {
+        let link = iter.attach().map_err(failed)?;
+        links.push((namespace, iter.take_link(link).map_err(failed)?));
+    }
+    let mut events = Vec::new();
+    let mut undecodable = 0;
+    for (namespace, link) in links {
+        // A namespace gone since (its pod stopped) has nothing to report.
+        let Ok(records) = std::thread::spawn(move || read_in(&namespace, link)).join() else {
+            continue;
+        };
+        for record in records.unwrap_or_default().chunks(event::CONN_EVENT_SIZE) {
+            match decode(record) {
+                Ok(event) => events.push(event),
+                Err(_) => undecodable += 1,
+            }
+        }
+    }
+    Ok((events, undecodable))
+}
+
+/// Reads an iterator from inside `namespace` (on the calling thread,
+/// which it moves there: call it on a thread of its own).
+fn read_in(namespace: &Path, link: aya::programs::iter::IterLink) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let target = File::open(namespace).ok()?;
+    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+    let mut records = Vec::new();
+    link.into_file().ok()?.read_to_end(&mut records).ok()?;
+    Some(records)
+}
+
+/// The agent's own network namespace and that of a process in each
+/// container cgroup, once each.
+fn network_namespaces(cgroup_root: &Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let index = crate::CgroupIndex::new(cgroup_root, std::time::Duration::ZERO);
+    let mut seen = std::collections::HashSet::new();
+    let own = std::path::PathBuf::from("/proc/self/ns/net");
+    let mut namespaces = Vec::new();
+    if let Ok(meta) = std::fs::metadata(&own) {
+        seen.insert(meta.ino());
+        // The thread reading it resolves /proc/self for itself: name the
+        // process instead.
+        namespaces.push(std::path::PathBuf::from(format!(
+            "/proc/{}/ns/net",
+            std::process::id()
+        )));
+    }
+    for (_, path) in index.cgroups() {
+        if !matches!(crate::classify(path), crate::Owner::Container { .. }) {
+            continue;
+        }
+        let procs = cgroup_root
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        let Some(pid) = std::fs::read_to_string(procs)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_string))
+        else {
+            continue;
+        };
+        let namespace = std::path::PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
+        if let Ok(meta) = std::fs::metadata(&namespace)
+            && seen.insert(meta.ino())
+        {
+            namespaces.push(namespace);
+        }
+    }
+    namespaces
 }
 
 fn attach_tracepoint(

@@ -284,6 +284,16 @@ impl Lab {
         Ok(pid)
     }
 
+    /// The first line a process started with [`Lab::spawn_in`] prints.
+    pub fn first_line_of(&mut self, pid: u32) -> Option<String> {
+        use std::io::BufRead;
+        let child = self.children.iter_mut().find(|c| c.id() == pid)?;
+        let stdout = child.stdout.take()?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
+        Some(line)
+    }
+
     /// Runs `argv` in pod `name` to its end, and returns what it printed.
     pub fn run_in(&mut self, name: &str, argv: &[&str]) -> Result<String, String> {
         let out = self
