@@ -17,6 +17,7 @@ use palisade_sense::ebpf::{ConnectionKind, Event, Process, Sensor, UdpDirection}
 use rustc_hash::FxHashMap;
 
 use crate::attribute::{Attributor, Origin};
+use crate::baseline::{ProcessBaseline, Verdict};
 use crate::flows::{self, NETFILTER_DROP};
 use crate::live::LiveAlerts;
 use crate::metrics::{Metrics, label};
@@ -50,7 +51,6 @@ impl EventSource for Sensor {
     }
 }
 
-#[derive(Clone, Debug)]
 pub struct AgentOptions {
     pub settings: Settings,
     /// Repeats of an alert within this long only count (see [`LiveAlerts`]).
@@ -62,6 +62,8 @@ pub struct AgentOptions {
     pub runtime: RuntimeOptions,
     /// The cgroup2 mount, where cgroup ids are resolved.
     pub cgroup_root: PathBuf,
+    /// The process baseline (RUN-005), learning or watching.
+    pub process_baseline: Option<ProcessBaseline>,
 }
 
 impl AgentOptions {
@@ -73,6 +75,7 @@ impl AgentOptions {
             reload_every: Duration::from_secs(2),
             runtime: RuntimeOptions::default(),
             cgroup_root,
+            process_baseline: None,
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct Agent {
     recent: FxHashMap<(SocketAddr, SocketAddr), (ConnectionKind, i64)>,
     /// Executables by pid, from exec events (bounded).
     executables: FxHashMap<u32, String>,
+    /// Binaries by pid, for the process baseline (bounded).
+    binaries: FxHashMap<u32, String>,
     lost_seen: u64,
     sequence: u64,
     /// Events by kind, and kernel drops by reason, since the start.
@@ -121,6 +126,7 @@ impl Agent {
             metrics: Metrics::default(),
             recent: FxHashMap::default(),
             executables: FxHashMap::default(),
+            binaries: FxHashMap::default(),
             lost_seen: 0,
             sequence: 0,
             events: BTreeMap::new(),
@@ -156,7 +162,7 @@ impl Agent {
         for update in self.live.flush() {
             self.send(out, update)?;
         }
-        Ok(())
+        self.save_baseline()
     }
 
     /// Works with one inventory until it is replaced (`Some`) or the agent
@@ -179,6 +185,7 @@ impl Agent {
             }
             if checked.elapsed() >= self.options.reload_every {
                 checked = Instant::now();
+                self.save_baseline()?;
                 match reload() {
                     Reload::Unchanged => {}
                     Reload::Loaded(next) => {
@@ -187,7 +194,7 @@ impl Agent {
                             "result=\"loaded\"",
                             1,
                         );
-                        eprintln!("palisade agent: policy reloaded");
+                        say("policy reloaded");
                         return Ok(Some(next));
                     }
                     Reload::Rejected(why) => {
@@ -196,9 +203,9 @@ impl Agent {
                             "result=\"rejected\"",
                             1,
                         );
-                        eprintln!(
-                            "palisade agent: policy update rejected, keeping the last good version: {why}"
-                        );
+                        say(&format!(
+                            "policy update rejected, keeping the last good version: {why}"
+                        ));
                     }
                 }
             }
@@ -282,6 +289,9 @@ impl Agent {
                     let alert = self.metadata_alert(inventory, &origin, &process, remote, micros);
                     self.offer(out, alert, micros)?;
                 }
+                if kind != ConnectionKind::ConnectFailed {
+                    self.check_process(inventory, &origin, &process, out, micros)?;
+                }
                 let identity = origin.pod().and_then(|pod| flows::identity(inventory, pod));
                 let flow = flows::tcp_flow(
                     kind,
@@ -313,6 +323,7 @@ impl Agent {
                     self.count_event("udp_not_in_a_pod");
                     return Ok(());
                 }
+                self.check_process(inventory, &origin, &process, out, micros)?;
                 let identity = origin.pod().and_then(|pod| flows::identity(inventory, pod));
                 let flow = flows::udp_flow(direction, local, remote, identity, record, micros);
                 self.judge_flow(judge, &flow, Some((&process, &origin)), out, micros)?;
@@ -348,6 +359,7 @@ impl Agent {
                     self.executables.clear();
                 }
                 self.executables.insert(process.pid, executable.clone());
+                self.binaries.remove(&process.pid);
                 let origin = self.attributor.origin(process.cgroup_id);
                 if origin.in_container() && self.options.runtime.watches(&executable) {
                     let alert = self.exec_alert(inventory, &origin, &process, record, micros);
@@ -390,6 +402,77 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// RUN-005: a process opening a connection that its workload's
+    /// baseline does not have (or, learning, it is added).
+    fn check_process(
+        &mut self,
+        inventory: &Inventory,
+        origin: &Origin,
+        process: &Process,
+        out: &mut dyn Write,
+        micros: i64,
+    ) -> std::io::Result<()> {
+        let Some((w, _)) = origin.pod() else {
+            return Ok(());
+        };
+        if self.options.process_baseline.is_none() || process.pid == 0 {
+            return Ok(());
+        }
+        let executable = self.executable(process);
+        let workload = inventory.workloads[w].display_name();
+        let Some(baseline) = self.options.process_baseline.as_mut() else {
+            return Ok(());
+        };
+        if baseline.check(&workload, &executable) != Verdict::New {
+            return Ok(());
+        }
+        let who = runtime::origin_endpoint(inventory, origin);
+        let alert = runtime::alert(Happening {
+            rule: Rule::NewProcess,
+            summary: format!(
+                "{executable} (pid {}) opened a connection in {who}: no process of that name did in the baseline of {workload}",
+                process.pid
+            ),
+            src: who,
+            dst: AlertEndpoint::default(),
+            protocol: String::new(),
+            port: None,
+            process: Some(self.process(process, origin)),
+            micros,
+            record: flows::evidence(&self.file, self.sequence),
+            figures: BTreeMap::new(),
+        });
+        self.offer(out, alert, micros)
+    }
+
+    /// A process's binary, as the baseline names it: the file the kernel
+    /// runs (`/proc/PID/exe`, links resolved, so `python3` and
+    /// `python3.11` are one), read once per pid; else the path it was
+    /// executed by, else its comm.
+    fn executable(&mut self, process: &Process) -> String {
+        if let Some(known) = self.binaries.get(&process.pid) {
+            return known.clone();
+        }
+        let found = std::fs::read_link(format!("/proc/{}/exe", process.pid))
+            .map(|p| p.display().to_string())
+            .ok()
+            .or_else(|| self.executables.get(&process.pid).cloned())
+            .unwrap_or_else(|| process.comm.clone());
+        if self.binaries.len() >= MAX_EXECUTABLES {
+            self.binaries.clear();
+        }
+        self.binaries.insert(process.pid, found.clone());
+        found
+    }
+
+    /// Saves what the process baseline learned (also at the end of `run`).
+    pub fn save_baseline(&mut self) -> std::io::Result<()> {
+        match self.options.process_baseline.as_mut() {
+            Some(baseline) => baseline.save(),
+            None => Ok(()),
+        }
     }
 
     /// Whether this connect (accept) is the other side of an accept
@@ -608,6 +691,12 @@ impl Agent {
             self.live.open_groups() as f64,
         );
     }
+}
+
+/// A line on stderr. Never a panic: an agent whose stderr was closed (a
+/// supervisor gone) must keep watching.
+pub fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "palisade agent: {message}");
 }
 
 fn kind_name(kind: ConnectionKind) -> &'static str {

@@ -6,6 +6,7 @@
 
 mod agent;
 pub mod attribute;
+pub mod baseline;
 pub mod flows;
 pub mod live;
 pub mod metrics;
@@ -13,4 +14,4 @@ pub mod probe;
 pub mod runtime;
 pub mod watch;
 
-pub use agent::{Agent, AgentOptions, EventSource, Reload};
+pub use agent::{Agent, AgentOptions, EventSource, Reload, say};

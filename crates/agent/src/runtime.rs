@@ -1,7 +1,8 @@
 //! The agent's own rules, about what happens inside containers rather than
 //! on the wire: raw and packet sockets (RUN-001), connections to cloud
 //! metadata addresses (RUN-002), shells and network tools executed
-//! (RUN-003), and events the sensor lost (RUN-004). See docs/runtime.md.
+//! (RUN-003), events the sensor lost (RUN-004), and processes new to their
+//! workload's baseline (RUN-005, see `baseline`). See docs/runtime.md.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

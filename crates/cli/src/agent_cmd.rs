@@ -11,10 +11,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use palisade_agent::baseline::ProcessBaseline;
 use palisade_agent::metrics::serve;
 use palisade_agent::runtime::RuntimeOptions;
 use palisade_agent::watch::PolicyWatch;
-use palisade_agent::{Agent, AgentOptions, Reload};
+use palisade_agent::{Agent, AgentOptions, Reload, say};
 use palisade_sense::cgroup_mounts;
 use palisade_sense::ebpf::Sensor;
 
@@ -38,6 +39,14 @@ pub struct AgentArgs {
     /// instead of raising it again.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub window: u64,
+    /// The process baseline (docs/runtime.md, RUN-005): the executables
+    /// that open connections in each workload. Alerts on new ones, or
+    /// with --learn-processes adds them; saved every few seconds and at exit.
+    #[arg(long, value_name = "FILE")]
+    pub process_baseline: Option<PathBuf>,
+    /// Learn the process baseline instead of alerting on it.
+    #[arg(long, requires = "process_baseline")]
+    pub learn_processes: bool,
     /// YAML with `exec_watchlist` and `metadata_addresses` replacing the
     /// runtime rules' defaults (docs/runtime.md).
     #[arg(long, value_name = "FILE")]
@@ -60,6 +69,11 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
         let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
         options.runtime = palisade_inventory::yaml::from_str::<RuntimeOptions>(&text)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.process_baseline {
+        let baseline =
+            ProcessBaseline::open(path, args.learn_processes).map_err(|e| anyhow!("{e}"))?;
+        options.process_baseline = Some(baseline);
     }
     let mut sensor = Sensor::start(&cgroup_root).context("starting the eBPF sensor")?;
     let mut agent = Agent::new(options);
@@ -95,20 +109,20 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
             Err(e) => Reload::Rejected(format!("{e:#}")),
         }
     };
-    eprintln!(
-        "palisade agent: watching this node (cgroup2 at {}); alerts to {}",
+    say(&format!(
+        "watching this node (cgroup2 at {}); alerts to {}",
         cgroup_root.display(),
         args.output
             .as_ref()
             .map_or("stdout".to_string(), |p| p.display().to_string())
-    );
+    ));
     agent
         .run(&mut sensor, inventory, &mut reload, &mut out, &stop)
         .context("writing alerts")?;
-    eprintln!(
-        "palisade agent: stopped; {} alerts sent, {} events lost",
+    say(&format!(
+        "stopped; {} alerts sent, {} events lost",
         agent.alerts_sent,
         sensor.lost()
-    );
+    ));
     Ok(Outcome::Clean)
 }

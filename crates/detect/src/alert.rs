@@ -74,6 +74,7 @@ pub enum Rule {
     MetadataAccess,
     SuspiciousExec,
     EventsLost,
+    NewProcess,
 }
 
 impl Rule {
@@ -94,11 +95,12 @@ impl Rule {
     ];
 
     /// The node agent's own rules, about what happens on the node.
-    pub const RUNTIME: [Rule; 4] = [
+    pub const RUNTIME: [Rule; 5] = [
         Rule::RawSocket,
         Rule::MetadataAccess,
         Rule::SuspiciousExec,
         Rule::EventsLost,
+        Rule::NewProcess,
     ];
 
     pub fn id(self) -> &'static str {
@@ -119,6 +121,7 @@ impl Rule {
             Rule::MetadataAccess => "RUN-002",
             Rule::SuspiciousExec => "RUN-003",
             Rule::EventsLost => "RUN-004",
+            Rule::NewProcess => "RUN-005",
         }
     }
 
@@ -140,6 +143,7 @@ impl Rule {
             Rule::MetadataAccess => "cloud-metadata",
             Rule::SuspiciousExec => "exec-in-container",
             Rule::EventsLost => "sensor-events-lost",
+            Rule::NewProcess => "process-baseline-new",
         }
     }
 
@@ -151,7 +155,7 @@ impl Rule {
             | Rule::RawSocket
             | Rule::MetadataAccess
             | Rule::EventsLost => Severity::High,
-            Rule::SuspiciousExec => Severity::Medium,
+            Rule::SuspiciousExec | Rule::NewProcess => Severity::Medium,
             Rule::UnexpectedDrop
             | Rule::BlockedBurst
             | Rule::FanOut
@@ -196,6 +200,7 @@ impl Rule {
             Rule::EventsLost => {
                 "The sensor lost events (its buffer was full): connections may have gone unseen."
             }
+            Rule::NewProcess => "A process that never opened connections in this workload did.",
         }
     }
 }
