@@ -10,8 +10,10 @@
 pub mod btf;
 pub mod cgroup_path;
 pub mod cgroups;
+pub mod conntrack;
 pub mod ebpf;
 pub mod mountinfo;
+pub mod namespaces;
 
 pub use cgroup_path::{Owner, Qos, Runtime, classify};
 pub use cgroups::{CgroupIndex, Lookup};

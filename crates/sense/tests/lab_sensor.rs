@@ -317,3 +317,64 @@ fn a_full_ring_buffer_is_counted_and_the_sensor_goes_on() {
     assert!(after > 0);
     assert_eq!(sensor.lost(), lost);
 }
+
+#[test]
+fn the_conntrack_sensor_sees_the_lab_connections_in_each_namespace() {
+    use palisade_sense::conntrack::{ConntrackSensor, CtKind};
+    let test = "the_conntrack_sensor_sees_the_lab";
+    let _one = ONE_SENSOR_TEST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = match Lab::start(&shop()) {
+        Ok(lab) => lab,
+        Err(why) => return skip_or_fail(test, &why),
+    };
+    lab.serve_tcp("db", 5432).expect("db serves 5432");
+    lab.serve_tcp("db", 6379).expect("db serves 6379");
+    // A pod's namespace is found by a process in it (a pause container's,
+    // in a cluster).
+    lab.spawn_in("client", &["/bin/sleep", "30"]).unwrap();
+    let procs = lab.pod("client").cgroup.join("cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&procs)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut sensor = match ConntrackSensor::start(lab.cgroup_root()) {
+        Ok(sensor) => sensor,
+        Err(why) => return skip_or_fail(test, &why),
+    };
+    let short = Duration::from_millis(700);
+    assert!(lab.connect_tcp("client", "db", 5432, short));
+    assert!(!lab.connect_tcp("client", "db", 6379, short));
+    let (client_netns, db_netns) = (
+        u64::from(netns_of(&lab, "client")),
+        u64::from(netns_of(&lab, "db")),
+    );
+    let db_ip: IpAddr = lab.pod("db").ip.parse().unwrap();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        sensor.drain(&mut |e| events.push(e));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let to = |port| SocketAddr::new(db_ip, port);
+    let seen = |netns: u64, port: u16, kind: CtKind, replied: bool| {
+        events.iter().any(|e| {
+            e.netns == netns && e.dst == to(port) && e.kind == kind && e.replied == replied
+        })
+    };
+    assert!(seen(client_netns, 5432, CtKind::New, false), "{events:#?}");
+    assert!(seen(client_netns, 5432, CtKind::Update, true), "the reply");
+    assert!(seen(db_netns, 5432, CtKind::New, false), "db's own table");
+    assert!(seen(client_netns, 6379, CtKind::New, false), "the attempt");
+    let answered_6379 = events.iter().any(|e| e.dst == to(6379) && e.replied);
+    assert!(!answered_6379, "nftables dropped it: no reply");
+    let in_db = events
+        .iter()
+        .any(|e| e.netns == db_netns && e.dst == to(6379));
+    assert!(!in_db, "a dropped packet's entry is never confirmed in db");
+    assert_eq!(sensor.lost(), 0);
+}

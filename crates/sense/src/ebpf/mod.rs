@@ -191,7 +191,7 @@ fn existing_connections(
     let iter: &mut Iter = program(ebpf, name)?.try_into().map_err(failed)?;
     iter.load("tcp", btf).map_err(failed)?;
     let mut links = Vec::new();
-    for namespace in network_namespaces(cgroup_root) {
+    for namespace in crate::namespaces::network_namespaces(cgroup_root) {
         let link = iter.attach().map_err(failed)?;
         links.push((namespace, iter.take_link(link).map_err(failed)?));
     }
@@ -221,46 +221,6 @@ fn read_in(namespace: &Path, link: aya::programs::iter::IterLink) -> Option<Vec<
     let mut records = Vec::new();
     link.into_file().ok()?.read_to_end(&mut records).ok()?;
     Some(records)
-}
-
-/// The agent's own network namespace and that of a process in each
-/// container cgroup, once each.
-fn network_namespaces(cgroup_root: &Path) -> Vec<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let index = crate::CgroupIndex::new(cgroup_root, std::time::Duration::ZERO);
-    let mut seen = std::collections::HashSet::new();
-    let own = std::path::PathBuf::from("/proc/self/ns/net");
-    let mut namespaces = Vec::new();
-    if let Ok(meta) = std::fs::metadata(&own) {
-        seen.insert(meta.ino());
-        // The thread reading it resolves /proc/self for itself: name the
-        // process instead.
-        namespaces.push(std::path::PathBuf::from(format!(
-            "/proc/{}/ns/net",
-            std::process::id()
-        )));
-    }
-    for (_, path) in index.cgroups() {
-        if !matches!(crate::classify(path), crate::Owner::Container { .. }) {
-            continue;
-        }
-        let procs = cgroup_root
-            .join(path.trim_start_matches('/'))
-            .join("cgroup.procs");
-        let Some(pid) = std::fs::read_to_string(procs)
-            .ok()
-            .and_then(|text| text.lines().next().map(str::to_string))
-        else {
-            continue;
-        };
-        let namespace = std::path::PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
-        if let Ok(meta) = std::fs::metadata(&namespace)
-            && seen.insert(meta.ino())
-        {
-            namespaces.push(namespace);
-        }
-    }
-    namespaces
 }
 
 fn attach_tracepoint(

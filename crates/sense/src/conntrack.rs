@@ -1,0 +1,335 @@
+//! The conntrack sensor, for nodes where BPF is not allowed: connection
+//! tracking events (ctnetlink NEW, UPDATE, DESTROY) of every container's
+//! network namespace and the node's own, through `netlink-packet-netfilter`.
+//!
+//! Conntrack tables are per namespace, so each namespace has a thread of
+//! its own, entered into it, listening on a netlink socket. A table tracks
+//! nothing until a ruleset needs it (a `ct state` rule, kube-proxy's
+//! iptables); NAT is seen in the reply tuple. It gives no process and no
+//! cgroup: the agent resolves both ends by address. When the kernel could
+//! not queue events for a listener (ENOBUFS) the loss is counted and the
+//! table dumped again, so what is open is known again.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use netlink_packet_core::{
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Status, Tuple,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
+use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
+
+use crate::namespaces::namespaces_with_inodes;
+
+/// ctnetlink's multicast groups (NFNLGRP_CONNTRACK_NEW, _UPDATE, _DESTROY).
+const GROUPS: [u32; 3] = [1, 2, 3];
+/// Receive buffer per listener: at about 45 k messages a second 8 MiB
+/// still overflowed once in the measurements (../shared/notes/agent.md).
+const RECEIVE_BUFFER: usize = 16 << 20;
+const ENOBUFS: i32 = 105;
+/// The sequence number of dump requests.
+const DUMP_SEQUENCE: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtKind {
+    New,
+    Update,
+    Destroy,
+    /// An entry that was there when the table was dumped (at the start, or
+    /// again after a loss).
+    Existing,
+}
+
+/// One conntrack event: the original direction's tuple (initiator first)
+/// and what the entry's status says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtEvent {
+    pub kind: CtKind,
+    /// The inode of the network namespace whose table it is.
+    pub netns: u64,
+    pub protocol: u8,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// Traffic came back (IPS_SEEN_REPLY): the destination answered.
+    pub replied: bool,
+    pub assured: bool,
+}
+
+pub struct ConntrackSensor {
+    cgroup_root: PathBuf,
+    events: Receiver<CtEvent>,
+    send: Sender<CtEvent>,
+    watched: HashSet<u64>,
+    last_scan: Instant,
+    lost: Arc<AtomicU64>,
+    undecodable: Arc<AtomicU64>,
+    /// Namespaces whose listener could not start, with why.
+    pub failures: Vec<String>,
+}
+
+/// How often new containers' namespaces are looked for.
+const RESCAN: Duration = Duration::from_secs(5);
+
+impl ConntrackSensor {
+    pub fn start(cgroup_root: &Path) -> Result<ConntrackSensor, String> {
+        let (send, events) = channel();
+        let mut sensor = ConntrackSensor {
+            cgroup_root: cgroup_root.to_path_buf(),
+            events,
+            send,
+            watched: HashSet::new(),
+            last_scan: Instant::now(),
+            lost: Arc::default(),
+            undecodable: Arc::default(),
+            failures: Vec::new(),
+        };
+        sensor.watch_new_namespaces();
+        if sensor.watched.is_empty() {
+            return Err(format!(
+                "no conntrack listener could start: {}",
+                sensor.failures.join("; ")
+            ));
+        }
+        Ok(sensor)
+    }
+
+    /// Every event waiting; new namespaces are watched every few seconds.
+    pub fn drain(&mut self, sink: &mut dyn FnMut(CtEvent)) -> usize {
+        if self.last_scan.elapsed() >= RESCAN {
+            self.watch_new_namespaces();
+        }
+        let mut n = 0;
+        while let Ok(event) = self.events.try_recv() {
+            n += 1;
+            sink(event);
+        }
+        n
+    }
+
+    /// Times a listener's queue overflowed (each followed by a re-dump).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable.load(Ordering::Relaxed)
+    }
+
+    fn watch_new_namespaces(&mut self) {
+        self.last_scan = Instant::now();
+        for (path, inode) in namespaces_with_inodes(&self.cgroup_root) {
+            if self.watched.contains(&inode) {
+                continue;
+            }
+            let (ready_tx, ready) = channel();
+            let listener = Listener {
+                netns: inode,
+                events: self.send.clone(),
+                lost: self.lost.clone(),
+                undecodable: self.undecodable.clone(),
+            };
+            std::thread::spawn(move || listener.run(&path, ready_tx));
+            match ready.recv_timeout(Duration::from_secs(2)) {
+                Ok(Ok(())) => {
+                    self.watched.insert(inode);
+                }
+                Ok(Err(why)) => self.failures.push(why),
+                Err(_) => self.failures.push(format!("namespace {inode}: no answer")),
+            }
+        }
+    }
+}
+
+struct Listener {
+    netns: u64,
+    events: Sender<CtEvent>,
+    lost: Arc<AtomicU64>,
+    undecodable: Arc<AtomicU64>,
+}
+
+impl Listener {
+    /// Enters the namespace, subscribes, dumps the table, then listens
+    /// until the namespace goes (its last process exits) or the sensor is
+    /// dropped.
+    fn run(self, namespace: &Path, ready: Sender<Result<(), String>>) {
+        let socket = match self.open(namespace) {
+            Ok(socket) => socket,
+            Err(why) => {
+                let _ = ready.send(Err(format!("{}: {why}", namespace.display())));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            match socket.recv(&mut &mut buffer[..], 0) {
+                Ok(n) => {
+                    if !self.handle(&buffer[..n.min(buffer.len())]) {
+                        return;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
+                    self.lost.fetch_add(1, Ordering::Relaxed);
+                    if dump(&socket).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn open(&self, namespace: &Path) -> Result<Socket, String> {
+        let target = File::open(namespace).map_err(|e| e.to_string())?;
+        nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns: {e}"))?;
+        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| e.to_string())?;
+        socket.bind_auto().map_err(|e| e.to_string())?;
+        let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER);
+        for group in GROUPS {
+            socket
+                .add_membership(group)
+                .map_err(|e| format!("joining ctnetlink group {group}: {e}"))?;
+        }
+        dump(&socket).map_err(|e| format!("dumping the table: {e}"))?;
+        Ok(socket)
+    }
+
+    /// Sends the events of one datagram; false when the sensor is gone.
+    fn handle(&self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(bytes) else {
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
+                return true;
+            };
+            let length = (message.header.length as usize).max(1);
+            if let Some(event) = event_of(&message, self.netns)
+                && self.events.send(event).is_err()
+            {
+                return false;
+            }
+            bytes = bytes.get(length..).unwrap_or_default();
+        }
+        true
+    }
+}
+
+/// Asks for every entry of the table (IPv4 and IPv6).
+fn dump(socket: &Socket) -> std::io::Result<()> {
+    for family in [NetfilterProtoFamily::IPv4, NetfilterProtoFamily::IPv6] {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        // The answers carry it; multicast events carry 0.
+        header.sequence_number = DUMP_SEQUENCE;
+        let mut packet = NetlinkMessage::new(
+            header,
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(family, 0, 0),
+                ConntrackMessage::Get(vec![]),
+            )),
+        );
+        packet.finalize();
+        let mut buffer = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buffer[..]);
+        socket.send(&buffer[..], 0)?;
+    }
+    Ok(())
+}
+
+/// The event a ctnetlink message is, if it is one.
+pub fn event_of(message: &NetlinkMessage<NetfilterMessage>, netns: u64) -> Option<CtEvent> {
+    let NetlinkPayload::InnerMessage(inner) = &message.payload else {
+        return None;
+    };
+    let NetfilterMessageInner::Conntrack(conntrack) = &inner.inner else {
+        return None;
+    };
+    let (kind, attributes) = match conntrack {
+        // NEW and UPDATE share a type: a creation carries NLM_F_CREATE; a
+        // dump's answers carry neither flag nor a multicast group.
+        ConntrackMessage::New(attributes) if message.header.flags & NLM_F_CREATE != 0 => {
+            (CtKind::New, attributes)
+        }
+        ConntrackMessage::New(attributes) if message.header.sequence_number != DUMP_SEQUENCE => {
+            (CtKind::Update, attributes)
+        }
+        ConntrackMessage::New(attributes) => (CtKind::Existing, attributes),
+        ConntrackMessage::Delete(attributes) => (CtKind::Destroy, attributes),
+        _ => return None,
+    };
+    let mut original = None;
+    let mut status = Status::empty();
+    for attribute in attributes {
+        match attribute {
+            ConntrackAttribute::CtaTupleOrig(tuple) => original = Some(tuple_of(tuple)?),
+            ConntrackAttribute::CtaStatus(s) => status = *s,
+            _ => {}
+        }
+    }
+    let (protocol, src, dst) = original?;
+    Some(CtEvent {
+        kind,
+        netns,
+        protocol,
+        src,
+        dst,
+        replied: status.contains(Status::SeenReply),
+        assured: status.contains(Status::Assured),
+    })
+}
+
+fn tuple_of(tuple: &[Tuple]) -> Option<(u8, SocketAddr, SocketAddr)> {
+    let (mut src, mut dst): (Option<IpAddr>, Option<IpAddr>) = (None, None);
+    let (mut sport, mut dport, mut protocol) = (0, 0, 0);
+    for part in tuple {
+        match part {
+            Tuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(a) => src = Some(*a),
+                        IPTuple::DestinationAddress(a) => dst = Some(*a),
+                        _ => {}
+                    }
+                }
+            }
+            Tuple::Proto(protos) => {
+                for proto in protos {
+                    match proto {
+                        ProtoTuple::Protocol(p) => protocol = protocol_number(p),
+                        ProtoTuple::SourcePort(p) => sport = *p,
+                        ProtoTuple::DestinationPort(p) => dport = *p,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((
+        protocol,
+        SocketAddr::new(src?, sport),
+        SocketAddr::new(dst?, dport),
+    ))
+}
+
+fn protocol_number(protocol: &Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Icmp => 1,
+        Protocol::Ipv6Icmp => 58,
+        Protocol::Sctp => 132,
+        _ => 0,
+    }
+}
