@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use palisade_agent::{Agent, AgentOptions, EventSource};
+use palisade_agent::{Agent, AgentOptions, EventSource, Input};
 use palisade_detect::{Resolver, Verifier};
 use palisade_gen::{Params, Rng, generate};
 use palisade_inventory::{Inventory, Loader, Protocol};
@@ -31,11 +31,11 @@ struct Replay {
 }
 
 impl EventSource for Replay {
-    fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
+    fn drain(&mut self, sink: &mut dyn FnMut(Input)) -> usize {
         let end = (self.at + 100_000).min(self.records.len());
         for record in &self.records[self.at..end] {
             if let Ok(event) = decode(record) {
-                sink(event);
+                sink(Input::Kernel(event));
             }
         }
         let n = end - self.at;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use palisade_detect::{Alert, AlertEndpoint, AlertProcess, Judge, Resolver, Rule, Verifier};
 use palisade_inventory::Inventory;
 use palisade_policy::{Engine, Settings};
+use palisade_sense::conntrack::{ConntrackSensor, CtEvent, CtKind};
 use palisade_sense::ebpf::{ConnectionKind, Event, Process, Sensor, UdpDirection};
 use rustc_hash::FxHashMap;
 
@@ -23,12 +24,21 @@ use crate::live::LiveAlerts;
 use crate::metrics::{Metrics, label};
 use crate::runtime::{self, Happening, RuntimeOptions};
 
-/// Where events come from: the eBPF sensor, or recorded events in tests
-/// and benchmarks.
+/// What a sensor reports.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The eBPF sensor's events (or recorded ones).
+    Kernel(Event),
+    /// The conntrack sensor's.
+    Conntrack(CtEvent),
+}
+
+/// Where events come from: the eBPF or the conntrack sensor, or recorded
+/// events in tests and benchmarks.
 pub trait EventSource {
     /// Hands every waiting event to `sink`; returns how many records there
     /// were.
-    fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize;
+    fn drain(&mut self, sink: &mut dyn FnMut(Input)) -> usize;
     /// Events the source lost so far (cumulative).
     fn lost(&self) -> u64;
     fn undecodable(&self) -> u64;
@@ -37,8 +47,8 @@ pub trait EventSource {
 }
 
 impl EventSource for Sensor {
-    fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
-        Sensor::drain(self, sink)
+    fn drain(&mut self, sink: &mut dyn FnMut(Input)) -> usize {
+        Sensor::drain(self, &mut |event| sink(Input::Kernel(event)))
     }
     fn lost(&self) -> u64 {
         Sensor::lost(self)
@@ -48,6 +58,21 @@ impl EventSource for Sensor {
     }
     fn drop_reason(&self, reason: u32) -> String {
         Sensor::drop_reason(self, reason)
+    }
+}
+
+impl EventSource for ConntrackSensor {
+    fn drain(&mut self, sink: &mut dyn FnMut(Input)) -> usize {
+        ConntrackSensor::drain(self, &mut |event| sink(Input::Conntrack(event)))
+    }
+    fn lost(&self) -> u64 {
+        ConntrackSensor::lost(self)
+    }
+    fn undecodable(&self) -> u64 {
+        ConntrackSensor::undecodable(self)
+    }
+    fn drop_reason(&self, reason: u32) -> String {
+        format!("drop reason {reason}")
     }
 }
 
@@ -101,6 +126,10 @@ pub struct Agent {
     /// Connects and accepts judged lately, initiator first, waiting for
     /// their other side.
     recent: FxHashMap<(SocketAddr, SocketAddr), (ConnectionKind, i64)>,
+    /// Conntrack entries judged, and those waiting for a reply (since).
+    ct_judged: FxHashMap<CtKey, i64>,
+    ct_pending: FxHashMap<CtKey, i64>,
+    conntrack_file: Arc<str>,
     /// Executables by pid, from exec events (bounded).
     executables: FxHashMap<u32, String>,
     /// Binaries by pid, for the process baseline (bounded).
@@ -117,6 +146,13 @@ pub struct Agent {
 
 const MAX_EXECUTABLES: usize = 1 << 16;
 
+/// A conntrack entry: protocol and the original direction's tuple.
+type CtKey = (u8, SocketAddr, SocketAddr);
+/// How long an entry without a reply waits before it is judged unanswered
+/// (the kernel keeps one in SYN_SENT for two minutes).
+const CT_UNANSWERED_MICROS: i64 = 3_000_000;
+const MAX_CONNTRACK: usize = 1 << 18;
+
 impl Agent {
     pub fn new(options: AgentOptions) -> Agent {
         Agent {
@@ -125,6 +161,9 @@ impl Agent {
             options,
             metrics: Metrics::default(),
             recent: FxHashMap::default(),
+            ct_judged: FxHashMap::default(),
+            ct_pending: FxHashMap::default(),
+            conntrack_file: Arc::from("ctnetlink"),
             executables: FxHashMap::default(),
             binaries: FxHashMap::default(),
             lost_seen: 0,
@@ -222,14 +261,19 @@ impl Agent {
         source: &mut dyn EventSource,
         out: &mut dyn Write,
     ) -> std::io::Result<()> {
-        let mut events = Vec::new();
-        source.drain(&mut |event| events.push(event));
+        let mut inputs = Vec::new();
+        source.drain(&mut |input| inputs.push(input));
         let micros = now_micros();
-        for (n, event) in events.into_iter().enumerate() {
+        for (n, input) in inputs.into_iter().enumerate() {
             // Every 64th event is timed: the clock costs as much as a
             // verdict.
             let started = n.is_multiple_of(64).then(Instant::now);
-            self.handle(event, inventory, judge, source, out, micros)?;
+            match input {
+                Input::Kernel(event) => {
+                    self.handle(event, inventory, judge, source, out, micros)?
+                }
+                Input::Conntrack(event) => self.conntrack(event, judge, out, micros)?,
+            }
             if let Some(started) = started {
                 self.metrics
                     .observe_latency(started.elapsed().as_secs_f64());
@@ -240,6 +284,7 @@ impl Agent {
             self.send(out, update)?;
         }
         self.recent.retain(|_, (_, t)| micros - *t < PAIRING_MICROS);
+        self.unanswered_conntrack(judge, out, micros)?;
         self.publish_gauges(source);
         Ok(())
     }
@@ -473,6 +518,96 @@ impl Agent {
             Some(baseline) => baseline.save(),
             None => Ok(()),
         }
+    }
+
+    /// A conntrack event. An entry is judged once, whichever namespace's
+    /// table reports it: established when it has seen a reply, unanswered
+    /// when it is destroyed without one or has waited CT_UNANSWERED for
+    /// one. Only connections with a pod of the inventory at one end.
+    fn conntrack(
+        &mut self,
+        event: CtEvent,
+        judge: &Judge<'_>,
+        out: &mut dyn Write,
+        micros: i64,
+    ) -> std::io::Result<()> {
+        self.count_event(match event.kind {
+            CtKind::New => "conntrack_new",
+            CtKind::Update => "conntrack_update",
+            CtKind::Destroy => "conntrack_destroy",
+            CtKind::Existing => "conntrack_existing",
+        });
+        let involves_a_pod = [event.src, event.dst].iter().any(|a| {
+            matches!(
+                judge.resolver().by_ip(a.ip()),
+                palisade_detect::Place::Workload { .. }
+            )
+        });
+        if !involves_a_pod {
+            return Ok(());
+        }
+        let key = (event.protocol, event.src, event.dst);
+        let judged = self.ct_judged.contains_key(&key);
+        if event.kind == CtKind::Destroy {
+            self.ct_judged.remove(&key);
+            self.ct_pending.remove(&key);
+            if !judged {
+                return self.judge_conntrack(judge, key, event.replied, out, micros);
+            }
+            return Ok(());
+        }
+        if judged {
+            return Ok(());
+        }
+        if event.replied {
+            self.ct_pending.remove(&key);
+            self.ct_judged.insert(key, micros);
+            return self.judge_conntrack(judge, key, true, out, micros);
+        }
+        self.ct_pending.entry(key).or_insert(micros);
+        Ok(())
+    }
+
+    /// Entries that waited too long for a reply are judged unanswered.
+    fn unanswered_conntrack(
+        &mut self,
+        judge: &Judge<'_>,
+        out: &mut dyn Write,
+        micros: i64,
+    ) -> std::io::Result<()> {
+        let overdue: Vec<CtKey> = self
+            .ct_pending
+            .iter()
+            .filter(|(_, since)| micros - **since >= CT_UNANSWERED_MICROS)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in overdue {
+            self.ct_pending.remove(&key);
+            self.ct_judged.insert(key, micros);
+            self.judge_conntrack(judge, key, false, out, micros)?;
+        }
+        if self.ct_judged.len() > MAX_CONNTRACK {
+            self.ct_judged.clear();
+        }
+        Ok(())
+    }
+
+    fn judge_conntrack(
+        &mut self,
+        judge: &Judge<'_>,
+        (protocol, src, dst): CtKey,
+        replied: bool,
+        out: &mut dyn Write,
+        micros: i64,
+    ) -> std::io::Result<()> {
+        self.sequence += 1;
+        let record = palisade_flow::RecordRef {
+            file: self.conntrack_file.clone(),
+            format: palisade_flow::Format::Conntrack,
+            record: self.sequence,
+        };
+        let flow = flows::conntrack_flow(protocol, src, dst, replied, record, micros);
+        self.judge_flow(judge, &flow, None, out, micros)
     }
 
     /// Whether this connect (accept) is the other side of an accept
@@ -737,7 +872,7 @@ mod tests {
     }
 
     impl EventSource for Losing {
-        fn drain(&mut self, _: &mut dyn FnMut(Event)) -> usize {
+        fn drain(&mut self, _: &mut dyn FnMut(Input)) -> usize {
             0
         }
         fn lost(&self) -> u64 {

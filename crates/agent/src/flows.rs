@@ -128,6 +128,41 @@ pub fn udp_flow(
     flow
 }
 
+/// The flow a conntrack entry stands for, both ends by address: established
+/// when it saw a reply, unanswered when it never did.
+pub fn conntrack_flow(
+    protocol: u8,
+    src: SocketAddr,
+    dst: SocketAddr,
+    replied: bool,
+    evidence: RecordRef,
+    micros: i64,
+) -> Flow {
+    let outcome = if replied {
+        Outcome::Established
+    } else {
+        Outcome::Unanswered
+    };
+    let mut flow = Flow::new(evidence, transport(protocol), outcome);
+    flow.src = endpoint(src, None);
+    flow.dst = endpoint(dst, None);
+    flow.first_seen = Some(micros);
+    flow.last_seen = Some(micros);
+    flow.packets = [1, u64::from(replied)];
+    flow
+}
+
+fn transport(protocol: u8) -> Transport {
+    match protocol {
+        6 => Transport::Tcp,
+        17 => Transport::Udp,
+        132 => Transport::Sctp,
+        1 => Transport::Icmp,
+        58 => Transport::Icmpv6,
+        other => Transport::Other(other),
+    }
+}
+
 /// The flow a netfilter drop stands for.
 pub fn drop_flow(
     protocol: u8,
@@ -136,15 +171,7 @@ pub fn drop_flow(
     evidence: RecordRef,
     micros: i64,
 ) -> Flow {
-    let transport = match protocol {
-        6 => Transport::Tcp,
-        17 => Transport::Udp,
-        132 => Transport::Sctp,
-        1 => Transport::Icmp,
-        58 => Transport::Icmpv6,
-        other => Transport::Other(other),
-    };
-    let mut flow = Flow::new(evidence, transport, Outcome::Dropped);
+    let mut flow = Flow::new(evidence, transport(protocol), Outcome::Dropped);
     flow.src = endpoint(src, None);
     flow.dst = endpoint(dst, None);
     flow.first_seen = Some(micros);

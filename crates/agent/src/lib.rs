@@ -14,4 +14,4 @@ pub mod probe;
 pub mod runtime;
 pub mod watch;
 
-pub use agent::{Agent, AgentOptions, EventSource, Reload, say};
+pub use agent::{Agent, AgentOptions, EventSource, Input, Reload, say};

@@ -15,12 +15,23 @@ use palisade_agent::baseline::ProcessBaseline;
 use palisade_agent::metrics::serve;
 use palisade_agent::runtime::RuntimeOptions;
 use palisade_agent::watch::PolicyWatch;
-use palisade_agent::{Agent, AgentOptions, Reload, say};
+use palisade_agent::{Agent, AgentOptions, EventSource, Reload, say};
 use palisade_sense::cgroup_mounts;
+use palisade_sense::conntrack::ConntrackSensor;
 use palisade_sense::ebpf::Sensor;
 
 use crate::input::{self, InputArgs};
 use crate::{Outcome, SemanticsArgs};
+
+/// Where the agent's events come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SensorArg {
+    /// eBPF: connections with their process, drops, executions, sockets.
+    Ebpf,
+    /// Connection tracking (ctnetlink), for nodes where BPF is not
+    /// allowed: connections by address only.
+    Conntrack,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
@@ -29,6 +40,9 @@ pub struct AgentArgs {
     /// version with any diagnostic is refused and the last good one kept.
     #[arg(long = "policy", required = true, value_name = "PATH")]
     pub policy: Vec<PathBuf>,
+    /// The sensor.
+    #[arg(long, value_enum, default_value_t = SensorArg::Ebpf)]
+    pub sensor: SensorArg,
     /// Append alerts (JSON lines) to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -75,7 +89,15 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
             ProcessBaseline::open(path, args.learn_processes).map_err(|e| anyhow!("{e}"))?;
         options.process_baseline = Some(baseline);
     }
-    let mut sensor = Sensor::start(&cgroup_root).context("starting the eBPF sensor")?;
+    let mut sensor: Box<dyn EventSource> = match args.sensor {
+        SensorArg::Ebpf => {
+            Box::new(Sensor::start(&cgroup_root).context("starting the eBPF sensor")?)
+        }
+        SensorArg::Conntrack => Box::new(
+            ConntrackSensor::start(&cgroup_root)
+                .map_err(|e| anyhow!("starting the conntrack sensor: {e}"))?,
+        ),
+    };
     let mut agent = Agent::new(options);
     if let Some(addr) = args.metrics_addr {
         let listener = TcpListener::bind(addr).with_context(|| format!("metrics on {addr}"))?;
@@ -117,7 +139,7 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
             .map_or("stdout".to_string(), |p| p.display().to_string())
     ));
     agent
-        .run(&mut sensor, inventory, &mut reload, &mut out, &stop)
+        .run(sensor.as_mut(), inventory, &mut reload, &mut out, &stop)
         .context("writing alerts")?;
     say(&format!(
         "stopped; {} alerts sent, {} events lost",

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 use lab::{Driver, Lab, PodSpec, skip_or_fail};
 use serde_json::Value;
 
+/// An agent sees the whole node: two labs at once would see each other.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn pods() -> Vec<PodSpec> {
     vec![
         PodSpec {
@@ -123,6 +126,7 @@ fn scrape(addr: &str) -> String {
 #[test]
 fn the_agent_raises_the_labs_bypass_drops_raw_socket_and_exec_live() {
     let test = "the_agent_raises_the_labs_alerts";
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = match Lab::start(&pods()) {
         Ok(lab) => lab,
         Err(why) => return skip_or_fail(test, &why),
@@ -240,5 +244,82 @@ fn the_agent_raises_the_labs_bypass_drops_raw_socket_and_exec_live() {
     let mut final_keys = expected.clone();
     final_keys.insert(("FLOW-001".to_string(), Some(6380)));
     assert_eq!(keys(&all), final_keys, "nothing else, updates included");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same lab with `--sensor conntrack`: connections only, by address,
+/// so the bypass, the unexpected drop and the blocked attempt, and none of
+/// the process rules. The client needs a process for its namespace to be
+/// found by (a pause container's, in a cluster).
+#[test]
+fn the_conntrack_sensor_raises_the_labs_connection_alerts() {
+    let test = "the_conntrack_sensor_raises_the_labs_alerts";
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = match Lab::start(&pods()) {
+        Ok(lab) => lab,
+        Err(why) => return skip_or_fail(test, &why),
+    };
+    for port in [5432, 6379, 8080, 9000] {
+        lab.serve_tcp("db", port).expect("db serves");
+    }
+    lab.spawn_in("client", &["/bin/sleep", "60"]).unwrap();
+    let procs = lab.pod("client").cgroup.join("cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&procs)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = std::env::temp_dir().join(format!("palisade-agent-ct-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("shop.yaml");
+    std::fs::write(&policy, manifests(&lab)).unwrap();
+    let output = dir.join("alerts.jsonl");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["agent", "--sensor", "conntrack", "--policy"])
+        .arg(&policy)
+        .arg("--output")
+        .arg(&output)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the palisade binary runs");
+    let lines = stderr_lines(&mut agent);
+    let mut said = Vec::new();
+    if !wait_for(&lines, "watching this node", &mut said) {
+        let _ = agent.kill();
+        return skip_or_fail(test, &format!("the agent did not start: {said:?}"));
+    }
+    let short = Duration::from_millis(700);
+    assert!(lab.connect_tcp("client", "db", 5432, short));
+    assert!(lab.connect_tcp("client", "db", 6379, short));
+    assert!(!lab.connect_tcp("client", "db", 8080, short));
+    assert!(!lab.connect_tcp("client", "db", 9000, short));
+    let expected: BTreeSet<(String, Option<u64>)> = [
+        ("FLOW-001", Some(6379)),
+        ("FLOW-002", Some(8080)),
+        ("FLOW-003", Some(9000)),
+    ]
+    .iter()
+    .map(|(r, p)| (r.to_string(), *p))
+    .collect();
+    // Unanswered entries are judged after three seconds without a reply.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while keys(&alerts(&output)) != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = alerts(&output);
+    assert_eq!(keys(&got), expected, "{got:#?}");
+    let bypass = find(&got, "FLOW-001", Some(6379));
+    assert_eq!(bypass["src"]["pod"], "client");
+    assert_eq!(bypass["dst"]["pod"], "db");
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    assert!(agent.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -304,7 +304,10 @@ fn a_full_ring_buffer_is_counted_and_the_sensor_goes_on() {
     assert!(sensor.lost() > 0, "the ring buffer should have overflowed");
     let mut drained = 0;
     sensor.drain(&mut |_| drained += 1);
-    assert!(drained > 30_000, "what fitted is still delivered: {drained}");
+    assert!(
+        drained > 30_000,
+        "what fitted is still delivered: {drained}"
+    );
     // Room again (losses stop once it is drained): new events arrive, and
     // nothing more is lost. (The lab's server did not survive the storm's
     // resets; an execution will do.)
