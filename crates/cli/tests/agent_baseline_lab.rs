@@ -8,10 +8,10 @@ mod lab;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::{Driver, Lab, PodSpec, skip_or_fail};
+use lab::{Driver, KillOnDrop, Lab, PodSpec, skip_or_fail};
 
 fn manifests(lab: &Lab) -> String {
     let pod = |name: &str| {
@@ -28,7 +28,7 @@ fn manifests(lab: &Lab) -> String {
     )
 }
 
-fn start(policy: &Path, baseline: &Path, output: &Path, learn: bool) -> Option<Child> {
+fn start(policy: &Path, baseline: &Path, output: &Path, learn: bool) -> Option<KillOnDrop> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
     command
         .args(["agent", "--policy"])
@@ -40,11 +40,13 @@ fn start(policy: &Path, baseline: &Path, output: &Path, learn: bool) -> Option<C
     if learn {
         command.arg("--learn-processes");
     }
-    let mut agent = command
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
+    let mut agent = KillOnDrop(
+        command
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?,
+    );
     let stderr = agent.stderr.take()?;
     let mut lines = BufReader::new(stderr).lines();
     let started = lines.any(|l| l.is_ok_and(|l| l.contains("watching this node")));
@@ -53,7 +55,7 @@ fn start(policy: &Path, baseline: &Path, output: &Path, learn: bool) -> Option<C
     started.then_some(agent)
 }
 
-fn stop(mut agent: Child) {
+fn stop(mut agent: KillOnDrop) {
     let _ = Command::new("kill")
         .args(["-TERM", &agent.id().to_string()])
         .status();

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use lab::{Driver, Lab, PodSpec, skip_or_fail};
+use lab::{Driver, KillOnDrop, Lab, PodSpec, skip_or_fail};
 use serde_json::Value;
 
 /// An agent sees the whole node: two labs at once would see each other.
@@ -140,17 +140,19 @@ fn the_agent_raises_the_labs_bypass_drops_raw_socket_and_exec_live() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().to_string()
     };
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["agent", "--policy"])
-        .arg(&policy)
-        .arg("--output")
-        .arg(&output)
-        .args(["--metrics-addr", &metrics_addr])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the palisade binary runs");
+    let mut agent = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["agent", "--policy"])
+            .arg(&policy)
+            .arg("--output")
+            .arg(&output)
+            .args(["--metrics-addr", &metrics_addr])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the palisade binary runs"),
+    );
     let lines = stderr_lines(&mut agent);
     let mut said = Vec::new();
     if !wait_for(&lines, "watching this node", &mut said) {
@@ -278,16 +280,18 @@ fn the_conntrack_sensor_raises_the_labs_connection_alerts() {
     let policy = dir.join("shop.yaml");
     std::fs::write(&policy, manifests(&lab)).unwrap();
     let output = dir.join("alerts.jsonl");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["agent", "--sensor", "conntrack", "--policy"])
-        .arg(&policy)
-        .arg("--output")
-        .arg(&output)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the palisade binary runs");
+    let mut agent = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["agent", "--sensor", "conntrack", "--policy"])
+            .arg(&policy)
+            .arg("--output")
+            .arg(&output)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the palisade binary runs"),
+    );
     let lines = stderr_lines(&mut agent);
     let mut said = Vec::new();
     if !wait_for(&lines, "watching this node", &mut said) {

@@ -6,16 +6,20 @@
 //! ```text
 //! sudo -E cargo test --release -p palisade --test agent_overhead -- --ignored --nocapture
 //! ```
+//!
+//! `SENSOR=conntrack` measures the conntrack sensor instead, and then
+//! `conntrack -E` (conntrack-tools) listening in the client's namespace,
+//! the tool a user would otherwise run, at the same load.
 
 #[path = "../../sense/tests/lab/mod.rs"]
 mod lab;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lab::{Driver, Lab, PodSpec};
+use lab::{Driver, KillOnDrop, Lab, PodSpec};
 
 const ROUNDS: usize = 3;
 const SECONDS: f64 = 4.0;
@@ -46,6 +50,35 @@ fn cpu_seconds(pid: u32) -> f64 {
         f.iter().filter_map(|t| t.parse::<f64>().ok()).sum()
     });
     ticks / 100.0
+}
+
+/// `conntrack -E` in the client's namespace at the same load: its CPU and
+/// the events it printed.
+fn conntrack_tool(lab: &mut Lab, rate: &dyn Fn(&mut Lab) -> f64) {
+    let netns = lab.pod("client").netns.clone();
+    let out = std::env::temp_dir().join(format!("conntrack-e-{}.txt", std::process::id()));
+    let file = std::fs::File::create(&out).unwrap();
+    let mut tool = Command::new("ip")
+        .args(["netns", "exec", &netns, "conntrack", "-E"])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("conntrack -E runs (conntrack-tools)");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(tool.id());
+    let connections = rate(lab);
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = cpu_seconds(tool.id()) - before;
+    let _ = tool.kill();
+    let _ = tool.wait();
+    let lines = std::fs::read_to_string(&out)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&out);
+    println!(
+        "conntrack -E: with it {connections:.0} conn/s; {cpu:.2} CPU-s for {lines} events printed ({:.3} CPU-s per 10k connections)",
+        cpu / (connections * SECONDS / 10_000.0)
+    );
 }
 
 /// The kernel's run-time statistics of BPF programs (`kernel.bpf_stats_enabled`).
@@ -94,21 +127,24 @@ fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn start_agent(policy: &std::path::Path, metrics: &str) -> Child {
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["agent", "--policy"])
-        .arg(policy)
-        .args(["--metrics-addr", metrics, "--output", "/dev/null"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the agent runs");
+fn start_agent(policy: &std::path::Path, metrics: &str, sensor: &str) -> KillOnDrop {
+    let mut agent = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["agent", "--sensor", sensor, "--policy"])
+            .arg(policy)
+            .args(["--metrics-addr", metrics, "--output", "/dev/null"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the agent runs"),
+    );
     let stderr = agent.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     assert!(
         lines.any(|l| l.is_ok_and(|l| l.contains("watching this node"))),
         "the agent did not start"
     );
+    std::thread::spawn(move || lines.for_each(drop));
     agent
 }
 
@@ -144,6 +180,11 @@ fn agent_overhead_on_short_connections() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().to_string()
     };
+    let sensor = std::env::var("SENSOR").unwrap_or_else(|_| "ebpf".into());
+    // The client's namespace must have a process for the conntrack sensor
+    // to find it by.
+    lab.spawn_in("client", &["/bin/sleep", "600"]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     let generator = load_generator(&ip);
     let rate = |lab: &mut Lab| -> f64 {
         let out = lab
@@ -157,7 +198,7 @@ fn agent_overhead_on_short_connections() {
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         without.push(rate(&mut lab));
-        let mut agent = start_agent(&policy, &metrics);
+        let mut agent = start_agent(&policy, &metrics, &sensor);
         let cpu_before = cpu_seconds(agent.id());
         let before = scrape(&metrics);
         bpf_stats(true);
@@ -173,15 +214,22 @@ fn agent_overhead_on_short_connections() {
         let _ = agent.wait();
         with.push(connections);
         let events = |text: &str| {
-            ["connect", "accept", "close"]
-                .iter()
-                .map(|k| {
-                    metric(
-                        text,
-                        &format!("palisade_agent_events_total{{kind=\"{k}\"}}"),
-                    )
-                })
-                .sum::<f64>()
+            [
+                "connect",
+                "accept",
+                "close",
+                "conntrack_new",
+                "conntrack_update",
+                "conntrack_destroy",
+            ]
+            .iter()
+            .map(|k| {
+                metric(
+                    text,
+                    &format!("palisade_agent_events_total{{kind=\"{k}\"}}"),
+                )
+            })
+            .sum::<f64>()
         };
         let received = events(&after) - events(&before);
         let lost = metric(&after, "palisade_agent_events_lost_total");
@@ -191,6 +239,9 @@ fn agent_overhead_on_short_connections() {
             received / SECONDS,
             cpu / (connections * SECONDS / 10_000.0),
         );
+    }
+    if sensor == "conntrack" {
+        conntrack_tool(&mut lab, &rate);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(

@@ -55,6 +55,30 @@ pub struct Lab {
     children: Vec<Child>,
 }
 
+/// A process a test started outside the lab (the agent): killed when the
+/// test ends, also when it fails, so no agent outlives its test.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Skips the calling test with a message, or fails it when privileged
 /// tests are required.
 pub fn skip_or_fail(test: &str, why: &str) {
