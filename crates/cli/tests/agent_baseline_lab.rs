@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::{Driver, KillOnDrop, Lab, PodSpec, skip_or_fail};
+use lab::{KillOnDrop, Lab, client_and_db, skip_or_fail};
 
 fn manifests(lab: &Lab) -> String {
     let pod = |name: &str| {
@@ -81,18 +81,7 @@ fn rules(output: &Path) -> Vec<String> {
 #[test]
 fn the_process_baseline_is_learned_and_then_catches_a_new_process() {
     let test = "the_process_baseline";
-    let pods = vec![
-        PodSpec {
-            name: "client",
-            driver: Driver::Systemd,
-            allowed_tcp: vec![],
-        },
-        PodSpec {
-            name: "db",
-            driver: Driver::Cgroupfs,
-            allowed_tcp: vec![5432],
-        },
-    ];
+    let pods = client_and_db(&[5432]);
     let mut lab = match Lab::start(&pods) {
         Ok(lab) => lab,
         Err(why) => return skip_or_fail(test, &why),

@@ -21,25 +21,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use lab::{Driver, KillOnDrop, Lab, PodSpec, skip_or_fail};
+use lab::{KillOnDrop, Lab, PodSpec, client_and_db, skip_or_fail};
 use serde_json::Value;
 
 /// An agent sees the whole node: two labs at once would see each other.
 static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn pods() -> Vec<PodSpec> {
-    vec![
-        PodSpec {
-            name: "client",
-            driver: Driver::Systemd,
-            allowed_tcp: vec![],
-        },
-        PodSpec {
-            name: "db",
-            driver: Driver::Cgroupfs,
-            allowed_tcp: vec![5432, 6379, 6380],
-        },
-    ]
+    client_and_db(&[5432, 6379, 6380])
 }
 
 fn manifests(lab: &Lab) -> String {
@@ -71,6 +60,34 @@ fn stderr_lines(child: &mut Child) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// The agent on `policy`, writing alerts to `output`, once it says it is
+/// watching; with its stderr lines (and those said so far).
+fn start_agent(
+    policy: &std::path::Path,
+    output: &std::path::Path,
+    extra: &[&str],
+) -> Result<(KillOnDrop, Receiver<String>, Vec<String>), String> {
+    let mut agent = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["agent", "--policy"])
+            .arg(policy)
+            .arg("--output")
+            .arg(output)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("the palisade binary: {e}"))?,
+    );
+    let lines = stderr_lines(&mut agent);
+    let mut said = Vec::new();
+    if !wait_for(&lines, "watching this node", &mut said) {
+        return Err(format!("the agent did not start: {said:?}"));
+    }
+    Ok((agent, lines, said))
 }
 
 fn wait_for(lines: &Receiver<String>, text: &str, seen: &mut Vec<String>) -> bool {
@@ -140,25 +157,11 @@ fn the_agent_raises_the_labs_bypass_drops_raw_socket_and_exec_live() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().to_string()
     };
-    let mut agent = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["agent", "--policy"])
-            .arg(&policy)
-            .arg("--output")
-            .arg(&output)
-            .args(["--metrics-addr", &metrics_addr])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the palisade binary runs"),
-    );
-    let lines = stderr_lines(&mut agent);
-    let mut said = Vec::new();
-    if !wait_for(&lines, "watching this node", &mut said) {
-        let _ = agent.kill();
-        return skip_or_fail(test, &format!("the agent did not start: {said:?}"));
-    }
+    let extra = ["--metrics-addr", metrics_addr.as_str()];
+    let (mut agent, lines, mut said) = match start_agent(&policy, &output, &extra) {
+        Ok(started) => started,
+        Err(why) => return skip_or_fail(test, &why),
+    };
 
     for port in [5432, 6379, 6380, 8080, 9000] {
         lab.serve_tcp("db", port).expect("db serves");
@@ -264,40 +267,16 @@ fn the_conntrack_sensor_raises_the_labs_connection_alerts() {
     for port in [5432, 6379, 8080, 9000] {
         lab.serve_tcp("db", port).expect("db serves");
     }
-    lab.spawn_in("client", &["/bin/sleep", "60"]).unwrap();
-    let procs = lab.pod("client").cgroup.join("cgroup.procs");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(&procs)
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    lab.keep_alive("client");
     let dir = std::env::temp_dir().join(format!("palisade-agent-ct-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("shop.yaml");
     std::fs::write(&policy, manifests(&lab)).unwrap();
     let output = dir.join("alerts.jsonl");
-    let mut agent = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["agent", "--sensor", "conntrack", "--policy"])
-            .arg(&policy)
-            .arg("--output")
-            .arg(&output)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the palisade binary runs"),
-    );
-    let lines = stderr_lines(&mut agent);
-    let mut said = Vec::new();
-    if !wait_for(&lines, "watching this node", &mut said) {
-        let _ = agent.kill();
-        return skip_or_fail(test, &format!("the agent did not start: {said:?}"));
-    }
+    let (mut agent, _lines, _) = match start_agent(&policy, &output, &["--sensor", "conntrack"]) {
+        Ok(started) => started,
+        Err(why) => return skip_or_fail(test, &why),
+    };
     let short = Duration::from_millis(700);
     assert!(lab.connect_tcp("client", "db", 5432, short));
     assert!(lab.connect_tcp("client", "db", 6379, short));

@@ -19,7 +19,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lab::{Driver, KillOnDrop, Lab, PodSpec};
+use lab::{KillOnDrop, Lab, client_and_db};
 
 const ROUNDS: usize = 3;
 const SECONDS: f64 = 4.0;
@@ -151,18 +151,7 @@ fn start_agent(policy: &std::path::Path, metrics: &str, sensor: &str) -> KillOnD
 #[test]
 #[ignore = "a benchmark: run it on purpose (BENCHMARKS.md)"]
 fn agent_overhead_on_short_connections() {
-    let pods = vec![
-        PodSpec {
-            name: "client",
-            driver: Driver::Systemd,
-            allowed_tcp: vec![],
-        },
-        PodSpec {
-            name: "server",
-            driver: Driver::Cgroupfs,
-            allowed_tcp: vec![PORT],
-        },
-    ];
+    let pods = client_and_db(&[PORT]);
     let mut lab = Lab::start(&pods).expect("the lab (root, iproute2, nftables)");
     let ip = lab.pod("server").ip.clone();
     lab.spawn_in("server", &["/usr/bin/python3", "-c", &server(&ip)])
@@ -183,8 +172,7 @@ fn agent_overhead_on_short_connections() {
     let sensor = std::env::var("SENSOR").unwrap_or_else(|_| "ebpf".into());
     // The client's namespace must have a process for the conntrack sensor
     // to find it by.
-    lab.spawn_in("client", &["/bin/sleep", "600"]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    lab.keep_alive("client");
     let generator = load_generator(&ip);
     let rate = |lab: &mut Lab| -> f64 {
         let out = lab

@@ -9,7 +9,7 @@ mod lab;
 
 use std::process::Command;
 
-use lab::{Driver, Lab, PodSpec, skip_or_fail};
+use lab::{Lab, client_and_db, skip_or_fail};
 use serde_json::Value;
 
 fn manifests(lab: &Lab) -> String {
@@ -32,18 +32,7 @@ fn manifests(lab: &Lab) -> String {
 #[test]
 fn probe_finds_the_labs_enforcement_gap_and_nothing_else() {
     let test = "probe_finds_the_labs_gap";
-    let pods = vec![
-        PodSpec {
-            name: "client",
-            driver: Driver::Systemd,
-            allowed_tcp: vec![],
-        },
-        PodSpec {
-            name: "db",
-            driver: Driver::Cgroupfs,
-            allowed_tcp: vec![5432, 6379],
-        },
-    ];
+    let pods = client_and_db(&[5432, 6379]);
     let mut lab = match Lab::start(&pods) {
         Ok(lab) => lab,
         Err(why) => return skip_or_fail(test, &why),
@@ -51,17 +40,7 @@ fn probe_finds_the_labs_enforcement_gap_and_nothing_else() {
     lab.serve_tcp("db", 5432).unwrap();
     lab.serve_tcp("db", 6379).unwrap();
     // The client needs a process for the probe to find its namespace by.
-    lab.spawn_in("client", &["/bin/sleep", "60"]).unwrap();
-    let procs = lab.pod("client").cgroup.join("cgroup.procs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::fs::read_to_string(&procs)
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    lab.keep_alive("client");
     let dir = std::env::temp_dir().join(format!("palisade-probe-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("shop.yaml");

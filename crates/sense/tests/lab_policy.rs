@@ -9,22 +9,11 @@ mod lab;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use lab::{Driver, Lab, PodSpec, skip_or_fail};
+use lab::{Lab, PodSpec, client_and_db, skip_or_fail};
 use palisade_sense::{CgroupIndex, Lookup, Owner, Qos, Runtime, classify};
 
 fn shop() -> Vec<PodSpec> {
-    vec![
-        PodSpec {
-            name: "client",
-            driver: Driver::Systemd,
-            allowed_tcp: vec![],
-        },
-        PodSpec {
-            name: "db",
-            driver: Driver::Cgroupfs,
-            allowed_tcp: vec![5432],
-        },
-    ]
+    client_and_db(&[5432])
 }
 
 #[test]

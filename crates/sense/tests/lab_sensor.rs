@@ -10,25 +10,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use lab::{Driver, Lab, PodSpec, skip_or_fail};
+use lab::{Lab, PodSpec, client_and_db, skip_or_fail};
 use palisade_sense::ebpf::{ConnectionKind, Event, Sensor, UdpDirection};
 use palisade_sense::{CgroupIndex, Lookup, Owner};
 
+/// db's 5433 is allowed but nothing listens (a reset); 5434 carries a
+/// connection made before the sensor starts.
 fn shop() -> Vec<PodSpec> {
-    vec![
-        PodSpec {
-            name: "client",
-            driver: Driver::Systemd,
-            allowed_tcp: vec![],
-        },
-        PodSpec {
-            name: "db",
-            driver: Driver::Cgroupfs,
-            // 5433: allowed, but nothing listens (a reset); 5434: a
-            // connection made before the sensor starts.
-            allowed_tcp: vec![5432, 5433, 5434],
-        },
-    ]
+    client_and_db(&[5432, 5433, 5434])
 }
 
 /// A connection from the client to db that stays open: made before the
@@ -332,17 +321,7 @@ fn the_conntrack_sensor_sees_the_lab_connections_in_each_namespace() {
     lab.serve_tcp("db", 6379).expect("db serves 6379");
     // A pod's namespace is found by a process in it (a pause container's,
     // in a cluster).
-    lab.spawn_in("client", &["/bin/sleep", "30"]).unwrap();
-    let procs = lab.pod("client").cgroup.join("cgroup.procs");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(&procs)
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    lab.keep_alive("client");
     let mut sensor = match ConntrackSensor::start(lab.cgroup_root()) {
         Ok(sensor) => sensor,
         Err(why) => return skip_or_fail(test, &why),

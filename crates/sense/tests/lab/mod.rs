@@ -47,6 +47,23 @@ pub struct Pod {
     pub cgroup: PathBuf,
 }
 
+/// The usual lab: a client (systemd driver) whose ingress is closed, and
+/// db (cgroupfs driver) open on `db_ports`.
+pub fn client_and_db(db_ports: &[u16]) -> Vec<PodSpec> {
+    vec![
+        PodSpec {
+            name: "client",
+            driver: Driver::Systemd,
+            allowed_tcp: vec![],
+        },
+        PodSpec {
+            name: "db",
+            driver: Driver::Cgroupfs,
+            allowed_tcp: db_ports.to_vec(),
+        },
+    ]
+}
+
 pub struct Lab {
     pub id: String,
     node_netns: String,
@@ -316,6 +333,24 @@ impl Lab {
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
         Some(line)
+    }
+
+    /// A process that stays in pod `name` (as a pause container does in a
+    /// cluster), once it is in the pod's cgroup: what finds the pod's
+    /// namespace from its cgroup needs one.
+    pub fn keep_alive(&mut self, name: &str) {
+        self.spawn_in(name, &["/bin/sleep", "600"])
+            .expect("sleep starts");
+        let procs = self.pod(name).cgroup.join("cgroup.procs");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&procs)
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs `argv` in pod `name` to its end, and returns what it printed.
