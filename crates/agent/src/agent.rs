@@ -383,13 +383,7 @@ impl Agent {
                 self.count_event("drop");
                 let name = source.drop_reason(reason);
                 *self.drops.entry(name.clone()).or_insert(0) += 1;
-                let involves_a_pod = [src, dst].iter().any(|a| {
-                    matches!(
-                        judge.resolver().by_ip(a.ip()),
-                        palisade_detect::Place::Workload { .. }
-                    )
-                });
-                if name == NETFILTER_DROP && involves_a_pod {
+                if name == NETFILTER_DROP && involves_a_pod(judge, src, dst) {
                     let flow = flows::drop_flow(protocol, src, dst, record, micros);
                     self.judge_flow(judge, &flow, None, out, micros)?;
                 }
@@ -537,13 +531,7 @@ impl Agent {
             CtKind::Destroy => "conntrack_destroy",
             CtKind::Existing => "conntrack_existing",
         });
-        let involves_a_pod = [event.src, event.dst].iter().any(|a| {
-            matches!(
-                judge.resolver().by_ip(a.ip()),
-                palisade_detect::Place::Workload { .. }
-            )
-        });
-        if !involves_a_pod {
+        if !involves_a_pod(judge, event.src, event.dst) {
             return Ok(());
         }
         let key = (event.protocol, event.src, event.dst);
@@ -832,6 +820,17 @@ impl Agent {
 /// supervisor gone) must keep watching.
 pub fn say(message: &str) {
     let _ = writeln!(std::io::stderr(), "palisade agent: {message}");
+}
+
+/// Whether either address is a pod of the inventory: traffic between
+/// addresses that are not is no NetworkPolicy's business.
+fn involves_a_pod(judge: &Judge<'_>, a: SocketAddr, b: SocketAddr) -> bool {
+    [a, b].iter().any(|address| {
+        matches!(
+            judge.resolver().by_ip(address.ip()),
+            palisade_detect::Place::Workload { .. }
+        )
+    })
 }
 
 fn kind_name(kind: ConnectionKind) -> &'static str {
