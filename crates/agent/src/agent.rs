@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use palisade_detect::{Alert, AlertEndpoint, AlertProcess, Judge, Resolver, Rule, Verifier};
+use palisade_detect::{
+    Alert, AlertEndpoint, AlertProcess, Judge, Resolver, Rule, ScanDetector, ScanOptions, Verifier,
+};
 use palisade_inventory::Inventory;
 use palisade_policy::{Engine, Settings};
 use palisade_sense::conntrack::{ConntrackSensor, CtEvent, CtKind};
@@ -89,6 +91,8 @@ pub struct AgentOptions {
     pub cgroup_root: PathBuf,
     /// The process baseline (RUN-005), learning or watching.
     pub process_baseline: Option<ProcessBaseline>,
+    /// Thresholds of the scan and burst detectors (FLOW-201 to 204).
+    pub scans: ScanOptions,
 }
 
 impl AgentOptions {
@@ -101,6 +105,7 @@ impl AgentOptions {
             runtime: RuntimeOptions::default(),
             cgroup_root,
             process_baseline: None,
+            scans: ScanOptions::default(),
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct Agent {
     options: AgentOptions,
     attributor: Attributor,
     live: LiveAlerts,
+    /// The scan and burst detectors of `flows verify`, live.
+    scans: ScanDetector,
     pub metrics: Metrics,
     /// Connects and accepts judged lately, initiator first, waiting for
     /// their other side.
@@ -158,6 +165,7 @@ impl Agent {
         Agent {
             attributor: Attributor::new(&options.cgroup_root),
             live: LiveAlerts::new(options.window),
+            scans: ScanDetector::new(options.scans.clone()),
             options,
             metrics: Metrics::default(),
             recent: FxHashMap::default(),
@@ -285,6 +293,12 @@ impl Agent {
         }
         self.recent.retain(|_, (_, t)| micros - *t < PAIRING_MICROS);
         self.unanswered_conntrack(judge, out, micros)?;
+        for alert in self.scans.take_new(inventory) {
+            self.offer(out, alert, micros)?;
+        }
+        let window = i64::try_from(self.options.window.as_micros()).unwrap_or(i64::MAX / 2);
+        self.scans
+            .forget_before(micros.saturating_sub(window.saturating_mul(2)));
         self.publish_gauges(source);
         Ok(())
     }
@@ -754,6 +768,7 @@ impl Agent {
         micros: i64,
     ) -> std::io::Result<()> {
         let judged = judge.judge(flow);
+        self.scans.observe(flow, &judged);
         if judged.class == palisade_detect::Class::Allowed {
             return Ok(());
         }
@@ -883,6 +898,74 @@ mod tests {
         fn drop_reason(&self, reason: u32) -> String {
             reason.to_string()
         }
+    }
+
+    /// Conntrack entries (no cgroup needed: both ends by address) of a pod
+    /// probing many ports of another, each destroyed without a reply.
+    struct Scanning {
+        ports: std::ops::Range<u16>,
+    }
+
+    impl EventSource for Scanning {
+        fn drain(&mut self, sink: &mut dyn FnMut(Input)) -> usize {
+            let mut n = 0;
+            for port in self.ports.by_ref() {
+                n += 1;
+                sink(Input::Conntrack(CtEvent {
+                    kind: CtKind::Destroy,
+                    netns: 1,
+                    protocol: 6,
+                    src: "10.0.0.1:40000".parse().unwrap(),
+                    dst: SocketAddr::new("10.0.0.2".parse().unwrap(), port),
+                    replied: false,
+                    assured: false,
+                }));
+            }
+            n
+        }
+        fn lost(&self) -> u64 {
+            0
+        }
+        fn undecodable(&self) -> u64 {
+            0
+        }
+        fn drop_reason(&self, reason: u32) -> String {
+            reason.to_string()
+        }
+    }
+
+    #[test]
+    fn scans_are_detected_live() {
+        let pod = |name: &str, ip: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: a, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: c, image: i}}]}}\nstatus: {{podIP: {ip}}}\n"
+            )
+        };
+        let mut loader = palisade_inventory::Loader::default();
+        loader.add_text(
+            "t",
+            &(pod("scanner", "10.0.0.1") + &pod("target", "10.0.0.2")),
+        );
+        let (inventory, _) = loader.finish();
+        let settings = Settings::default();
+        let engine = Engine::new(&inventory, &settings);
+        let mut verifier = Verifier::new(&engine, Resolver::new(&inventory, &[]), settings);
+        let (judge, _) = verifier.split();
+        let mut agent = Agent::new(AgentOptions::new(std::env::temp_dir()));
+        let mut source = Scanning { ports: 1..200 };
+        let mut out = Vec::new();
+        agent
+            .poll(&inventory, judge, &mut source, &mut out)
+            .unwrap();
+        let rules: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"].to_string())
+            .collect();
+        assert!(rules.contains(&"\"FLOW-201\"".to_string()), "{rules:?}");
+        // No policy: every probe was allowed and unanswered, so no blocked
+        // attempts; the scan is the news.
+        assert!(!rules.contains(&"\"FLOW-003\"".to_string()), "{rules:?}");
     }
 
     #[test]

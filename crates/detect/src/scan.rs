@@ -168,6 +168,7 @@ enum Target {
     Any,
 }
 
+#[derive(Clone)]
 struct Detection {
     src: Place,
     dst: Option<Place>,
@@ -183,6 +184,8 @@ pub struct ScanDetector {
     options: ScanOptions,
     sources: FxHashMap<IpAddr, SourceWindow>,
     detections: FxHashMap<(Rule, IpAddr, Target), Detection>,
+    /// Detections opened since [`ScanDetector::take_new`] last ran.
+    opened: Vec<(Rule, IpAddr, Target)>,
     /// Flows without an address or port cannot be placed in a window.
     pub not_applicable: u64,
 }
@@ -193,6 +196,7 @@ impl ScanDetector {
             options,
             sources: FxHashMap::default(),
             detections: FxHashMap::default(),
+            opened: Vec::new(),
             not_applicable: 0,
         }
     }
@@ -263,22 +267,46 @@ impl ScanDetector {
         judged: &Judged,
     ) {
         let time = flow.first_seen.unwrap_or(0);
-        let detection = self
-            .detections
-            .entry((rule, src_ip, target))
-            .or_insert_with(|| Detection {
-                src: judged.src.clone(),
-                dst: matches!(target, Target::Host(_)).then(|| judged.dst.clone()),
-                src_ip,
-                target,
-                peak: 0,
-                first_seen: time,
-                last_seen: time,
-                flow: flow.clone(),
-            });
+        let key = (rule, src_ip, target);
+        if !self.detections.contains_key(&key) {
+            self.opened.push(key);
+        }
+        let detection = self.detections.entry(key).or_insert_with(|| Detection {
+            src: judged.src.clone(),
+            dst: matches!(target, Target::Host(_)).then(|| judged.dst.clone()),
+            src_ip,
+            target,
+            peak: 0,
+            first_seen: time,
+            last_seen: time,
+            flow: flow.clone(),
+        });
         detection.peak = detection.peak.max(count);
         detection.first_seen = detection.first_seen.min(time);
         detection.last_seen = detection.last_seen.max(flow.last_seen.unwrap_or(time));
+    }
+
+    /// The detections that crossed their threshold since the last call, as
+    /// alerts: what the live agent sends at once (its repeat window counts
+    /// what follows).
+    pub fn take_new(&mut self, inventory: &Inventory) -> Vec<Alert> {
+        let options = self.options.clone();
+        self.opened
+            .drain(..)
+            .filter_map(|key| {
+                let detection = self.detections.get(&key)?.clone();
+                Some(scan_alert(inventory, &options, key.0, detection))
+            })
+            .collect()
+    }
+
+    /// Forgets detections last seen before `micros`, and sources whose
+    /// windows are empty: a live detector's memory is bounded by what
+    /// happened lately, not by uptime. A scan that goes on is detected
+    /// again.
+    pub fn forget_before(&mut self, micros: Micros) {
+        self.detections.retain(|_, d| d.last_seen >= micros);
+        self.sources.retain(|_, window| !window.events.is_empty());
     }
 
     pub fn finish(self, inventory: &Inventory) -> Vec<Alert> {
@@ -380,6 +408,48 @@ mod tests {
             blocked,
             count: 1,
         }
+    }
+
+    #[test]
+    fn a_live_detector_hands_each_new_detection_out_once() {
+        use palisade_flow::{Format, Outcome, RecordRef, Transport};
+        let inventory = Inventory::default();
+        let options = ScanOptions {
+            vertical_ports: 3,
+            ..ScanOptions::default()
+        };
+        let mut scans = ScanDetector::new(options);
+        let judged = Judged {
+            src: Place::External("10.9.9.9".parse().unwrap()),
+            dst: Place::External(DST),
+            class: Class::BlockedAttempt,
+            port: None,
+            note: None,
+        };
+        let evidence = RecordRef {
+            file: std::sync::Arc::from("t"),
+            format: Format::Ebpf,
+            record: 1,
+        };
+        let probe = |scans: &mut ScanDetector, port: u16| {
+            let mut flow = Flow::new(evidence.clone(), Transport::Tcp, Outcome::Unanswered);
+            flow.src.ip = Some("10.9.9.9".parse().unwrap());
+            flow.dst.ip = Some(DST);
+            flow.dst.port = Some(port);
+            flow.first_seen = Some(i64::from(port));
+            scans.observe(&flow, &judged);
+        };
+        probe(&mut scans, 1);
+        probe(&mut scans, 2);
+        assert!(scans.take_new(&inventory).is_empty());
+        probe(&mut scans, 3);
+        let alerts = scans.take_new(&inventory);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].rule, Rule::VerticalScan.id());
+        probe(&mut scans, 4);
+        assert!(scans.take_new(&inventory).is_empty(), "already handed out");
+        scans.forget_before(10);
+        assert!(scans.detections.is_empty());
     }
 
     #[test]
