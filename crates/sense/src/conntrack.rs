@@ -333,3 +333,88 @@ fn protocol_number(protocol: &Protocol) -> u8 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ctnetlink message as the kernel sends it: an IPv4 TCP entry from
+    /// 10.0.0.1:40000 to 10.0.0.2:5432 with `status`.
+    fn message(kind: &str, flags: u16, sequence: u32, status: Status) -> Vec<u8> {
+        let tuple = vec![
+            Tuple::Ip(vec![
+                IPTuple::SourceAddress("10.0.0.1".parse().unwrap()),
+                IPTuple::DestinationAddress("10.0.0.2".parse().unwrap()),
+            ]),
+            Tuple::Proto(vec![
+                ProtoTuple::Protocol(Protocol::Tcp),
+                ProtoTuple::SourcePort(40000),
+                ProtoTuple::DestinationPort(5432),
+            ]),
+        ];
+        let attributes = vec![
+            ConntrackAttribute::CtaTupleOrig(tuple),
+            ConntrackAttribute::CtaStatus(status),
+        ];
+        let body = match kind {
+            "new" => ConntrackMessage::New(attributes),
+            _ => ConntrackMessage::Delete(attributes),
+        };
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = sequence;
+        let mut packet = NetlinkMessage::new(
+            header,
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(NetfilterProtoFamily::IPv4, 0, 0),
+                body,
+            )),
+        );
+        packet.finalize();
+        let mut bytes = vec![0; packet.buffer_len()];
+        packet.serialize(&mut bytes[..]);
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<CtEvent> {
+        let message = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).ok()?;
+        event_of(&message, 7)
+    }
+
+    #[test]
+    fn reads_each_kind_of_event_and_the_reply_flag() {
+        let new = decode(&message("new", NLM_F_CREATE, 0, Status::Confirmed)).unwrap();
+        assert_eq!(new.kind, CtKind::New);
+        assert_eq!(new.src, "10.0.0.1:40000".parse().unwrap());
+        assert_eq!(new.dst, "10.0.0.2:5432".parse().unwrap());
+        assert_eq!((new.protocol, new.netns, new.replied), (6, 7, false));
+        let update = decode(&message("new", 0, 0, Status::SeenReply | Status::Assured)).unwrap();
+        assert_eq!(update.kind, CtKind::Update);
+        assert!(update.replied && update.assured);
+        let dumped = decode(&message("new", 0, DUMP_SEQUENCE, Status::SeenReply)).unwrap();
+        assert_eq!(dumped.kind, CtKind::Existing);
+        let destroy = decode(&message("delete", 0, 0, Status::empty())).unwrap();
+        assert_eq!(destroy.kind, CtKind::Destroy);
+    }
+
+    #[test]
+    fn a_datagram_of_several_messages_and_garbage_are_handled() {
+        let (events, received) = channel();
+        let listener = Listener {
+            netns: 1,
+            events,
+            lost: Arc::default(),
+            undecodable: Arc::default(),
+        };
+        let mut datagram = message("new", NLM_F_CREATE, 0, Status::empty());
+        datagram.extend(message("delete", 0, 0, Status::SeenReply));
+        assert!(listener.handle(&datagram));
+        let kinds: Vec<CtKind> = received.try_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [CtKind::New, CtKind::Destroy]);
+        for end in 0..datagram.len() {
+            assert!(listener.handle(&datagram[..end]));
+        }
+        assert!(listener.handle(&[0xff; 40]));
+        assert!(listener.undecodable.load(Ordering::Relaxed) > 0);
+    }
+}
