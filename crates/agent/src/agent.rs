@@ -544,9 +544,20 @@ impl Agent {
             CtKind::Update => "conntrack_update",
             CtKind::Destroy => "conntrack_destroy",
             CtKind::Existing => "conntrack_existing",
+            CtKind::Dropped => "nflog_dropped",
         });
         if !involves_a_pod(judge, event.src, event.dst) {
             return Ok(());
+        }
+        if event.kind == CtKind::Dropped {
+            self.sequence += 1;
+            let record = self.conntrack_record();
+            let mut flow = flows::drop_flow(event.protocol, event.src, event.dst, record, micros);
+            flow.drop_reason = Some(match &event.prefix {
+                Some(prefix) => format!("NFLOG {}", prefix.trim()),
+                None => "NFLOG".to_string(),
+            });
+            return self.judge_flow(judge, &flow, None, out, micros);
         }
         let key = (event.protocol, event.src, event.dst);
         let judged = self.ct_judged.contains_key(&key);
@@ -603,13 +614,17 @@ impl Agent {
         micros: i64,
     ) -> std::io::Result<()> {
         self.sequence += 1;
-        let record = palisade_flow::RecordRef {
+        let record = self.conntrack_record();
+        let flow = flows::conntrack_flow(protocol, src, dst, replied, record, micros);
+        self.judge_flow(judge, &flow, None, out, micros)
+    }
+
+    fn conntrack_record(&self) -> palisade_flow::RecordRef {
+        palisade_flow::RecordRef {
             file: self.conntrack_file.clone(),
             format: palisade_flow::Format::Conntrack,
             record: self.sequence,
-        };
-        let flow = flows::conntrack_flow(protocol, src, dst, replied, record, micros);
-        self.judge_flow(judge, &flow, None, out, micros)
+        }
     }
 
     /// Whether this connect (accept) is the other side of an accept
@@ -919,6 +934,7 @@ mod tests {
                     dst: SocketAddr::new("10.0.0.2".parse().unwrap(), port),
                     replied: false,
                     assured: false,
+                    prefix: None,
                 }));
             }
             n

@@ -43,6 +43,11 @@ pub struct AgentArgs {
     /// The sensor.
     #[arg(long, value_enum, default_value_t = SensorArg::Ebpf)]
     pub sensor: SensorArg,
+    /// With `--sensor conntrack`: also hear the packets an enforcer logs
+    /// to this NFLOG group as it drops them (repeatable; kube-router logs
+    /// policy drops to 100).
+    #[arg(long = "nflog-group", value_name = "N")]
+    pub nflog_groups: Vec<u16>,
     /// Append alerts (JSON lines) to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -94,7 +99,7 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
             Box::new(Sensor::start(&cgroup_root).context("starting the eBPF sensor")?)
         }
         SensorArg::Conntrack => Box::new(
-            ConntrackSensor::start(&cgroup_root)
+            ConntrackSensor::start(&cgroup_root, &args.nflog_groups)
                 .map_err(|e| anyhow!("starting the conntrack sensor: {e}"))?,
         ),
     };

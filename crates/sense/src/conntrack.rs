@@ -9,6 +9,11 @@
 //! cgroup: the agent resolves both ends by address. When the kernel could
 //! not queue events for a listener (ENOBUFS) the loss is counted and the
 //! table dumped again, so what is open is known again.
+//!
+//! Enforcers that log what they drop to an NFLOG group (kube-router logs
+//! policy drops to group 100; an nftables rule `log group N drop`) are
+//! heard too: each logged packet is a [`CtKind::Dropped`] event, with the
+//! rule's prefix.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -49,6 +54,8 @@ pub enum CtKind {
     /// An entry that was there when the table was dumped (at the start, or
     /// again after a loss).
     Existing,
+    /// A packet an enforcer logged to an NFLOG group (and dropped).
+    Dropped,
 }
 
 /// One conntrack event: the original direction's tuple (initiator first)
@@ -64,10 +71,14 @@ pub struct CtEvent {
     /// Traffic came back (IPS_SEEN_REPLY): the destination answered.
     pub replied: bool,
     pub assured: bool,
+    /// NFLOG: the logging rule's prefix.
+    pub prefix: Option<String>,
 }
 
 pub struct ConntrackSensor {
     cgroup_root: PathBuf,
+    /// NFLOG groups listened to in every namespace.
+    nflog_groups: Vec<u16>,
     events: Receiver<CtEvent>,
     send: Sender<CtEvent>,
     watched: HashSet<u64>,
@@ -82,10 +93,12 @@ pub struct ConntrackSensor {
 const RESCAN: Duration = Duration::from_secs(5);
 
 impl ConntrackSensor {
-    pub fn start(cgroup_root: &Path) -> Result<ConntrackSensor, String> {
+    /// Listens to conntrack, and to `nflog_groups`, in every namespace.
+    pub fn start(cgroup_root: &Path, nflog_groups: &[u16]) -> Result<ConntrackSensor, String> {
         let (send, events) = channel();
         let mut sensor = ConntrackSensor {
             cgroup_root: cgroup_root.to_path_buf(),
+            nflog_groups: nflog_groups.to_vec(),
             events,
             send,
             watched: HashSet::new(),
@@ -139,7 +152,9 @@ impl ConntrackSensor {
                 lost: self.lost.clone(),
                 undecodable: self.undecodable.clone(),
             };
-            std::thread::spawn(move || listener.run(&path, ready_tx));
+            let nflog = listener.clone();
+            let at = path.clone();
+            std::thread::spawn(move || listener.run(&at, ready_tx));
             match ready.recv_timeout(Duration::from_secs(2)) {
                 Ok(Ok(())) => {
                     self.watched.insert(inode);
@@ -147,10 +162,19 @@ impl ConntrackSensor {
                 Ok(Err(why)) => self.failures.push(why),
                 Err(_) => self.failures.push(format!("namespace {inode}: no answer")),
             }
+            for &group in &self.nflog_groups {
+                let (ready_tx, ready) = channel();
+                let (nflog, at) = (nflog.clone(), path.clone());
+                std::thread::spawn(move || nflog.run_nflog(&at, group, ready_tx));
+                if let Ok(Err(why)) = ready.recv_timeout(Duration::from_secs(2)) {
+                    self.failures.push(why);
+                }
+            }
         }
     }
 }
 
+#[derive(Clone)]
 struct Listener {
     netns: u64,
     events: Sender<CtEvent>,
@@ -191,11 +215,7 @@ impl Listener {
     }
 
     fn open(&self, namespace: &Path) -> Result<Socket, String> {
-        let target = File::open(namespace).map_err(|e| e.to_string())?;
-        nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("setns: {e}"))?;
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| e.to_string())?;
-        socket.bind_auto().map_err(|e| e.to_string())?;
+        let socket = netfilter_socket_in(namespace)?;
         let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER);
         for group in GROUPS {
             socket
@@ -204,6 +224,54 @@ impl Listener {
         }
         dump(&socket).map_err(|e| format!("dumping the table: {e}"))?;
         Ok(socket)
+    }
+
+    /// Listens to NFLOG `group` in the namespace until it goes.
+    fn run_nflog(self, namespace: &Path, group: u16, ready: Sender<Result<(), String>>) {
+        let socket = match bind_nflog(namespace, group) {
+            Ok(socket) => socket,
+            Err(why) => {
+                let _ = ready.send(Err(format!(
+                    "{} NFLOG group {group}: {why}",
+                    namespace.display()
+                )));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            match socket.recv(&mut &mut buffer[..], 0) {
+                Ok(n) => {
+                    if !self.handle_logged(&buffer[..n.min(buffer.len())]) {
+                        return;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
+                    self.lost.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Sends the logged packets of one datagram; false when the sensor is
+    /// gone.
+    fn handle_logged(&self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(bytes) else {
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
+                return true;
+            };
+            let length = (message.header.length as usize).max(1);
+            if let Some(event) = logged_packet(&message, self.netns)
+                && self.events.send(event).is_err()
+            {
+                return false;
+            }
+            bytes = bytes.get(length..).unwrap_or_default();
+        }
+        true
     }
 
     /// Sends the events of one datagram; false when the sensor is gone.
@@ -223,6 +291,112 @@ impl Listener {
         }
         true
     }
+}
+
+/// A netfilter netlink socket opened from inside `namespace` (the calling
+/// thread moves there: call it on a thread of its own).
+fn netfilter_socket_in(namespace: &Path) -> Result<Socket, String> {
+    let target = File::open(namespace).map_err(|e| e.to_string())?;
+    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("setns: {e}"))?;
+    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| e.to_string())?;
+    socket.bind_auto().map_err(|e| e.to_string())?;
+    Ok(socket)
+}
+
+/// Binds NFLOG `group`, copying each packet's headers.
+fn bind_nflog(namespace: &Path, group: u16) -> Result<Socket, String> {
+    use netlink_packet_netfilter::nflog::{ConfigCmd, ConfigMode, config_request};
+    let socket = netfilter_socket_in(namespace)?;
+    let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER);
+    // One bind serves every family (the family of config messages only
+    // mattered to kernels before 3.17).
+    let packet = config_request(
+        NetfilterProtoFamily::IPv4,
+        group,
+        vec![ConfigCmd::Bind.into(), ConfigMode::PACKET_MAX.into()],
+    );
+    let mut buffer = vec![0; packet.header.length as usize];
+    packet.serialize(&mut buffer[..]);
+    socket.send(&buffer[..], 0).map_err(|e| e.to_string())?;
+    // The acknowledgement (an error message with no error) or a refusal.
+    let mut answer = vec![0u8; 4096];
+    let n = socket
+        .recv(&mut &mut answer[..], 0)
+        .map_err(|e| e.to_string())?;
+    if let Ok(reply) = NetlinkMessage::<NetfilterMessage>::deserialize(&answer[..n])
+        && let NetlinkPayload::Error(e) = reply.payload
+        && let Some(code) = e.code
+    {
+        return Err(format!("binding refused (error {code})"));
+    }
+    Ok(socket)
+}
+
+/// The packet an NFLOG message carries, as a dropped flow.
+pub fn logged_packet(message: &NetlinkMessage<NetfilterMessage>, netns: u64) -> Option<CtEvent> {
+    use netlink_packet_netfilter::nflog::{PacketNla, ULogMessage};
+    let NetlinkPayload::InnerMessage(NetfilterMessage {
+        inner: NetfilterMessageInner::ULog(ULogMessage::Packet(nlas)),
+        ..
+    }) = &message.payload
+    else {
+        return None;
+    };
+    let mut prefix = None;
+    let mut packet = None;
+    for nla in nlas {
+        match nla {
+            PacketNla::Prefix(p) => prefix = Some(p.to_string_lossy().into_owned()),
+            PacketNla::Payload(bytes) => packet = Some(bytes),
+            _ => {}
+        }
+    }
+    let (protocol, src, dst) = parse_ip_packet(packet?)?;
+    Some(CtEvent {
+        kind: CtKind::Dropped,
+        netns,
+        protocol,
+        src,
+        dst,
+        replied: false,
+        assured: false,
+        prefix,
+    })
+}
+
+/// Protocol and addresses of an IPv4 or IPv6 packet (ports for TCP, UDP
+/// and SCTP; IPv6 extension headers are not followed).
+pub fn parse_ip_packet(packet: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
+    let version = packet.first()? >> 4;
+    let (protocol, src, dst, transport): (u8, IpAddr, IpAddr, usize) = match version {
+        4 => {
+            let header = usize::from(packet.first()? & 0x0f) * 4;
+            let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            (*packet.get(9)?, src.into(), dst.into(), header)
+        }
+        6 => {
+            let src: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+            (*packet.get(6)?, src.into(), dst.into(), 40)
+        }
+        _ => return None,
+    };
+    let ports = matches!(protocol, 6 | 17 | 132)
+        .then(|| packet.get(transport..transport + 4))
+        .flatten();
+    let (sport, dport) = ports.map_or((0, 0), |p| {
+        (
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
+        )
+    });
+    Some((
+        protocol,
+        SocketAddr::new(src, sport),
+        SocketAddr::new(dst, dport),
+    ))
 }
 
 /// Asks for every entry of the table (IPv4 and IPv6).
@@ -286,6 +460,7 @@ pub fn event_of(message: &NetlinkMessage<NetfilterMessage>, netns: u64) -> Optio
         dst,
         replied: status.contains(Status::SeenReply),
         assured: status.contains(Status::Assured),
+        prefix: None,
     })
 }
 
@@ -379,6 +554,35 @@ mod tests {
     fn decode(bytes: &[u8]) -> Option<CtEvent> {
         let message = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).ok()?;
         event_of(&message, 7)
+    }
+
+    #[test]
+    fn reads_the_addresses_and_ports_of_logged_packets() {
+        let mut v4 = vec![
+            0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        v4.extend_from_slice(&[0x9c, 0x40, 0x23, 0x28, 0, 0, 0, 0]);
+        assert_eq!(
+            parse_ip_packet(&v4),
+            Some((
+                6,
+                "10.0.0.1:40000".parse().unwrap(),
+                "10.0.0.2:9000".parse().unwrap()
+            ))
+        );
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        v6.extend_from_slice(&"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&[0, 53, 0, 53]);
+        let (protocol, src, dst) = parse_ip_packet(&v6).unwrap();
+        assert_eq!((protocol, src.port(), dst.port()), (17, 53, 53));
+        // ICMP has no ports; truncated or unknown packets are no events.
+        v4[9] = 1;
+        assert_eq!(parse_ip_packet(&v4).unwrap().1.port(), 0);
+        for end in 0..v4.len().min(20) {
+            assert_eq!(parse_ip_packet(&v4[..end]), None, "{end}");
+        }
+        assert_eq!(parse_ip_packet(&[0x20; 40]), None);
     }
 
     #[test]

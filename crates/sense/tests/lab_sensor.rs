@@ -322,13 +322,38 @@ fn the_conntrack_sensor_sees_the_lab_connections_in_each_namespace() {
     // A pod's namespace is found by a process in it (a pause container's,
     // in a cluster).
     lab.keep_alive("client");
-    let mut sensor = match ConntrackSensor::start(lab.cgroup_root()) {
+    // db's enforcement logs what it drops on 9000 to NFLOG group 100.
+    let db_netns = lab.pod("db").netns.clone();
+    lab::run(&[
+        "ip",
+        "netns",
+        "exec",
+        &db_netns,
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        "palisade_lab",
+        "input",
+        "tcp",
+        "dport",
+        "9000",
+        "log",
+        "prefix",
+        "\"np-deny \"",
+        "group",
+        "100",
+        "drop",
+    ])
+    .expect("a logging rule");
+    let mut sensor = match ConntrackSensor::start(lab.cgroup_root(), &[100]) {
         Ok(sensor) => sensor,
         Err(why) => return skip_or_fail(test, &why),
     };
     let short = Duration::from_millis(700);
     assert!(lab.connect_tcp("client", "db", 5432, short));
     assert!(!lab.connect_tcp("client", "db", 6379, short));
+    assert!(!lab.connect_tcp("client", "db", 9000, short));
     let (client_netns, db_netns) = (
         u64::from(netns_of(&lab, "client")),
         u64::from(netns_of(&lab, "db")),
@@ -356,5 +381,11 @@ fn the_conntrack_sensor_sees_the_lab_connections_in_each_namespace() {
         .iter()
         .any(|e| e.netns == db_netns && e.dst == to(6379));
     assert!(!in_db, "a dropped packet's entry is never confirmed in db");
+    let logged = events
+        .iter()
+        .find(|e| e.kind == CtKind::Dropped && e.dst == to(9000))
+        .expect("the NFLOG drop");
+    assert_eq!(logged.netns, db_netns);
+    assert_eq!(logged.prefix.as_deref(), Some("np-deny "));
     assert_eq!(sensor.lost(), 0);
 }

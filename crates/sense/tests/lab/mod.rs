@@ -107,7 +107,7 @@ pub fn skip_or_fail(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why} (run as root with iproute2 and nftables)");
 }
 
-fn run(args: &[&str]) -> Result<String, String> {
+pub fn run(args: &[&str]) -> Result<String, String> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
