@@ -1,0 +1,390 @@
+//! Kubernetes API audit events (`audit.k8s.io/v1`, and `v1beta1`), as the
+//! API server writes them: one JSON event per line from the log backend,
+//! `EventList` bodies from the webhook backend (one list per line when
+//! saved), and AKS's wrapper (`properties.log`, a string or an object
+//! holding the event). Read the way real logs need:
+//!
+//! - lenient: `apiVersion` and `kind` may be missing (old captures), any
+//!   field may be absent; v1beta1's `timestamp` stands in for
+//!   `requestReceivedTimestamp`;
+//! - every record is accounted for: an event, a duplicate (the same
+//!   `auditID` and `stage` seen before: webhook retries, overlapping log
+//!   files), or a skip with its reason; lines that are not JSON get a
+//!   diagnostic with their line number, and the rest is still read;
+//! - [`AuditEvent::changed_state`] says whether an event records a change
+//!   that happened (a `ResponseComplete` with a 2xx code), and
+//!   [`sort_by_stage_time`] orders events as they took effect.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::BufRead;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// When in a request's life an event was written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    RequestReceived,
+    /// Long-running requests only (watch, exec): headers sent.
+    ResponseStarted,
+    ResponseComplete,
+    Panic,
+    Other(String),
+}
+
+impl Stage {
+    fn parse(text: &str) -> Stage {
+        match text {
+            "RequestReceived" => Stage::RequestReceived,
+            "ResponseStarted" => Stage::ResponseStarted,
+            "ResponseComplete" => Stage::ResponseComplete,
+            "Panic" => Stage::Panic,
+            other => Stage::Other(other.to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct User {
+    pub username: String,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// The object a request was about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub uid: Option<String>,
+    pub api_group: Option<String>,
+    pub api_version: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEvent {
+    pub audit_id: String,
+    pub stage: Stage,
+    /// None, Metadata, Request or RequestResponse: what the event carries.
+    pub level: Option<String>,
+    pub verb: String,
+    pub request_uri: Option<String>,
+    pub user: User,
+    pub impersonated_user: Option<User>,
+    /// The last entry is the one the API server saw; earlier ones come
+    /// from headers (X-Forwarded-For) and can be forged.
+    pub source_ips: Vec<String>,
+    pub user_agent: Option<String>,
+    pub object_ref: Option<ObjectRef>,
+    pub response_code: Option<u16>,
+    pub request_object: Option<Value>,
+    pub response_object: Option<Value>,
+    /// RFC 3339 text, as written.
+    pub request_received: Option<String>,
+    pub stage_timestamp: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The line the event is on (1-based).
+    pub line: u64,
+}
+
+impl AuditEvent {
+    /// The request completed successfully: what it asked for happened.
+    pub fn changed_state(&self) -> bool {
+        self.stage == Stage::ResponseComplete
+            && self.response_code.is_some_and(|c| (200..300).contains(&c))
+    }
+
+    /// The source address the API server itself saw.
+    pub fn source_ip(&self) -> Option<&str> {
+        self.source_ips.last().map(String::as_str)
+    }
+}
+
+/// The wire shape, every field optional.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Wire {
+    #[serde(rename = "auditID")]
+    audit_id: Option<String>,
+    stage: Option<String>,
+    level: Option<String>,
+    verb: Option<String>,
+    #[serde(rename = "requestURI")]
+    request_uri: Option<String>,
+    user: Option<User>,
+    impersonated_user: Option<User>,
+    #[serde(rename = "sourceIPs")]
+    source_ips: Vec<String>,
+    user_agent: Option<String>,
+    object_ref: Option<ObjectRef>,
+    response_status: Option<ResponseStatus>,
+    request_object: Option<Value>,
+    response_object: Option<Value>,
+    request_received_timestamp: Option<String>,
+    /// v1beta1.
+    timestamp: Option<String>,
+    stage_timestamp: Option<String>,
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ResponseStatus {
+    code: Option<u16>,
+}
+
+/// What reading a log found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Non-blank lines read.
+    pub lines: u64,
+    pub events: u64,
+    /// Events seen before (same auditID and stage), not handed out again.
+    pub duplicates: u64,
+    /// Records that are not audit events, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Line and reason, the first [`MAX_DIAGNOSTICS`] of them.
+    pub diagnostics: Vec<(u64, String)>,
+    pub diagnostics_dropped: u64,
+}
+
+pub const MAX_DIAGNOSTICS: usize = 100;
+
+impl AuditStats {
+    fn skip(&mut self, reason: &str) {
+        *self.skipped.entry(reason.to_string()).or_insert(0) += 1;
+    }
+
+    fn diagnose(&mut self, line: u64, message: String) {
+        if self.diagnostics.len() < MAX_DIAGNOSTICS {
+            self.diagnostics.push((line, message));
+        } else {
+            self.diagnostics_dropped += 1;
+        }
+    }
+}
+
+/// Reads an audit log, handing each new event to `sink` in file order.
+pub fn read_audit_log<R: BufRead>(input: R, sink: &mut dyn FnMut(AuditEvent)) -> AuditStats {
+    let mut stats = AuditStats::default();
+    let mut seen: HashSet<(String, Stage)> = HashSet::new();
+    for (n, line) in input.split(b'\n').enumerate() {
+        let number = n as u64 + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                stats.diagnose(number, format!("read error: {e}"));
+                break;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        stats.lines += 1;
+        let value: Value = match serde_json::from_slice(&line) {
+            Ok(value) => value,
+            Err(e) => {
+                stats.skip("not JSON");
+                stats.diagnose(number, format!("not valid JSON: {e}"));
+                continue;
+            }
+        };
+        let mut events = Vec::new();
+        collect(value, &mut events);
+        if events.is_empty() {
+            stats.skip("not an audit event");
+            continue;
+        }
+        for value in events {
+            match event_of(value, number) {
+                Some(event) => {
+                    if seen.insert((event.audit_id.clone(), event.stage.clone())) {
+                        stats.events += 1;
+                        sink(event);
+                    } else {
+                        stats.duplicates += 1;
+                    }
+                }
+                None => stats.skip("not an audit event"),
+            }
+        }
+    }
+    stats
+}
+
+/// The events a record holds: itself, the items of an `EventList`, or
+/// what an AKS record's `properties.log` wraps.
+fn collect(value: Value, out: &mut Vec<Value>) {
+    let Value::Object(mut map) = value else {
+        return;
+    };
+    if let Some(Value::Array(items)) = map.remove("items") {
+        out.extend(items);
+        return;
+    }
+    if let Some(Value::Object(mut properties)) = map.remove("properties")
+        && let Some(log) = properties.remove("log")
+    {
+        match log {
+            Value::String(text) => {
+                if let Ok(inner) = serde_json::from_str(&text) {
+                    collect(inner, out);
+                }
+            }
+            inner @ Value::Object(_) => collect(inner, out),
+            _ => {}
+        }
+        return;
+    }
+    out.push(Value::Object(map));
+}
+
+/// An event, if the record has what makes one (an audit ID and a verb).
+fn event_of(value: Value, line: u64) -> Option<AuditEvent> {
+    let wire: Wire = serde_json::from_value(value).ok()?;
+    Some(AuditEvent {
+        audit_id: wire.audit_id?,
+        verb: wire.verb?,
+        stage: Stage::parse(wire.stage.as_deref().unwrap_or("ResponseComplete")),
+        level: wire.level,
+        request_uri: wire.request_uri,
+        user: wire.user.unwrap_or_default(),
+        impersonated_user: wire.impersonated_user,
+        source_ips: wire.source_ips,
+        user_agent: wire.user_agent,
+        object_ref: wire.object_ref,
+        response_code: wire.response_status.and_then(|s| s.code),
+        request_object: wire.request_object,
+        response_object: wire.response_object,
+        request_received: wire.request_received_timestamp.or(wire.timestamp),
+        stage_timestamp: wire.stage_timestamp,
+        annotations: wire.annotations,
+        line,
+    })
+}
+
+/// Orders events as they took effect: by `stageTimestamp` (RFC 3339 in
+/// UTC sorts as text), then by the resulting object's resourceVersion
+/// (numeric where it is), then by line. The sort is stable.
+pub fn sort_by_stage_time(events: &mut [AuditEvent]) {
+    events.sort_by(|a, b| {
+        let version = |e: &AuditEvent| {
+            e.response_object
+                .as_ref()
+                .and_then(|o| o.pointer("/metadata/resourceVersion"))
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        (a.stage_timestamp.as_deref(), version(a), a.line).cmp(&(
+            b.stage_timestamp.as_deref(),
+            version(b),
+            b.line,
+        ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A NetworkPolicy deleted, as the log backend writes it.
+    const DELETE: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"5f1b","stage":"ResponseComplete","requestURI":"/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/db-ingress","verb":"delete","user":{"username":"mallory","groups":["system:authenticated"]},"sourceIPs":["203.0.113.9","10.0.0.5"],"userAgent":"kubectl/v1.30.0","objectRef":{"resource":"networkpolicies","namespace":"shop","name":"db-ingress","apiGroup":"networking.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"status":"Success","code":200},"requestReceivedTimestamp":"2026-11-30T10:00:00.000000Z","stageTimestamp":"2026-11-30T10:00:00.010000Z","annotations":{"authorization.k8s.io/decision":"allow"}}"#;
+
+    fn read(text: &str) -> (Vec<AuditEvent>, AuditStats) {
+        let mut events = Vec::new();
+        let stats = read_audit_log(text.as_bytes(), &mut |e| events.push(e));
+        (events, stats)
+    }
+
+    #[test]
+    fn reads_a_log_backend_event() {
+        let (events, stats) = read(DELETE);
+        assert_eq!(stats.events, 1);
+        let e = &events[0];
+        assert_eq!(
+            (e.verb.as_str(), &e.stage),
+            ("delete", &Stage::ResponseComplete)
+        );
+        assert_eq!(e.user.username, "mallory");
+        assert_eq!(
+            e.source_ip(),
+            Some("10.0.0.5"),
+            "the last address is the API server's"
+        );
+        let object = e.object_ref.as_ref().unwrap();
+        assert_eq!(object.resource, "networkpolicies");
+        assert_eq!(object.name.as_deref(), Some("db-ingress"));
+        assert!(e.changed_state());
+        assert_eq!(e.annotations["authorization.k8s.io/decision"], "allow");
+    }
+
+    #[test]
+    fn reads_webhook_lists_and_aks_wrappers_and_drops_duplicates() {
+        let list =
+            format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{DELETE}]}}"#);
+        let escaped = serde_json::to_string(DELETE).unwrap();
+        let aks_string = format!(r#"{{"category":"kube-audit","properties":{{"log":{escaped}}}}}"#);
+        let aks_object = format!(
+            r#"{{"properties":{{"log":{}}}}}"#,
+            DELETE.replace("5f1b", "77aa")
+        );
+        let text = [DELETE, &list, &aks_string, &aks_object].join("\n");
+        let (events, stats) = read(&text);
+        assert_eq!(stats.events, 2);
+        assert_eq!(stats.duplicates, 2, "the same auditID and stage, resent");
+        assert_eq!(events[1].audit_id, "77aa");
+    }
+
+    #[test]
+    fn old_captures_and_partial_events_are_read_leniently() {
+        // v1beta1 with `timestamp`, no apiVersion, no responseStatus.
+        let old = r#"{"auditID":"a1","stage":"ResponseComplete","verb":"create","timestamp":"2018-10-25T13:58:49Z","objectRef":{"resource":"pods","namespace":"default","name":"nginx"}}"#;
+        let (events, _) = read(old);
+        assert_eq!(
+            events[0].request_received.as_deref(),
+            Some("2018-10-25T13:58:49Z")
+        );
+        assert!(
+            !events[0].changed_state(),
+            "no status: not known to have happened"
+        );
+        let received = DELETE.replace("ResponseComplete", "RequestReceived");
+        let (events, _) = read(&received);
+        assert!(!events[0].changed_state());
+    }
+
+    #[test]
+    fn bad_records_are_counted_and_the_rest_is_read() {
+        let text = format!(
+            "{DELETE}\nnot json\n{{\"kind\":\"Pod\"}}\n[1,2]\n\n{}\n{{\"auditID\":",
+            DELETE.replace("5f1b", "second")
+        );
+        let (events, stats) = read(&text);
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            stats.skipped["not JSON"], 2,
+            "the garbage and the truncated last line"
+        );
+        assert_eq!(stats.skipped["not an audit event"], 2);
+        assert_eq!(stats.diagnostics[0].0, 2);
+        for end in 0..DELETE.len() {
+            let _ = read(&DELETE[..end]);
+        }
+    }
+
+    #[test]
+    fn events_sort_as_they_took_effect() {
+        let later = DELETE
+            .replace("5f1b", "b")
+            .replace("10:00:00.010000Z", "10:00:05.000000Z");
+        let text = format!("{later}\n{DELETE}");
+        let (mut events, _) = read(&text);
+        sort_by_stage_time(&mut events);
+        assert_eq!(events[0].audit_id, "5f1b");
+    }
+}
