@@ -1,9 +1,12 @@
-//! Palisade's log sources. First: Kubernetes API audit events ([`audit`]),
-//! what the audit-trail rules and the connectivity timeline read (issue
-//! 10). Container logs, data-plane drop logs and the rule engine follow.
+//! Palisade's log sources: Kubernetes API audit events ([`audit`]), what
+//! the audit-trail rules and the connectivity timeline read, and container
+//! logs ([`container`]) as kubelets keep them and collectors ship them
+//! (issue 10). Data-plane drop logs and the rule engine follow.
 
 pub mod audit;
+pub mod container;
 
 pub use audit::{
     AuditEvent, AuditStats, ObjectRef, Stage, User, read_audit_log, sort_by_stage_time,
 };
+pub use container::{LogLine, LogSource, LogStats, Stream, read_container_log, source_of_path};
