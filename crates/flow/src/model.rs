@@ -184,10 +184,12 @@ pub enum Format {
     Csv,
     /// Events of the node agent's eBPF sensor (live, not a file format).
     Ebpf,
+    /// Data-plane log lines recording policy drops (read by palisade-logs).
+    DropLog,
 }
 
 impl Format {
-    pub const ALL: [Format; 8] = [
+    pub const ALL: [Format; 9] = [
         Format::Pcap,
         Format::Pcapng,
         Format::Hubble,
@@ -196,6 +198,7 @@ impl Format {
         Format::Jsonl,
         Format::Csv,
         Format::Ebpf,
+        Format::DropLog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -208,6 +211,7 @@ impl Format {
             Format::Jsonl => "jsonl",
             Format::Csv => "csv",
             Format::Ebpf => "ebpf",
+            Format::DropLog => "drop-log",
         }
     }
 

@@ -1,12 +1,16 @@
 //! Palisade's log sources: Kubernetes API audit events ([`audit`]), what
 //! the audit-trail rules and the connectivity timeline read, and container
 //! logs ([`container`]) as kubelets keep them and collectors ship them
-//! (issue 10). Data-plane drop logs and the rule engine follow.
+//! (issue 10), and the drops data planes log ([`dataplane`]: netfilter LOG
+//! lines as Calico writes them, Cilium monitor, OVN ACL audit) as flow
+//! records. Envoy, CoreDNS and the rule engine follow.
 
 pub mod audit;
 pub mod container;
+pub mod dataplane;
 
 pub use audit::{
     AuditEvent, AuditStats, ObjectRef, Stage, User, read_audit_log, sort_by_stage_time,
 };
 pub use container::{LogLine, LogSource, LogStats, Stream, read_container_log, source_of_path};
+pub use dataplane::{LoggedDrop, parse_drop_line};
