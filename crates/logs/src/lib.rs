@@ -3,12 +3,15 @@
 //! logs ([`container`]) as kubelets keep them and collectors ship them
 //! (issue 10), and the drops data planes log ([`dataplane`]: netfilter LOG
 //! lines as Calico writes them, Cilium monitor, OVN ACL audit) as flow
-//! records. Envoy, CoreDNS and the rule engine follow.
+//! records, and Envoy/Istio access and CoreDNS query lines ([`access`]).
+//! The rule engine and the audit-trail timeline follow.
 
+pub mod access;
 pub mod audit;
 pub mod container;
 pub mod dataplane;
 
+pub use access::{DnsQuery, EnvoyAccess, parse_coredns, parse_envoy};
 pub use audit::{
     AuditEvent, AuditStats, ObjectRef, Stage, User, read_audit_log, sort_by_stage_time,
 };
