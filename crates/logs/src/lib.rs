@@ -4,12 +4,14 @@
 //! (issue 10), and the drops data planes log ([`dataplane`]: netfilter LOG
 //! lines as Calico writes them, Cilium monitor, OVN ACL audit) as flow
 //! records, and Envoy/Istio access and CoreDNS query lines ([`access`]).
-//! The rule engine and the audit-trail timeline follow.
+//! Rules for all of them ([`rules`]): a Falco-shaped file format matched by
+//! dotted path. The built-in rules and the audit-trail timeline follow.
 
 pub mod access;
 pub mod audit;
 pub mod container;
 pub mod dataplane;
+pub mod rules;
 
 pub use access::{DnsQuery, EnvoyAccess, parse_coredns, parse_envoy};
 pub use audit::{
@@ -17,3 +19,4 @@ pub use audit::{
 };
 pub use container::{LogLine, LogSource, LogStats, Stream, read_container_log, source_of_path};
 pub use dataplane::{LoggedDrop, parse_drop_line};
+pub use rules::{Firing, Rate, Rule, RuleSet};

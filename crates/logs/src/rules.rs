@@ -1,0 +1,561 @@
+//! Rules for logs, in a file Falco users recognise: a YAML list of `rule`
+//! and `list` entries with `id`, `desc`, `priority`, `output` (fields
+//! interpolated as `{path}`), `tags`, `exceptions` and `enabled`. Instead
+//! of Falco's expression grammar a rule `match`es fields by dotted path,
+//! Sigma-style:
+//!
+//! ```yaml
+//! - list: trusted_admins
+//!   items: [system:serviceaccount:argocd:argocd-application-controller]
+//! - rule: NetworkPolicy deleted
+//!   id: AUDIT-001
+//!   source: k8s_audit
+//!   match:
+//!     verb: delete
+//!     objectRef.resource: networkpolicies
+//!   priority: high
+//!   output: "{user.username} deleted {objectRef.namespace}/{objectRef.name}"
+//!   exceptions:
+//!   - {name: admins, fields: [user.username], values: trusted_admins}
+//! - rule: Forbidden burst
+//!   id: AUDIT-020
+//!   source: k8s_audit
+//!   match: {responseStatus.code: [401, 403]}
+//!   rate: {count: 20, within: 60, by: [user.username]}
+//!   priority: medium
+//!   output: "{user.username} was refused {count} times in {within} s"
+//! ```
+//!
+//! A field key may carry a modifier: `path|contains`, `|startswith`,
+//! `|endswith`, `|re` (a regular expression), `|cidr` (an address inside a
+//! CIDR), `|exists` (`true` or `false`); without one the value must equal
+//! (one of) the listed values. A list value matches if any item does; an
+//! array field matches if any element does; a `$name` value stands for the
+//! items of list `name`. All keys of a `match` must hold. `rate` makes a
+//! rule fire when `count` matching records arrive within `within` seconds,
+//! counted per the `by` fields. A later rule with the same `id` replaces
+//! an earlier one (users override built-ins by id), and `enabled: false`
+//! turns one off.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+
+use palisade_inventory::Cidr;
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListFile {
+    list: String,
+    items: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    rule: String,
+    id: String,
+    #[serde(default)]
+    desc: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(rename = "match")]
+    matches: BTreeMap<String, Value>,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    exceptions: Vec<ExceptionFile>,
+    #[serde(default)]
+    rate: Option<Rate>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExceptionFile {
+    name: String,
+    fields: Vec<String>,
+    /// One value (or `$list`) per field, or a list of such rows.
+    values: Value,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub count: u32,
+    /// Seconds.
+    pub within: u64,
+    #[serde(default)]
+    pub by: Vec<String>,
+}
+
+/// One field test.
+#[derive(Debug)]
+enum Test {
+    Equals(Vec<Value>),
+    Contains(Vec<String>),
+    StartsWith(Vec<String>),
+    EndsWith(Vec<String>),
+    Regex(Vec<Regex>),
+    Cidr(Vec<Cidr>),
+    Exists(bool),
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub name: String,
+    pub desc: String,
+    pub source: Option<String>,
+    pub priority: String,
+    pub output: String,
+    pub tags: Vec<String>,
+    pub rate: Option<Rate>,
+    tests: Vec<(String, Test)>,
+    /// Rows of (field, test) that, all holding, exempt a record.
+    exceptions: Vec<Vec<(String, Test)>>,
+}
+
+/// A rule that fired on a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firing {
+    pub rule_id: String,
+    pub name: String,
+    pub priority: String,
+    /// The output with the record's fields put in.
+    pub output: String,
+}
+
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Per rate rule and `by` key: the times of recent matches.
+    windows: HashMap<(usize, String), VecDeque<i64>>,
+}
+
+impl RuleSet {
+    /// Rules from one or more files, in order: later ids replace earlier.
+    pub fn load(files: &[(&str, &str)]) -> Result<RuleSet, String> {
+        let mut set = RuleSet::default();
+        for (name, text) in files {
+            set.add(name, text)?;
+        }
+        Ok(set)
+    }
+
+    fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
+        let entries: Vec<Value> =
+            palisade_inventory::yaml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        let mut lists: HashMap<String, Vec<Value>> = HashMap::new();
+        for (n, entry) in entries.into_iter().enumerate() {
+            let what = |kind: &str| {
+                let title = entry.get(kind).map(as_text).unwrap_or_default();
+                format!("{name}: entry {} ({kind} {title})", n + 1)
+            };
+            if entry.get("list").is_some() {
+                let context = what("list");
+                let list: ListFile =
+                    serde_json::from_value(entry).map_err(|e| format!("{context}: {e}"))?;
+                lists.insert(list.list, list.items);
+                continue;
+            }
+            let context = what("rule");
+            let file: RuleFile =
+                serde_json::from_value(entry).map_err(|e| format!("{context}: {e}"))?;
+            let (id, enabled) = (file.id.clone(), file.enabled);
+            let rule = compile(file, &lists).map_err(|e| format!("{name}: rule {id}: {e}"))?;
+            self.rules.retain(|r| r.id != id);
+            if enabled {
+                self.rules.push(rule);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rules of `source` that fire on `record` (a JSON value; time in
+    /// microseconds, for rate rules).
+    pub fn evaluate(&mut self, source: &str, record: &Value, micros: i64) -> Vec<Firing> {
+        let mut firings = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.source.as_deref().is_some_and(|s| s != source) {
+                continue;
+            }
+            if !rule
+                .tests
+                .iter()
+                .all(|(path, test)| holds(record, path, test))
+            {
+                continue;
+            }
+            let exempt = rule
+                .exceptions
+                .iter()
+                .any(|row| row.iter().all(|(path, test)| holds(record, path, test)));
+            if exempt {
+                continue;
+            }
+            let mut extra = BTreeMap::new();
+            if let Some(rate) = &rule.rate {
+                let key: Vec<String> = rate.by.iter().map(|p| text_at(record, p)).collect();
+                let window = self.windows.entry((index, key.join("\u{1f}"))).or_default();
+                window.push_back(micros);
+                let within = i64::try_from(rate.within).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
+                while window.front().is_some_and(|t| micros - t > within) {
+                    window.pop_front();
+                }
+                if window.len() < rate.count as usize {
+                    continue;
+                }
+                // Fires once per burst: the window starts again.
+                window.clear();
+                extra.insert("count", rate.count.to_string());
+                extra.insert("within", rate.within.to_string());
+            }
+            firings.push(Firing {
+                rule_id: rule.id.clone(),
+                name: rule.name.clone(),
+                priority: rule.priority.clone(),
+                output: interpolate(&rule.output, record, &extra),
+            });
+        }
+        firings
+    }
+}
+
+fn compile(file: RuleFile, lists: &HashMap<String, Vec<Value>>) -> Result<Rule, String> {
+    let mut tests = Vec::new();
+    for (key, value) in file.matches {
+        tests.push(test_of(&key, value, lists)?);
+    }
+    let mut exceptions = Vec::new();
+    for exception in file.exceptions {
+        let rows = match exception.values {
+            Value::Array(rows) if rows.iter().all(Value::is_array) => rows,
+            single => vec![single],
+        };
+        for row in rows {
+            let values = match row {
+                Value::Array(values) => values,
+                one => vec![one],
+            };
+            if values.len() != exception.fields.len() {
+                return Err(format!(
+                    "exception {}: {} fields but {} values",
+                    exception.name,
+                    exception.fields.len(),
+                    values.len()
+                ));
+            }
+            let row = exception
+                .fields
+                .iter()
+                .zip(values)
+                .map(|(field, value)| test_of(field, value, lists))
+                .collect::<Result<Vec<_>, _>>()?;
+            exceptions.push(row);
+        }
+    }
+    Ok(Rule {
+        id: file.id,
+        name: file.rule,
+        desc: file.desc,
+        source: file.source,
+        priority: file.priority.unwrap_or_else(|| "medium".into()),
+        output: file.output.unwrap_or_default(),
+        tags: file.tags,
+        rate: file.rate,
+        tests,
+        exceptions,
+    })
+}
+
+/// The values a rule names: a list's items for `$name`, a list, or one.
+fn values_of(value: Value, lists: &HashMap<String, Vec<Value>>) -> Result<Vec<Value>, String> {
+    let expand = |v: Value| -> Result<Vec<Value>, String> {
+        match v.as_str().and_then(|s| s.strip_prefix('$')) {
+            Some(name) => lists
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("no list {name}")),
+            None => Ok(vec![v]),
+        }
+    };
+    match value {
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                out.extend(expand(item)?);
+            }
+            Ok(out)
+        }
+        one => expand(one),
+    }
+}
+
+fn test_of(
+    key: &str,
+    value: Value,
+    lists: &HashMap<String, Vec<Value>>,
+) -> Result<(String, Test), String> {
+    let (path, modifier) = key.split_once('|').unwrap_or((key, ""));
+    let values = values_of(value, lists)?;
+    let strings = || -> Vec<String> { values.iter().map(as_text).collect() };
+    let test = match modifier {
+        "" => Test::Equals(values.clone()),
+        "contains" => Test::Contains(strings()),
+        "startswith" => Test::StartsWith(strings()),
+        "endswith" => Test::EndsWith(strings()),
+        "re" => Test::Regex(
+            strings()
+                .iter()
+                .map(|r| Regex::new(r).map_err(|e| format!("{key}: {e}")))
+                .collect::<Result<_, _>>()?,
+        ),
+        "cidr" => Test::Cidr(
+            strings()
+                .iter()
+                .map(|c| c.parse::<Cidr>().map_err(|e| format!("{key}: {e}")))
+                .collect::<Result<_, _>>()?,
+        ),
+        "exists" => Test::Exists(values.first().and_then(Value::as_bool).unwrap_or(true)),
+        other => return Err(format!("{key}: unknown modifier {other}")),
+    };
+    Ok((path.to_string(), test))
+}
+
+fn as_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The values at a dotted path; arrays on the way are looked into.
+fn at<'v>(record: &'v Value, path: &str, out: &mut Vec<&'v Value>) {
+    let (head, rest) = match path.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path, None),
+    };
+    match record {
+        Value::Array(items) => items.iter().for_each(|item| at(item, path, out)),
+        Value::Object(map) => {
+            if let Some(next) = map.get(head) {
+                match rest {
+                    Some(rest) => at(next, rest, out),
+                    None => match next {
+                        Value::Array(items) => out.extend(items.iter()),
+                        one => out.push(one),
+                    },
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn holds(record: &Value, path: &str, test: &Test) -> bool {
+    let mut found = Vec::new();
+    at(record, path, &mut found);
+    if let Test::Exists(wanted) = test {
+        return found.iter().any(|v| !v.is_null()) == *wanted;
+    }
+    found.iter().any(|value| {
+        let text = as_text(value);
+        match test {
+            Test::Equals(options) => options.iter().any(|o| o == *value || as_text(o) == text),
+            Test::Contains(options) => options.iter().any(|o| text.contains(o.as_str())),
+            Test::StartsWith(options) => options.iter().any(|o| text.starts_with(o.as_str())),
+            Test::EndsWith(options) => options.iter().any(|o| text.ends_with(o.as_str())),
+            Test::Regex(options) => options.iter().any(|r| r.is_match(&text)),
+            Test::Cidr(options) => text
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| options.iter().any(|c| c.contains(ip))),
+            Test::Exists(_) => false,
+        }
+    })
+}
+
+/// The first value at a path, as text (`-` when absent).
+fn text_at(record: &Value, path: &str) -> String {
+    let mut found = Vec::new();
+    at(record, path, &mut found);
+    found.first().map_or("-".to_string(), |v| as_text(v))
+}
+
+/// `{path}` replaced by the record's value there (`{count}` and `{within}`
+/// by a rate rule's figures).
+fn interpolate(output: &str, record: &Value, extra: &BTreeMap<&str, String>) -> String {
+    let mut out = String::with_capacity(output.len());
+    let mut rest = output;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let path = &rest[open + 1..open + close];
+        match extra.get(path) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(&text_at(record, path)),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RULES: &str = r#"
+- list: trusted_admins
+  items: [system:serviceaccount:argocd:argocd-application-controller]
+- rule: NetworkPolicy deleted
+  id: AUDIT-001
+  source: k8s_audit
+  match:
+    verb: delete
+    objectRef.resource: networkpolicies
+  priority: high
+  output: "{user.username} deleted {objectRef.namespace}/{objectRef.name}"
+  exceptions:
+  - {name: admins, fields: [user.username], values: $trusted_admins}
+- rule: Forbidden burst
+  id: AUDIT-020
+  source: k8s_audit
+  match: {responseStatus.code: [401, 403]}
+  rate: {count: 3, within: 60, by: [user.username]}
+  output: "{user.username} refused {count} times in {within} s"
+- rule: Exec from outside
+  id: AUDIT-030
+  match:
+    objectRef.subresource: [exec, attach]
+    sourceIPs|cidr: 203.0.113.0/24
+    userAgent|re: "^kubectl/"
+    user.groups|contains: authenticated
+"#;
+
+    fn event(verb: &str, user: &str) -> Value {
+        json!({
+            "verb": verb, "user": {"username": user, "groups": ["system:authenticated"]},
+            "objectRef": {"resource": "networkpolicies", "namespace": "shop", "name": "db"},
+            "sourceIPs": ["203.0.113.9"], "userAgent": "kubectl/v1.30", "responseStatus": {"code": 200}
+        })
+    }
+
+    #[test]
+    fn a_rule_fires_on_its_event_and_not_on_others_or_exceptions() {
+        let mut rules = RuleSet::load(&[("rules.yaml", RULES)]).unwrap();
+        let fired = rules.evaluate("k8s_audit", &event("delete", "mallory"), 0);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].rule_id, "AUDIT-001");
+        assert_eq!(fired[0].output, "mallory deleted shop/db");
+        assert!(
+            rules
+                .evaluate("k8s_audit", &event("get", "mallory"), 0)
+                .is_empty()
+        );
+        let admin = "system:serviceaccount:argocd:argocd-application-controller";
+        assert!(
+            rules
+                .evaluate("k8s_audit", &event("delete", admin), 0)
+                .is_empty()
+        );
+        assert!(
+            rules
+                .evaluate("container_log", &event("delete", "mallory"), 0)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn rate_rules_fire_once_per_burst_per_key() {
+        let mut rules = RuleSet::load(&[("rules.yaml", RULES)]).unwrap();
+        let mut refused = event("list", "eve");
+        refused["responseStatus"]["code"] = json!(403);
+        let mut fired = Vec::new();
+        for second in 0..7 {
+            fired.extend(rules.evaluate("k8s_audit", &refused, second * 1_000_000));
+        }
+        assert_eq!(fired.len(), 2, "six refusals: two bursts of three");
+        assert_eq!(fired[0].output, "eve refused 3 times in 60 s");
+        let mut slow = RuleSet::load(&[("rules.yaml", RULES)]).unwrap();
+        let spread: Vec<Firing> = (0..3)
+            .flat_map(|i| slow.evaluate("k8s_audit", &refused, i * 61_000_000))
+            .collect();
+        assert!(spread.is_empty(), "not within the window");
+    }
+
+    #[test]
+    fn modifiers_match_by_path_into_arrays() {
+        let mut rules = RuleSet::load(&[("rules.yaml", RULES)]).unwrap();
+        let mut exec = event("create", "dev");
+        exec["objectRef"]["subresource"] = json!("exec");
+        assert_eq!(rules.evaluate("any", &exec, 0)[0].rule_id, "AUDIT-030");
+        exec["sourceIPs"] = json!(["10.0.0.1"]);
+        assert!(
+            rules.evaluate("any", &exec, 0).is_empty(),
+            "outside the CIDR"
+        );
+    }
+
+    #[test]
+    fn later_files_override_and_disable_by_id() {
+        let local = "- rule: mine\n  id: AUDIT-001\n  match: {verb: patch}\n  output: patched\n- rule: off\n  id: AUDIT-030\n  match: {verb: x}\n  enabled: false\n";
+        let mut rules = RuleSet::load(&[("built-in", RULES), ("local", local)]).unwrap();
+        let ids: Vec<&str> = rules.rules().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["AUDIT-020", "AUDIT-001"]);
+        assert_eq!(
+            rules.evaluate("k8s_audit", &event("patch", "a"), 0)[0].output,
+            "patched"
+        );
+    }
+
+    #[test]
+    fn bad_rule_files_are_errors_naming_the_rule() {
+        for (text, wanted) in [
+            (
+                "- rule: r\n  id: X\n  match: {a|nope: 1}\n",
+                "unknown modifier",
+            ),
+            ("- rule: r\n  id: X\n  match: {a|re: \"(\"}\n", "rule X"),
+            (
+                "- rule: r\n  id: X\n  match: {a|cidr: 10.0.0.0/99}\n",
+                "rule X",
+            ),
+            (
+                "- rule: r\n  id: X\n  match: {a: $missing}\n",
+                "no list missing",
+            ),
+            (
+                "- rule: r\n  match: {a: 1}\n",
+                "entry 1 (rule r): missing field `id`",
+            ),
+            ("- {list: l}\n", "entry 1 (list l): missing field `items`"),
+            (
+                "- rule: r\n  id: X\n  match: {a: 1}\n  exceptions: [{name: e, fields: [a, b], values: [1]}]\n",
+                "2 fields but 1 values",
+            ),
+        ] {
+            let error = RuleSet::load(&[("rules.yaml", text)]).unwrap_err();
+            assert!(error.contains(wanted), "{error}");
+        }
+    }
+}
