@@ -148,8 +148,8 @@ mod tests {
         let rule = Rule::Bypass;
         Alert {
             time: Some("t0".into()),
-            rule: rule.id(),
-            name: rule.name(),
+            rule: rule.id().into(),
+            name: rule.name().into(),
             severity: rule.severity(),
             summary: "bypass".into(),
             src: AlertEndpoint {
@@ -165,6 +165,8 @@ mod tests {
             first_seen: Some("t0".into()),
             last_seen: Some("t0".into()),
             process: None,
+            actor: None,
+            object: None,
             evidence: Evidence {
                 flow: None,
                 records: Vec::new(),

@@ -106,8 +106,8 @@ pub fn alert(h: Happening) -> Alert {
     let time = Some(rfc3339(h.micros));
     Alert {
         time: time.clone(),
-        rule: h.rule.id(),
-        name: h.rule.name(),
+        rule: h.rule.id().into(),
+        name: h.rule.name().into(),
         severity: h.rule.severity(),
         summary: h.summary,
         src: h.src,
@@ -118,6 +118,8 @@ pub fn alert(h: Happening) -> Alert {
         first_seen: time.clone(),
         last_seen: time,
         process: h.process,
+        actor: None,
+        object: None,
         evidence: Evidence {
             flow: None,
             records: vec![h.record],

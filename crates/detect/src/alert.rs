@@ -3,6 +3,7 @@
 //! the evidence (the flow record and, for policy alerts, the engine's
 //! decision) and a human summary.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -275,12 +276,35 @@ pub struct AlertProcess {
     pub pod_uid: Option<String>,
 }
 
+/// Who made the change or request a log alert is about (audit events).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    pub user: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// The object a log alert is about (kind, namespace, name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AlertObject {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Alert {
     /// When the first flow of the alert was seen (RFC 3339, UTC).
     pub time: Option<String>,
-    pub rule: &'static str,
-    pub name: &'static str,
+    /// Built-in rules have fixed ids; rules loaded from files own theirs.
+    pub rule: Cow<'static, str>,
+    pub name: Cow<'static, str>,
     pub severity: Severity,
     pub summary: String,
     pub src: AlertEndpoint,
@@ -294,6 +318,11 @@ pub struct Alert {
     /// Live alerts: the process that made the connection or did the act.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<AlertProcess>,
+    /// Log alerts: who did it, and to what.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<AlertObject>,
     pub evidence: Evidence,
 }
 

@@ -302,8 +302,8 @@ impl<'b> DeviationDetector<'b> {
                 }
                 Alert {
                     time: d.first.map(rfc3339),
-                    rule: rule.id(),
-                    name: rule.name(),
+                    rule: rule.id().into(),
+                    name: rule.name().into(),
                     severity: rule.severity(),
                     summary,
                     src: d.src,
@@ -314,6 +314,8 @@ impl<'b> DeviationDetector<'b> {
                     first_seen: d.first.map(rfc3339),
                     last_seen: d.last.map(rfc3339),
                     process: None,
+                    actor: None,
+                    object: None,
                     evidence: Evidence {
                         flow: Some(d.flow),
                         records: d.records,

@@ -371,8 +371,8 @@ fn scan_alert(inventory: &Inventory, options: &ScanOptions, rule: Rule, d: Detec
     ]);
     Alert {
         time: Some(rfc3339(d.first_seen)),
-        rule: rule.id(),
-        name: rule.name(),
+        rule: rule.id().into(),
+        name: rule.name().into(),
         severity: rule.severity(),
         summary,
         src,
@@ -383,6 +383,8 @@ fn scan_alert(inventory: &Inventory, options: &ScanOptions, rule: Rule, d: Detec
         first_seen: Some(rfc3339(d.first_seen)),
         last_seen: Some(rfc3339(d.last_seen)),
         process: None,
+        actor: None,
+        object: None,
         evidence: Evidence {
             records: vec![d.flow.evidence.clone()],
             flow: Some(d.flow),

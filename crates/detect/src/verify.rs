@@ -604,8 +604,8 @@ fn self_alert(engine: &Engine<'_>, settings: &Settings, group: Group) -> Alert {
     }
     Alert {
         time: group.first_seen.map(rfc3339),
-        rule: rule.id(),
-        name: rule.name(),
+        rule: rule.id().into(),
+        name: rule.name().into(),
         severity: rule.severity(),
         summary,
         src,
@@ -616,6 +616,8 @@ fn self_alert(engine: &Engine<'_>, settings: &Settings, group: Group) -> Alert {
         first_seen: group.first_seen.map(rfc3339),
         last_seen: group.last_seen.map(rfc3339),
         process: None,
+        actor: None,
+        object: None,
         evidence: Evidence {
             flow: Some(group.first.clone()),
             records: group.records,

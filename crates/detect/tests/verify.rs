@@ -110,7 +110,7 @@ fn bypass_is_an_established_connection_the_policy_denies() {
     assert_eq!(classes, vec![Class::Bypass]);
     let alert = &alerts[0];
     assert_eq!(
-        (alert.rule, alert.severity.as_str()),
+        (alert.rule.as_ref(), alert.severity.as_str()),
         ("FLOW-001", "critical")
     );
     assert_eq!(
@@ -468,7 +468,7 @@ fn deviations_new_edge_new_port_new_external_and_volume() {
             big,
         ],
     );
-    let rules: Vec<&str> = alerts.iter().map(|a| a.rule).collect();
+    let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_ref()).collect();
     assert_eq!(rules.len(), 4, "{alerts:#?}");
     for rule in ["FLOW-101", "FLOW-102", "FLOW-103", "FLOW-104"] {
         assert!(rules.contains(&rule), "{rule} missing from {rules:?}");
