@@ -13,7 +13,9 @@ pub mod scan;
 pub mod verify;
 
 pub use advise::{Advice, Proof, advise};
-pub use alert::{Alert, AlertEndpoint, AlertProcess, Class, Evidence, Rule, rfc3339};
+pub use alert::{
+    Actor, Alert, AlertEndpoint, AlertObject, AlertProcess, Class, Evidence, Rule, rfc3339,
+};
 pub use baseline::{Baseline, DeviationDetector, DeviationOptions, Edge, Learner};
 pub use describe::describe_place;
 pub use endpoints::apply_endpoints;

@@ -186,10 +186,14 @@ pub enum Format {
     Ebpf,
     /// Data-plane log lines recording policy drops (read by palisade-logs).
     DropLog,
+    /// Kubernetes API audit events (palisade-logs).
+    AuditLog,
+    /// Container logs (palisade-logs).
+    ContainerLog,
 }
 
 impl Format {
-    pub const ALL: [Format; 9] = [
+    pub const ALL: [Format; 11] = [
         Format::Pcap,
         Format::Pcapng,
         Format::Hubble,
@@ -199,6 +203,8 @@ impl Format {
         Format::Csv,
         Format::Ebpf,
         Format::DropLog,
+        Format::AuditLog,
+        Format::ContainerLog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -212,6 +218,8 @@ impl Format {
             Format::Csv => "csv",
             Format::Ebpf => "ebpf",
             Format::DropLog => "drop-log",
+            Format::AuditLog => "audit-log",
+            Format::ContainerLog => "container-log",
         }
     }
 

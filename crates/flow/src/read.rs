@@ -51,9 +51,10 @@ pub fn read_flows_prepared<R: BufRead, T: Send>(
             return crate::conntrack::read_conntrack(input, file, &mut |f| sink(prepare(f)));
         }
         Format::Csv => return crate::generic::read_csv(input, file, &mut |f| sink(prepare(f))),
-        Format::Ebpf | Format::DropLog => {
+        Format::Ebpf | Format::DropLog | Format::AuditLog | Format::ContainerLog => {
             let mut stats = ReadStats::default();
-            let message = "eBPF sensor events and data-plane drop logs are not read here (palisade agent, palisade-logs)";
+            let message =
+                "sensor events and logs are not flow files (palisade agent, palisade logs)";
             stats.diagnose(crate::generic::lines::diagnostic(&file, 0, message.into()));
             return stats;
         }

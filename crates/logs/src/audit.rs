@@ -90,6 +90,8 @@ pub struct AuditEvent {
     pub annotations: BTreeMap<String, String>,
     /// The line the event is on (1-based).
     pub line: u64,
+    /// The event as written, for rules that match any field.
+    pub raw: Value,
 }
 
 impl AuditEvent {
@@ -246,7 +248,7 @@ fn collect(value: Value, out: &mut Vec<Value>) {
 
 /// An event, if the record has what makes one (an audit ID and a verb).
 fn event_of(value: Value, line: u64) -> Option<AuditEvent> {
-    let wire: Wire = serde_json::from_value(value).ok()?;
+    let wire: Wire = serde_json::from_value(value.clone()).ok()?;
     Some(AuditEvent {
         audit_id: wire.audit_id?,
         verb: wire.verb?,
@@ -265,6 +267,7 @@ fn event_of(value: Value, line: u64) -> Option<AuditEvent> {
         stage_timestamp: wire.stage_timestamp,
         annotations: wire.annotations,
         line,
+        raw: value,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod container;
 pub mod dataplane;
 pub mod rules;
+pub mod scan;
 
 pub use access::{DnsQuery, EnvoyAccess, parse_coredns, parse_envoy};
 pub use audit::{
@@ -20,3 +21,4 @@ pub use audit::{
 pub use container::{LogLine, LogSource, LogStats, Stream, read_container_log, source_of_path};
 pub use dataplane::{LoggedDrop, parse_drop_line};
 pub use rules::{Firing, Rate, Rule, RuleSet};
+pub use scan::{BUILTIN_RULES, Scanner};
