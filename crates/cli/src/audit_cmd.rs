@@ -77,7 +77,7 @@ fn parse_pss_version(s: &str) -> Result<PssVersion, String> {
         .ok_or_else(|| format!("unknown Pod Security version {s:?} (latest or v1.N)"))
 }
 
-fn parse_severity(s: &str) -> Result<Severity, String> {
+pub(crate) fn parse_severity(s: &str) -> Result<Severity, String> {
     Severity::parse(s)
         .ok_or_else(|| format!("unknown severity {s:?} (critical, high, medium, low, info)"))
 }

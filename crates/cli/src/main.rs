@@ -12,6 +12,7 @@ mod flows_cmd;
 mod flows_render;
 mod gen_flows;
 mod input;
+mod logs_cmd;
 mod probe_cmd;
 mod reach;
 mod render;
@@ -123,6 +124,9 @@ enum Command {
     /// declared policies: bypasses, scans, baselines, policy advice.
     #[command(subcommand)]
     Flows(flows_cmd::FlowsCommand),
+    /// Logs: Kubernetes audit logs and container logs through the rules.
+    #[command(subcommand)]
+    Logs(logs_cmd::LogsCommand),
     /// The node agent: every connection, drop, execution and raw socket on
     /// this node, attributed to its pod and judged against the policy as it
     /// happens (root; eBPF). Alerts as JSON lines.
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit_cmd::run(&args, &cli.input),
         Command::Flows(command) => flows_cmd::run(&command, &cli.input),
         Command::Agent(args) => agent_cmd::run(&args, &cli.input),
+        Command::Logs(command) => logs_cmd::run(&command),
         Command::Probe(args) => probe_cmd::run(&args, &cli.input),
         Command::ProbeAttempts {
             timeout_ms,

@@ -1,0 +1,184 @@
+//! `palisade logs`: Kubernetes audit logs and container logs through the
+//! rules (built-in, and the user's).
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use palisade_detect::Alert;
+use palisade_inventory::severity::Severity;
+use palisade_logs::{Scanner, source_of_path};
+
+use crate::Outcome;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum LogsCommand {
+    /// Scan audit logs and container logs with the rules: network policy
+    /// tampering, bypass preparation, exec, refusal bursts, connection
+    /// failures, proxy denials, DNS anomalies (docs/logs.md).
+    Scan(ScanArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogsFormat {
+    Table,
+    Jsonl,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// Audit logs (JSON lines, webhook EventLists, AKS records), container
+    /// log files (CRI, Docker json-file, Fluent Bit records), directories
+    /// of them (/var/log/pods), or `-` for stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// More rules (replacing built-in ones with the same id); repeatable.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    #[arg(short = 'o', long, value_enum, default_value_t = LogsFormat::Table)]
+    pub output: LogsFormat,
+    /// Exit with code 2 when an alert has this severity or higher.
+    #[arg(long, value_parser = crate::audit_cmd::parse_severity, value_name = "SEVERITY")]
+    pub fail_on: Option<Severity>,
+}
+
+pub fn run(command: &LogsCommand) -> Result<Outcome> {
+    let LogsCommand::Scan(args) = command;
+    let texts: Vec<(String, String)> = args
+        .rules
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            Ok((p.display().to_string(), text))
+        })
+        .collect::<Result<_>>()?;
+    let files: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let mut scanner = Scanner::new(&files).map_err(|e| anyhow!("{e}"))?;
+    let mut alerts = Vec::new();
+    for path in inputs(&args.paths)? {
+        scan_one(&mut scanner, &path, &mut alerts)?;
+    }
+    print!("{}", render(&alerts, args.output));
+    let failed = args
+        .fail_on
+        .is_some_and(|t| alerts.iter().any(|a| a.severity >= t));
+    Ok(if failed {
+        Outcome::Found
+    } else {
+        Outcome::Clean
+    })
+}
+
+/// Files under the paths (directories walked, `.log`, `.json`, `.jsonl`
+/// and rotated `.log.N` files), in order; `-` is stdin.
+fn inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" || !path.is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        walk(path, &mut found).with_context(|| path.display().to_string())?;
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".log")
+                || name.contains(".log.")
+                || name.ends_with(".json")
+                || name.ends_with(".jsonl")
+            {
+                out.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn scan_one(scanner: &mut Scanner, path: &Path, alerts: &mut Vec<Alert>) -> Result<()> {
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let reader: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(path).with_context(|| name.clone())?)
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let file: Arc<str> = Arc::from(name.as_str());
+    let head = reader.fill_buf().with_context(|| name.clone())?;
+    let first = head
+        .split(|&b| b == b'\n')
+        .find(|l| !l.trim_ascii().is_empty());
+    // Audit events are JSON with an audit ID (or lists or wrappers of them).
+    let is_audit = first.is_some_and(|l| {
+        l.trim_ascii_start().starts_with(b"{")
+            && (contains(l, b"\"auditID\"")
+                || contains(l, b"EventList")
+                || contains(l, b"kube-audit"))
+    });
+    let sink = &mut |alert| alerts.push(alert);
+    let (kind, records, skipped, diagnostics) = if is_audit {
+        let stats = scanner.audit(reader, &file, sink);
+        let skipped: u64 = stats.skipped.values().sum();
+        ("audit log", stats.events, skipped, stats.diagnostics)
+    } else {
+        let source = source_of_path(&name);
+        let stats = scanner.container(reader, &file, source.as_ref(), sink);
+        let skipped: u64 = stats.skipped.values().sum();
+        ("container log", stats.lines, skipped, stats.diagnostics)
+    };
+    for (line, message) in diagnostics.iter().take(20) {
+        eprintln!("{name}:{line}: {message}");
+    }
+    eprintln!("{name}: {kind}, {records} records, {skipped} skipped");
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn render(alerts: &[Alert], format: LogsFormat) -> String {
+    match format {
+        LogsFormat::Jsonl => alerts
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap_or_default() + "\n")
+            .collect(),
+        LogsFormat::Json => serde_json::to_string_pretty(alerts).unwrap_or_default() + "\n",
+        LogsFormat::Table => {
+            let mut out = String::new();
+            for a in alerts {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<9} {} {}",
+                    a.severity.as_str().to_uppercase(),
+                    a.rule,
+                    a.time.as_deref().unwrap_or("-"),
+                    a.summary
+                );
+            }
+            let _ = writeln!(out, "\n{} alerts", alerts.len());
+            out
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `palisade logs scan`, the built binary: an audit log with a deleted
+//! NetworkPolicy and a bad line, and a kubelet container log (its path
+//! names the pod) with a burst of connection failures.
+
+use std::process::Command;
+
+const AUDIT: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"5f1b","stage":"ResponseComplete","verb":"delete","user":{"username":"mallory"},"sourceIPs":["10.0.0.5"],"objectRef":{"resource":"networkpolicies","namespace":"shop","name":"db-ingress"},"responseStatus":{"code":200},"stageTimestamp":"2026-11-30T10:00:00Z"}
+not json
+{"kind":"Event","auditID":"6a","stage":"ResponseComplete","verb":"get","user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"shop"},"responseStatus":{"code":200}}
+"#;
+
+#[test]
+fn scan_finds_the_deleted_policy_and_the_connection_failures() {
+    let dir = std::env::temp_dir().join(format!("palisade-logs-cli-{}", std::process::id()));
+    let pod_dir = dir.join("pods/shop_web-1_0b1c/app");
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    std::fs::write(dir.join("audit.log"), AUDIT).unwrap();
+    let failures: String = (10..40)
+        .map(|s| format!("2026-11-30T10:00:{s}Z stdout F dial tcp 10.0.0.9:5432: connect: connection refused\n"))
+        .collect();
+    std::fs::write(pod_dir.join("0.log"), failures).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["logs", "scan", "-o", "jsonl", "--fail-on", "high"])
+        .arg(dir.join("audit.log"))
+        .arg(dir.join("pods"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a high alert and --fail-on high"
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules: Vec<&str> = alerts.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["AUDIT-001", "LOG-001"]);
+    assert_eq!(alerts[0]["actor"]["user"], "mallory");
+    assert_eq!(alerts[0]["object"]["name"], "db-ingress");
+    assert_eq!(alerts[1]["src"]["pod"], "web-1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("audit.log:2: not valid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("audit log, 2 records, 1 skipped"),
+        "{stderr}"
+    );
+
+    // A user rule file overrides a built-in by id.
+    let rules = dir.join("mine.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: off\n  id: AUDIT-001\n  match: {verb: x}\n  enabled: false\n",
+    )
+    .unwrap();
+    let quiet = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["logs", "scan", "-o", "jsonl", "--rules"])
+        .arg(&rules)
+        .arg(dir.join("audit.log"))
+        .output()
+        .unwrap();
+    assert!(quiet.status.success());
+    assert!(String::from_utf8_lossy(&quiet.stdout).trim().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
