@@ -15,7 +15,9 @@
 //!   that happened (a `ResponseComplete` with a 2xx code), and
 //!   [`sort_by_stage_time`] orders events as they took effect.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet;
 use std::io::BufRead;
 
 use serde::Deserialize;
@@ -174,7 +176,7 @@ impl AuditStats {
 /// Reads an audit log, handing each new event to `sink` in file order.
 pub fn read_audit_log<R: BufRead>(input: R, sink: &mut dyn FnMut(AuditEvent)) -> AuditStats {
     let mut stats = AuditStats::default();
-    let mut seen: HashSet<(String, Stage)> = HashSet::new();
+    let mut seen: FxHashSet<(String, Stage)> = FxHashSet::default();
     for (n, line) in input.split(b'\n').enumerate() {
         let number = n as u64 + 1;
         let line = match line {
@@ -248,7 +250,9 @@ fn collect(value: Value, out: &mut Vec<Value>) {
 
 /// An event, if the record has what makes one (an audit ID and a verb).
 fn event_of(value: Value, line: u64) -> Option<AuditEvent> {
-    let wire: Wire = serde_json::from_value(value.clone()).ok()?;
+    // From a reference: the typed fields copy what they keep, and the
+    // whole event is not cloned.
+    let wire = Wire::deserialize(&value).ok()?;
     Some(AuditEvent {
         audit_id: wire.audit_id?,
         verb: wire.verb?,

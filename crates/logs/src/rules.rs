@@ -100,6 +100,13 @@ pub struct Rate {
     pub by: Vec<String>,
 }
 
+/// A dotted path, split once when the rule is loaded.
+type Path = Vec<String>;
+
+fn path_of(text: &str) -> Path {
+    text.split('.').map(str::to_string).collect()
+}
+
 /// One field test.
 #[derive(Debug)]
 enum Test {
@@ -122,9 +129,9 @@ pub struct Rule {
     pub output: String,
     pub tags: Vec<String>,
     pub rate: Option<Rate>,
-    tests: Vec<(String, Test)>,
+    tests: Vec<(Path, Test)>,
     /// Rows of (field, test) that, all holding, exempt a record.
-    exceptions: Vec<Vec<(String, Test)>>,
+    exceptions: Vec<Vec<(Path, Test)>>,
 }
 
 /// A rule that fired on a record.
@@ -311,7 +318,7 @@ fn test_of(
     key: &str,
     value: Value,
     lists: &HashMap<String, Vec<Value>>,
-) -> Result<(String, Test), String> {
+) -> Result<(Path, Test), String> {
     let (path, modifier) = key.split_once('|').unwrap_or((key, ""));
     let values = values_of(value, lists)?;
     let strings = || -> Vec<String> { values.iter().map(as_text).collect() };
@@ -335,7 +342,7 @@ fn test_of(
         "exists" => Test::Exists(values.first().and_then(Value::as_bool).unwrap_or(true)),
         other => return Err(format!("{key}: unknown modifier {other}")),
     };
-    Ok((path.to_string(), test))
+    Ok((path_of(path), test))
 }
 
 fn as_text(value: &Value) -> String {
@@ -346,21 +353,21 @@ fn as_text(value: &Value) -> String {
 }
 
 /// The values at a dotted path; arrays on the way are looked into.
-fn at<'v>(record: &'v Value, path: &str, out: &mut Vec<&'v Value>) {
-    let (head, rest) = match path.split_once('.') {
-        Some((head, rest)) => (head, Some(rest)),
-        None => (path, None),
+fn at<'v>(record: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    let Some((head, rest)) = path.split_first() else {
+        return;
     };
     match record {
         Value::Array(items) => items.iter().for_each(|item| at(item, path, out)),
         Value::Object(map) => {
             if let Some(next) = map.get(head) {
-                match rest {
-                    Some(rest) => at(next, rest, out),
-                    None => match next {
+                if rest.is_empty() {
+                    match next {
                         Value::Array(items) => out.extend(items.iter()),
                         one => out.push(one),
-                    },
+                    }
+                } else {
+                    at(next, rest, out);
                 }
             }
         }
@@ -368,7 +375,7 @@ fn at<'v>(record: &'v Value, path: &str, out: &mut Vec<&'v Value>) {
     }
 }
 
-fn holds(record: &Value, path: &str, test: &Test) -> bool {
+fn holds(record: &Value, path: &[String], test: &Test) -> bool {
     let mut found = Vec::new();
     at(record, path, &mut found);
     if let Test::Exists(wanted) = test {
@@ -393,7 +400,7 @@ fn holds(record: &Value, path: &str, test: &Test) -> bool {
 /// The first value at a path, as text (`-` when absent).
 fn text_at(record: &Value, path: &str) -> String {
     let mut found = Vec::new();
-    at(record, path, &mut found);
+    at(record, &path_of(path), &mut found);
     found.first().map_or("-".to_string(), |v| as_text(v))
 }
 
