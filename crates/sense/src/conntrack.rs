@@ -255,34 +255,31 @@ impl Listener {
         }
     }
 
-    /// Sends the logged packets of one datagram; false when the sensor is
-    /// gone.
-    fn handle_logged(&self, mut bytes: &[u8]) -> bool {
-        while !bytes.is_empty() {
-            let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(bytes) else {
-                self.undecodable.fetch_add(1, Ordering::Relaxed);
-                return true;
-            };
-            let length = (message.header.length as usize).max(1);
-            if let Some(event) = logged_packet(&message, self.netns)
-                && self.events.send(event).is_err()
-            {
-                return false;
-            }
-            bytes = bytes.get(length..).unwrap_or_default();
-        }
-        true
+    /// Sends the conntrack events of one datagram; false when the sensor
+    /// is gone.
+    fn handle(&self, bytes: &[u8]) -> bool {
+        self.handle_with(bytes, event_of)
     }
 
-    /// Sends the events of one datagram; false when the sensor is gone.
-    fn handle(&self, mut bytes: &[u8]) -> bool {
+    /// Sends the logged packets of one datagram.
+    fn handle_logged(&self, bytes: &[u8]) -> bool {
+        self.handle_with(bytes, logged_packet)
+    }
+
+    /// Sends what `event` makes of each message of a datagram (a netlink
+    /// datagram may hold several).
+    fn handle_with(
+        &self,
+        mut bytes: &[u8],
+        event: fn(&NetlinkMessage<NetfilterMessage>, u64) -> Option<CtEvent>,
+    ) -> bool {
         while !bytes.is_empty() {
             let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(bytes) else {
                 self.undecodable.fetch_add(1, Ordering::Relaxed);
                 return true;
             };
             let length = (message.header.length as usize).max(1);
-            if let Some(event) = event_of(&message, self.netns)
+            if let Some(event) = event(&message, self.netns)
                 && self.events.send(event).is_err()
             {
                 return false;

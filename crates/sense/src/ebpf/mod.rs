@@ -123,12 +123,22 @@ impl Sensor {
         for event in self.existing.drain(..) {
             sink(event);
         }
+        let mut undecodable = 0;
+        n += self.drain_records(&mut |record| match decode(record) {
+            Ok(event) => sink(event),
+            Err(_) => undecodable += 1,
+        });
+        self.undecodable += undecodable;
+        n
+    }
+
+    /// The ring buffer's records as the kernel wrote them (for recording
+    /// fixtures); [`Sensor::drain`] decodes them.
+    pub fn drain_records(&mut self, sink: &mut dyn FnMut(&[u8])) -> usize {
+        let mut n = 0;
         while let Some(record) = self.events.next() {
             n += 1;
-            match decode(&record) {
-                Ok(event) => sink(event),
-                Err(_) => self.undecodable += 1,
-            }
+            sink(&record);
         }
         n
     }
