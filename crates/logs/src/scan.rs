@@ -243,46 +243,215 @@ mod tests {
         assert!(audit(&DELETE.replace("\"code\":200", "\"code\":403")).is_empty());
     }
 
+    /// An audit event: `fields` (a JSON object) laid over a successful
+    /// create of pod a/p by user u; `n` numbers its auditID and second.
+    fn event(n: usize, fields: Value) -> String {
+        let mut base = json!({
+            "auditID": format!("id-{n}"), "stage": "ResponseComplete", "level": "RequestResponse",
+            "verb": "create", "user": {"username": "u"}, "sourceIPs": ["10.0.0.5"],
+            "objectRef": {"resource": "pods", "namespace": "a", "name": "p"},
+            "responseStatus": {"code": 201},
+            "stageTimestamp": format!("2026-11-30T10:00:{:02}Z", n % 60),
+        });
+        if let (Value::Object(base), Value::Object(fields)) = (&mut base, fields) {
+            base.extend(fields);
+        }
+        base.to_string()
+    }
+
+    fn pod_spec(spec: Value) -> String {
+        event(0, json!({"requestObject": {"spec": spec}}))
+    }
+
+    fn refused(times: usize) -> String {
+        (0..times)
+            .map(|n| event(n, json!({"verb": "list", "responseStatus": {"code": 403}})))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every built-in audit rule, with an event that fires it and a close
+    /// one that does not (docs/logs.md, "Built-in rules").
     #[test]
-    fn every_built_in_audit_rule_fires_on_its_event() {
-        let pod = |spec: &str| {
-            format!(
-                r#"{{"auditID":"x","stage":"ResponseComplete","verb":"create","user":{{"username":"u"}},"objectRef":{{"resource":"pods","namespace":"a","name":"p"}},"responseStatus":{{"code":201}},"requestObject":{{"spec":{spec}}}}}"#
+    fn every_built_in_audit_rule_fires_on_its_event_and_not_on_its_neighbour() {
+        let netpol = |verb: &str, level: &str| {
+            event(
+                0,
+                json!({"verb": verb, "level": level,
+                "objectRef": {"resource": "networkpolicies", "namespace": "shop", "name": "db", "apiGroup": "networking.k8s.io"},
+                "responseStatus": {"code": 200}}),
             )
         };
+        let subresource = |sub: &str, verb: &str| {
+            event(
+                0,
+                json!({"verb": verb, "objectRef": {"resource": "pods", "subresource": sub, "namespace": "a", "name": "p"}, "responseStatus": {"code": 101}}),
+            )
+        };
+        let service = |spec: Value| {
+            event(
+                0,
+                json!({"objectRef": {"resource": "services", "namespace": "a", "name": "s"}, "requestObject": {"spec": spec}}),
+            )
+        };
+        let role = |verbs: Value| {
+            event(
+                0,
+                json!({"objectRef": {"resource": "roles", "namespace": "a", "name": "r"},
+                "requestObject": {"rules": [{"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": verbs}]}}),
+            )
+        };
+        let plain = pod_spec(json!({"containers": [{"image": "nginx"}]}));
         let cases = [
-            ("AUDIT-002", DELETE.replace("\"delete\"", "\"patch\"")),
             (
-                "AUDIT-003",
-                DELETE
-                    .replace("networkpolicies\"", "pods\",\"subresource\":\"exec\"")
-                    .replace("200", "101"),
+                "AUDIT-001",
+                DELETE.to_string(),
+                DELETE.replace("\"code\":200", "\"code\":403"),
             ),
-            ("AUDIT-005", pod(r#"{"hostNetwork":true}"#)),
+            (
+                "AUDIT-002",
+                netpol("patch", "RequestResponse"),
+                netpol("get", "RequestResponse"),
+            ),
+            ("AUDIT-003", subresource("exec", "create"), plain.clone()),
+            (
+                "AUDIT-004",
+                subresource("ephemeralcontainers", "patch"),
+                subresource("ephemeralcontainers", "get"),
+            ),
+            (
+                "AUDIT-005",
+                pod_spec(json!({"hostNetwork": true})),
+                pod_spec(json!({"hostNetwork": false})),
+            ),
             (
                 "AUDIT-006",
-                pod(r#"{"containers":[{"securityContext":{"privileged":true}}]}"#),
+                pod_spec(json!({"containers": [{"securityContext": {"privileged": true}}]})),
+                pod_spec(json!({"containers": [{"securityContext": {"privileged": false}}]})),
             ),
             (
                 "AUDIT-007",
-                pod(r#"{"containers":[{"securityContext":{"capabilities":{"add":["NET_RAW"]}}}]}"#),
+                pod_spec(
+                    json!({"containers": [{"securityContext": {"capabilities": {"add": ["NET_RAW"]}}}]}),
+                ),
+                pod_spec(
+                    json!({"containers": [{"securityContext": {"capabilities": {"add": ["CHOWN"]}}}]}),
+                ),
             ),
             (
                 "AUDIT-008",
-                pod(r#"{"containers":[{"ports":[{"containerPort":80,"hostPort":8080}]}]}"#),
+                pod_spec(
+                    json!({"containers": [{"ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+                ),
+                pod_spec(json!({"containers": [{"ports": [{"containerPort": 80}]}]})),
+            ),
+            (
+                "AUDIT-009",
+                service(json!({"externalIPs": ["192.0.2.1"]})),
+                service(json!({"type": "ClusterIP"})),
+            ),
+            (
+                "AUDIT-010",
+                service(json!({"type": "NodePort"})),
+                service(json!({"type": "ClusterIP"})),
+            ),
+            (
+                "AUDIT-011",
+                role(json!(["create", "patch"])),
+                role(json!(["get", "list"])),
+            ),
+            (
+                "AUDIT-012",
+                netpol("patch", "Metadata"),
+                netpol("patch", "RequestResponse"),
+            ),
+            ("AUDIT-020", refused(20), refused(19)),
+            ("AUDIT-021", refused(20), refused(19)),
+        ];
+        for (rule, fires, quiet) in cases {
+            let fired = |lines: &str| audit(lines).iter().any(|a| a.rule == rule);
+            assert!(fired(&fires), "{rule} should fire on {fires}");
+            assert!(!fired(&quiet), "{rule} should not fire on {quiet}");
+        }
+        assert!(audit(&plain).is_empty(), "a plain pod");
+    }
+
+    /// The rules that fire on `messages`, logged by shop/web-1 one second
+    /// apart in the CRI format.
+    fn container_rules(messages: &[String]) -> Vec<String> {
+        let mut scanner = Scanner::new(&[]).unwrap();
+        let source = LogSource {
+            namespace: "shop".into(),
+            pod: "web-1".into(),
+            pod_uid: None,
+            container: "app".into(),
+        };
+        let text: String = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("2026-11-30T10:00:{:02}Z stdout F {m}\n", i % 60))
+            .collect();
+        let mut rules = Vec::new();
+        scanner.container(
+            text.as_bytes(),
+            &Arc::from("0.log"),
+            Some(&source),
+            &mut |a| rules.push(a.rule.to_string()),
+        );
+        rules
+    }
+
+    /// Every built-in container-log rule, with lines that fire it and close
+    /// ones that do not (docs/logs.md, "Built-in rules").
+    #[test]
+    fn every_built_in_container_rule_fires_on_its_lines_and_not_on_their_neighbours() {
+        let times = |n: usize, line: &str| vec![line.to_string(); n];
+        let envoy = |status: &str, flags: &str, details: &str| {
+            format!(
+                r#"[2022-02-09T13:34:21.473Z] "GET / HTTP/1.1" {status} {flags} {details} - "-" 0 91 24 - "-" "curl/7.68.0" "5ab9" "customer:8080" "172.16.0.15:8080" outbound|8080||customer - 172.18.2.58:8080 192.168.205.6:34832 - default"#
+            )
+        };
+        let dns = |n: usize, rcode: &str| -> Vec<String> {
+            (0..n)
+                .map(|i| format!(r#"[INFO] 10.244.0.11:46853 - {i} "A IN host{i}.example.com. udp 82 false 512" {rcode} qr,rd,ra 192 0.002916556s"#))
+                .collect()
+        };
+        let query = |name: &str| {
+            vec![format!(
+                r#"[INFO] 10.244.0.11:46853 - 7 "TXT IN {name} udp 82 false 512" NOERROR qr,rd,ra 192 0.0029s"#
+            )]
+        };
+        let refused = "dial tcp 10.0.0.9:5432: connect: connection refused";
+        let forbidden = "GET /admin 403 12ms";
+        let cases = [
+            ("LOG-001", times(20, refused), times(19, refused)),
+            ("LOG-002", times(20, forbidden), times(19, forbidden)),
+            (
+                "LOG-003",
+                vec![envoy("403", "-", "rbac_access_denied_matched_policy[none]")],
+                vec![envoy("200", "-", "via_upstream")],
+            ),
+            (
+                "LOG-004",
+                vec![envoy(
+                    "503",
+                    "UF,URX",
+                    "upstream_reset_before_response_started{connection_failure}",
+                )],
+                vec![envoy("200", "-", "via_upstream")],
+            ),
+            ("LOG-005", dns(50, "NXDOMAIN"), dns(50, "NOERROR")),
+            (
+                "LOG-006",
+                query(&format!("{}.exfil.example.", "a".repeat(48))),
+                query("api.shop.svc.cluster.local."),
             ),
         ];
-        for (rule, line) in cases {
-            let rules: Vec<String> = audit(&line).iter().map(|a| a.rule.to_string()).collect();
-            assert!(
-                rules.contains(&rule.to_string()),
-                "{rule}: {rules:?} for {line}"
-            );
+        for (rule, fires, quiet) in cases {
+            let fired = |lines: &[String]| container_rules(lines).iter().any(|r| r == rule);
+            assert!(fired(&fires), "{rule} should fire on {fires:?}");
+            assert!(!fired(&quiet), "{rule} should not fire on {quiet:?}");
         }
-        assert!(
-            audit(&pod(r#"{"containers":[{"image":"nginx"}]}"#)).is_empty(),
-            "a plain pod"
-        );
     }
 
     #[test]
