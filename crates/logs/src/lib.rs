@@ -13,6 +13,7 @@ pub mod container;
 pub mod dataplane;
 pub mod rules;
 pub mod scan;
+pub mod sigma;
 
 pub use access::{DnsQuery, EnvoyAccess, parse_coredns, parse_envoy};
 pub use audit::{

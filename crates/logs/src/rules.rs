@@ -45,6 +45,8 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::sigma::{self, Detection};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListFile {
@@ -101,15 +103,15 @@ pub struct Rate {
 }
 
 /// A dotted path, split once when the rule is loaded.
-type Path = Vec<String>;
+pub(crate) type Path = Vec<String>;
 
-fn path_of(text: &str) -> Path {
+pub(crate) fn path_of(text: &str) -> Path {
     text.split('.').map(str::to_string).collect()
 }
 
 /// One field test.
 #[derive(Debug)]
-enum Test {
+pub(crate) enum Test {
     Equals(Vec<Value>),
     Contains(Vec<String>),
     StartsWith(Vec<String>),
@@ -132,6 +134,8 @@ pub struct Rule {
     tests: Vec<(Path, Test)>,
     /// Rows of (field, test) that, all holding, exempt a record.
     exceptions: Vec<Vec<(Path, Test)>>,
+    /// A Sigma rule's detection, in place of `tests`.
+    sigma: Option<Detection>,
 }
 
 /// A rule that fired on a record.
@@ -162,8 +166,31 @@ impl RuleSet {
     }
 
     fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
-        let entries: Vec<Value> =
+        let document: Value =
             palisade_inventory::yaml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        if sigma::is_sigma(&document) {
+            let rule = sigma::compile(&document).map_err(|e| format!("{name}: {e}"))?;
+            self.rules.retain(|r| r.id != rule.id);
+            self.rules.push(Rule {
+                output: sigma::output(&rule.title),
+                priority: sigma::priority(&rule.level),
+                id: rule.id,
+                name: rule.title,
+                desc: rule.description,
+                source: Some("k8s_audit".into()),
+                tags: rule.tags,
+                rate: None,
+                tests: Vec::new(),
+                exceptions: Vec::new(),
+                sigma: Some(rule.detection),
+            });
+            return Ok(());
+        }
+        let Value::Array(entries) = document else {
+            return Err(format!(
+                "{name}: neither a list of rules and lists nor a Sigma rule"
+            ));
+        };
         let mut lists: HashMap<String, Vec<Value>> = HashMap::new();
         for (n, entry) in entries.into_iter().enumerate() {
             let what = |kind: &str| {
@@ -202,11 +229,14 @@ impl RuleSet {
             if rule.source.as_deref().is_some_and(|s| s != source) {
                 continue;
             }
-            if !rule
-                .tests
-                .iter()
-                .all(|(path, test)| holds(record, path, test))
-            {
+            let matched = match &rule.sigma {
+                Some(detection) => detection.matches(record),
+                None => rule
+                    .tests
+                    .iter()
+                    .all(|(path, test)| holds(record, path, test)),
+            };
+            if !matched {
                 continue;
             }
             let exempt = rule
@@ -288,6 +318,7 @@ fn compile(file: RuleFile, lists: &HashMap<String, Vec<Value>>) -> Result<Rule, 
         rate: file.rate,
         tests,
         exceptions,
+        sigma: None,
     })
 }
 
@@ -375,7 +406,7 @@ fn at<'v>(record: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
     }
 }
 
-fn holds(record: &Value, path: &[String], test: &Test) -> bool {
+pub(crate) fn holds(record: &Value, path: &[String], test: &Test) -> bool {
     let mut found = Vec::new();
     at(record, path, &mut found);
     if let Test::Exists(wanted) = test {
