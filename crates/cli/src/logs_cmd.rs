@@ -20,6 +20,31 @@ pub enum LogsCommand {
     /// tampering, bypass preparation, exec, refusal bursts, connection
     /// failures, proxy denials, DNS anomalies (docs/logs.md).
     Scan(ScanArgs),
+    /// The rules: list those loaded, or test a rule file on sample logs.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Every rule loaded (built-in, then --rules files, later ids
+    /// replacing earlier): id, severity, source, rate, name.
+    List {
+        /// More rules, as for `logs scan`; repeatable.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
+    },
+    /// For rule authors: scan sample logs with a rule file loaded over the
+    /// built-in rules, and say how often each rule of the file fired. Fails
+    /// when one of them never fires.
+    Test {
+        /// The rule file (Palisade's format or a Sigma rule).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Sample audit logs or container logs, as for `logs scan`.
+        #[arg(required = true, value_name = "SAMPLE")]
+        samples: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +72,19 @@ pub struct ScanArgs {
 }
 
 pub fn run(command: &LogsCommand) -> Result<Outcome> {
-    let LogsCommand::Scan(args) = command;
-    let texts: Vec<(String, String)> = args
-        .rules
+    match command {
+        LogsCommand::Scan(args) => scan(args),
+        LogsCommand::Rules(RulesCommand::List { rules }) => {
+            print!("{}", list_rules(&scanner(rules)?));
+            Ok(Outcome::Clean)
+        }
+        LogsCommand::Rules(RulesCommand::Test { file, samples }) => test_rules(file, samples),
+    }
+}
+
+/// The built-in rules with `rule_files` over them.
+fn scanner(rule_files: &[PathBuf]) -> Result<Scanner> {
+    let texts: Vec<(String, String)> = rule_files
         .iter()
         .map(|p| {
             let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
@@ -60,7 +95,59 @@ pub fn run(command: &LogsCommand) -> Result<Outcome> {
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
-    let mut scanner = Scanner::new(&files).map_err(|e| anyhow!("{e}"))?;
+    Scanner::new(&files).map_err(|e| anyhow!("{e}"))
+}
+
+fn list_rules(scanner: &Scanner) -> String {
+    let mut out = String::new();
+    for rule in scanner.rules().rules() {
+        let rate = rule
+            .rate
+            .as_ref()
+            .map_or("-".to_string(), |r| format!("{}/{}s", r.count, r.within));
+        let _ = writeln!(
+            out,
+            "{:<36} {:<8} {:<13} {:<7} {}",
+            rule.id,
+            palisade_logs::scan::severity(&rule.priority).as_str(),
+            rule.source.as_deref().unwrap_or("any"),
+            rate,
+            rule.name
+        );
+    }
+    out
+}
+
+fn test_rules(file: &Path, samples: &[PathBuf]) -> Result<Outcome> {
+    let mut scanner = scanner(std::slice::from_ref(&file.to_path_buf()))?;
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let own = palisade_logs::rules::RuleSet::load(&[(&file.display().to_string(), &text)])
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut alerts = Vec::new();
+    for path in inputs(samples)? {
+        scan_one(&mut scanner, &path, &mut alerts)?;
+    }
+    let mut silent = Vec::new();
+    for rule in own.rules() {
+        let fired = alerts.iter().filter(|a| a.rule == rule.id.as_str()).count();
+        println!("{:<36} fired {fired:>5}  {}", rule.id, rule.name);
+        if fired == 0 {
+            silent.push(rule.id.as_str());
+        }
+    }
+    if !silent.is_empty() {
+        return Err(anyhow!(
+            "{} rule(s) of {} never fired on the samples: {}",
+            silent.len(),
+            file.display(),
+            silent.join(", ")
+        ));
+    }
+    Ok(Outcome::Clean)
+}
+
+fn scan(args: &ScanArgs) -> Result<Outcome> {
+    let mut scanner = scanner(&args.rules)?;
     let mut alerts = Vec::new();
     for path in inputs(&args.paths)? {
         scan_one(&mut scanner, &path, &mut alerts)?;

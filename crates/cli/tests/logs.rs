@@ -64,3 +64,60 @@ fn scan_finds_the_deleted_policy_and_the_connection_failures() {
     assert!(String::from_utf8_lossy(&quiet.stdout).trim().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `logs rules list` shows built-in and added rules; `logs rules test`
+/// says how often each rule of a file fired, and fails when one never did.
+#[test]
+fn rules_are_listed_and_a_rule_file_is_tested_on_samples() {
+    let dir = std::env::temp_dir().join(format!("palisade-logs-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("audit.log"), AUDIT).unwrap();
+    let rules = dir.join("team.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: Mallory at work\n  id: TEAM-1\n  source: k8s_audit\n  match: {user.username: mallory}\n  priority: high\n  output: \"{verb}\"\n\
+         - rule: Nobody\n  id: TEAM-2\n  match: {user.username: nobody}\n",
+    )
+    .unwrap();
+    let palisade = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let rules_arg = rules.to_str().unwrap();
+    let list = palisade(&["logs", "rules", "list", "--rules", rules_arg]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success());
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(lines[0].starts_with("AUDIT-001 "), "{listed}");
+    assert!(
+        listed.contains("AUDIT-020") && listed.contains("20/60s"),
+        "{listed}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("TEAM-1 ") && l.contains("high"))
+    );
+
+    let audit = dir.join("audit.log");
+    let tested = palisade(&["logs", "rules", "test", rules_arg, audit.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("TEAM-1 ") && l.contains("fired     1")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("TEAM-2 ") && l.contains("fired     0"))
+    );
+    assert_eq!(tested.status.code(), Some(1), "TEAM-2 never fired");
+    let stderr = String::from_utf8_lossy(&tested.stderr);
+    assert!(
+        stderr.contains("never fired on the samples: TEAM-2"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

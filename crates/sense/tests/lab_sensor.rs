@@ -389,3 +389,102 @@ fn the_conntrack_sensor_sees_the_lab_connections_in_each_namespace() {
     assert_eq!(logged.prefix.as_deref(), Some("np-deny "));
     assert_eq!(sensor.lost(), 0);
 }
+
+/// Where the recorded sensor records live: `u32` length (little-endian),
+/// then the record, as the ring buffer held it.
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sensor-events.bin");
+
+/// Records the fixture that `recorded_sensor_events_decode` reads: the
+/// lab's connect, accept, close, refused and dropped connects, an exec, a
+/// raw socket and UDP, as the sensor reported them (only the lab pods'
+/// records are kept). Run on purpose, as root, to refresh it:
+/// `sudo -E cargo test -p palisade-sense --test lab_sensor record_sensor_fixture -- --ignored`.
+#[test]
+#[ignore = "records a fixture"]
+fn record_sensor_fixture() {
+    let _one = ONE_SENSOR_TEST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::start(&shop()).expect("the lab");
+    let mut sensor = Sensor::start(lab.cgroup_root()).expect("the sensor");
+    lab.serve_tcp("db", 5432).unwrap();
+    let short = Duration::from_millis(700);
+    lab.connect_tcp("client", "db", 5432, short);
+    lab.connect_tcp("client", "db", 5433, short);
+    lab.connect_tcp("client", "db", 6379, short);
+    lab.run_in("client", &["/usr/bin/python3", "-c", RAW_SOCKET])
+        .unwrap();
+    let udp = udp_script(&lab.pod("client").ip, &lab.pod("db").ip);
+    lab.run_in("client", &["/usr/bin/python3", "-c", &udp])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ips: Vec<IpAddr> = lab.pods.iter().map(|p| p.ip.parse().unwrap()).collect();
+    let mut index = CgroupIndex::new(lab.cgroup_root(), Duration::ZERO);
+    let mut out = Vec::new();
+    sensor.drain_records(&mut |record| {
+        let keep = match palisade_sense::ebpf::decode(record) {
+            Ok(Event::Drop { dst, .. }) => ips.contains(&dst.ip()),
+            Ok(
+                Event::Tcp { process, .. }
+                | Event::Exec { process, .. }
+                | Event::Socket { process, .. }
+                | Event::Udp { process, .. },
+            ) => pod_of(&mut index, process.cgroup_id).is_some(),
+            Err(_) => false,
+        };
+        if keep {
+            out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+            out.extend_from_slice(record);
+        }
+    });
+    std::fs::write(FIXTURE, out).unwrap();
+}
+
+#[test]
+fn recorded_sensor_events_decode() {
+    let data = std::fs::read(FIXTURE).expect("the recorded fixture");
+    let mut records = Vec::new();
+    let mut rest = data.as_slice();
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let length = u32::from_le_bytes(*length) as usize;
+        records.push(&tail[..length]);
+        rest = &tail[length..];
+    }
+    let events: Vec<Event> = records
+        .iter()
+        .map(|r| palisade_sense::ebpf::decode(r).expect("a recorded record decodes"))
+        .collect();
+    let has = |f: &dyn Fn(&Event) -> bool| events.iter().any(f);
+    let tcp = |kind: ConnectionKind, port: u16| {
+        move |e: &Event| {
+            matches!(e, Event::Tcp { kind: k, remote, local, .. }
+                if *k == kind && (remote.port() == port || local.port() == port))
+        }
+    };
+    assert!(has(&tcp(ConnectionKind::Connect, 5432)), "{events:#?}");
+    assert!(has(&tcp(ConnectionKind::Accept, 5432)));
+    assert!(has(&tcp(ConnectionKind::Close, 5432)));
+    assert!(has(
+        &|e| matches!(e, Event::Tcp { kind: ConnectionKind::ConnectFailed, remote, reset_received: true, .. } if remote.port() == 5433)
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Tcp { kind: ConnectionKind::ConnectFailed, remote, reset_received: false, .. } if remote.port() == 6379)
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Drop { dst, protocol: 6, .. } if dst.port() == 6379)
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Exec { executable, .. } if executable == "/usr/bin/python3")
+    ));
+    assert!(has(&|e| matches!(e, Event::Socket { socket_type: 3, .. })));
+    assert!(has(&|e| matches!(
+        e,
+        Event::Udp {
+            direction: UdpDirection::Receive,
+            ..
+        }
+    )));
+    // Every record comes back the same through the encoder.
+    for (record, event) in records.iter().zip(&events) {
+        let again = palisade_sense::ebpf::decode(&palisade_sense::ebpf::encode(event)).unwrap();
+        assert_eq!(&again, event, "{record:?}");
+    }
+}
