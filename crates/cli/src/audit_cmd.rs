@@ -291,6 +291,14 @@ fn sarif_result(f: &Finding) -> serde_json::Value {
 fn sarif(report: &Report) -> serde_json::Value {
     let rules: Vec<serde_json::Value> = checks::ALL.iter().map(|c| sarif_rule(c)).collect();
     let results: Vec<serde_json::Value> = report.findings.iter().map(sarif_result).collect();
+    sarif_log(rules, results)
+}
+
+/// A SARIF 2.1.0 log of one run of Palisade with these rules and results.
+pub fn sarif_log(
+    rules: Vec<serde_json::Value>,
+    results: Vec<serde_json::Value>,
+) -> serde_json::Value {
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",

@@ -120,19 +120,7 @@ fn sarif_result(alert: &Alert) -> serde_json::Value {
 fn sarif(alerts: &[Alert]) -> serde_json::Value {
     let rules: Vec<serde_json::Value> = Rule::FLOWS.iter().map(|&r| sarif_rule(r)).collect();
     let results: Vec<serde_json::Value> = alerts.iter().map(sarif_result).collect();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "palisade",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/palisade/palisade",
-                "rules": rules,
-            }},
-            "results": results,
-        }],
-    })
+    crate::audit_cmd::sarif_log(rules, results)
 }
 
 /// The advice's proof, for people.

@@ -12,7 +12,10 @@ use palisade_detect::Alert;
 use palisade_inventory::severity::Severity;
 use palisade_logs::{Scanner, source_of_path};
 
+use serde_json::json;
+
 use crate::Outcome;
+use crate::audit_cmd::{sarif_level, sarif_log, security_severity};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum LogsCommand {
@@ -52,6 +55,8 @@ pub enum LogsFormat {
     Table,
     Jsonl,
     Json,
+    /// SARIF 2.1.0, for code scanning dashboards.
+    Sarif,
 }
 
 #[derive(clap::Args, Debug)]
@@ -152,7 +157,7 @@ fn scan(args: &ScanArgs) -> Result<Outcome> {
     for path in inputs(&args.paths)? {
         scan_one(&mut scanner, &path, &mut alerts)?;
     }
-    print!("{}", render(&alerts, args.output));
+    print!("{}", render(&alerts, args.output, &scanner));
     let failed = args
         .fail_on
         .is_some_and(|t| alerts.iter().any(|a| a.severity >= t));
@@ -245,8 +250,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn render(alerts: &[Alert], format: LogsFormat) -> String {
+fn render(alerts: &[Alert], format: LogsFormat, scanner: &Scanner) -> String {
     match format {
+        LogsFormat::Sarif => {
+            let rules = scanner.rules().rules().iter().map(sarif_rule).collect();
+            let results = alerts.iter().map(sarif_result).collect();
+            serde_json::to_string_pretty(&sarif_log(rules, results)).unwrap_or_default() + "\n"
+        }
         LogsFormat::Jsonl => alerts
             .iter()
             .map(|a| serde_json::to_string(a).unwrap_or_default() + "\n")
@@ -268,4 +278,61 @@ fn render(alerts: &[Alert], format: LogsFormat) -> String {
             out
         }
     }
+}
+
+fn sarif_rule(rule: &palisade_logs::rules::Rule) -> serde_json::Value {
+    let severity = palisade_logs::scan::severity(&rule.priority);
+    json!({
+        "id": rule.id,
+        "name": rule.name,
+        "shortDescription": {"text": rule.name},
+        "fullDescription": {"text": if rule.desc.is_empty() { &rule.name } else { &rule.desc }},
+        "defaultConfiguration": {"level": sarif_level(severity)},
+        "properties": {"tags": rule.tags, "security-severity": security_severity(severity)},
+    })
+}
+
+/// A log alert points at its record (file and line) and at the object
+/// changed or the pod that logged it.
+fn sarif_result(alert: &Alert) -> serde_json::Value {
+    let mut location = json!({});
+    if let Some(record) = alert.evidence.records.first() {
+        location["physicalLocation"] = json!({
+            "artifactLocation": {"uri": record.file.to_string()},
+            "region": {"startLine": record.record.max(1)},
+        });
+    }
+    let logical = match (&alert.object, &alert.src.pod) {
+        (Some(object), _) => Some((
+            format!(
+                "{}/{}/{}",
+                object.kind,
+                object.namespace.as_deref().unwrap_or("-"),
+                object.name.as_deref().unwrap_or("-")
+            ),
+            "resource",
+        )),
+        (None, Some(pod)) => Some((
+            format!(
+                "pods/{}/{pod}",
+                alert.src.namespace.as_deref().unwrap_or("-")
+            ),
+            "resource",
+        )),
+        _ => None,
+    };
+    if let Some((name, kind)) = logical {
+        location["logicalLocations"] = json!([{"fullyQualifiedName": name, "kind": kind}]);
+    }
+    let mut properties = json!({"severity": alert.severity.as_str()});
+    if let Some(actor) = &alert.actor {
+        properties["actor"] = json!(actor);
+    }
+    json!({
+        "ruleId": alert.rule,
+        "level": sarif_level(alert.severity),
+        "message": {"text": alert.summary},
+        "locations": [location],
+        "properties": properties,
+    })
 }

@@ -121,3 +121,36 @@ fn rules_are_listed_and_a_rule_file_is_tested_on_samples() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `-o sarif`: each alert a SARIF result pointing at its record and object.
+#[test]
+fn sarif_output_points_at_the_record_and_the_object() {
+    let dir = std::env::temp_dir().join(format!("palisade-logs-sarif-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.log");
+    std::fs::write(&audit, AUDIT).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["logs", "scan", "-o", "sarif"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["id"] == "AUDIT-001"));
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    let result = &results[0];
+    assert_eq!(result["ruleId"], "AUDIT-001");
+    assert_eq!(result["level"], "error");
+    let location = &result["locations"][0];
+    assert_eq!(location["physicalLocation"]["region"]["startLine"], 1);
+    assert_eq!(
+        location["logicalLocations"][0]["fullyQualifiedName"],
+        "networkpolicies/shop/db-ingress"
+    );
+    assert_eq!(result["properties"]["actor"]["user"], "mallory");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
