@@ -26,6 +26,50 @@ pub enum LogsCommand {
     /// The rules: list those loaded, or test a rule file on sample logs.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Replay the audit trail over a seed snapshot: when each connection
+    /// became possible or impossible, by which change, made by whom.
+    Timeline(TimelineArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelineFormat {
+    Txt,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TimelineArgs {
+    /// The cluster before the trail: manifests or a dump (files or
+    /// directories); repeatable.
+    #[arg(long, required = true, value_name = "PATH")]
+    pub seed: Vec<PathBuf>,
+    /// Audit logs, in the order they were written (`-` for stdin).
+    #[arg(required = true, value_name = "AUDITLOG")]
+    pub audit_logs: Vec<PathBuf>,
+    /// Only connections from this workload (`ns/name` or `name`).
+    #[arg(long, value_name = "WORKLOAD")]
+    pub from: Option<String>,
+    /// Only connections to this workload.
+    #[arg(long, value_name = "WORKLOAD")]
+    pub to: Option<String>,
+    /// Only this port, optionally with its protocol: `5432`, `udp/53`.
+    #[arg(long, value_parser = parse_port, value_name = "[PROTO/]PORT")]
+    pub port: Option<(Option<palisade_inventory::Protocol>, u16)>,
+    #[arg(short = 'o', long, value_enum, default_value_t = TimelineFormat::Txt)]
+    pub output: TimelineFormat,
+    #[command(flatten)]
+    pub semantics: crate::SemanticsArgs,
+}
+
+fn parse_port(text: &str) -> Result<(Option<palisade_inventory::Protocol>, u16), String> {
+    let (protocol, port) = match text.split_once('/') {
+        Some((p, port)) => (Some(crate::parse_protocol(p)?), port),
+        None => (None, text),
+    };
+    match port.parse::<u16>() {
+        Ok(n) if n > 0 => Ok((protocol, n)),
+        _ => Err(format!("{port:?} is not a port (1-65535)")),
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -84,6 +128,7 @@ pub fn run(command: &LogsCommand) -> Result<Outcome> {
             Ok(Outcome::Clean)
         }
         LogsCommand::Rules(RulesCommand::Test { file, samples }) => test_rules(file, samples),
+        LogsCommand::Timeline(args) => crate::timeline_cmd::run(args),
     }
 }
 
@@ -170,7 +215,7 @@ fn scan(args: &ScanArgs) -> Result<Outcome> {
 
 /// Files under the paths (directories walked, `.log`, `.json`, `.jsonl`
 /// and rotated `.log.N` files), in order; `-` is stdin.
-fn inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" || !path.is_dir() {

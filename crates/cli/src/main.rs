@@ -16,6 +16,7 @@ mod logs_cmd;
 mod probe_cmd;
 mod reach;
 mod render;
+mod timeline_cmd;
 
 use std::process::ExitCode;
 

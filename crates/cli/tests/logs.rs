@@ -154,3 +154,93 @@ fn sarif_output_points_at_the_record_and_the_object() {
     assert_eq!(result["properties"]["actor"]["user"], "mallory");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `logs timeline`: since when, and why, can other/intruder reach
+/// shop/db:5432? The bundled trail deletes the policy, restores it,
+/// relabels a pod and labels a namespace.
+#[test]
+fn timeline_answers_since_when_and_why_a_connection_is_possible() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/timeline");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["logs", "timeline", "--seed"])
+        .arg(format!("{data}/seed.yaml"))
+        .arg(format!("{data}/audit.log"))
+        .args([
+            "--from",
+            "other/intruder",
+            "--to",
+            "shop/db",
+            "--port",
+            "tcp/5432",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: Vec<(String, String, String, String)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let c = &s["connections"][0];
+            (
+                s["time"].as_str().unwrap().to_string(),
+                s["actor"]["user"].as_str().unwrap().to_string(),
+                format!(
+                    "{} {}",
+                    s["verb"].as_str().unwrap(),
+                    s["object"]["name"].as_str().unwrap()
+                ),
+                format!(
+                    "+{} -{}",
+                    c["gained"].as_str().unwrap(),
+                    c["lost"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    let row = |t: &str, u: &str, what: &str, delta: &str| {
+        (
+            t.to_string(),
+            u.to_string(),
+            what.to_string(),
+            delta.to_string(),
+        )
+    };
+    assert_eq!(
+        summary,
+        [
+            row(
+                "2026-11-30T10:01:00.010000Z",
+                "mallory",
+                "delete db-ingress",
+                "+TCP 5432 -No Connections"
+            ),
+            row(
+                "2026-11-30T10:02:00.010000Z",
+                "alice",
+                "create db-ingress",
+                "+No Connections -TCP 5432"
+            ),
+            row(
+                "2026-11-30T10:04:00.010000Z",
+                "mallory",
+                "patch other",
+                "+TCP 5432 -No Connections"
+            ),
+        ]
+    );
+    assert_eq!(steps[2]["actor"]["source_ip"], "203.0.113.9");
+    assert_eq!(steps[2]["line"], 4);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("4 audit events, 3 changes shown"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,168 @@
+//! `palisade logs timeline`: the audit trail replayed over a seed
+//! snapshot, as the connections each change opened or closed.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufReader, Read};
+
+use anyhow::{Context, Result, anyhow};
+use palisade_inventory::collect_manifest_files;
+use palisade_logs::audit::read_audit_log;
+use palisade_logs::timeline::{Step, Timeline};
+use palisade_policy::{DiffEntry, MapFilter};
+use serde_json::json;
+
+use crate::Outcome;
+use crate::logs_cmd::{TimelineArgs, TimelineFormat, inputs};
+
+pub fn run(args: &TimelineArgs) -> Result<Outcome> {
+    let (files, errors) = collect_manifest_files(&args.seed);
+    if let Some(error) = errors.first() {
+        return Err(anyhow!("seed: {error}"));
+    }
+    let texts = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
+            Ok((f.display().to_string(), text))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut timeline =
+        Timeline::seed(&texts, args.semantics.settings()).map_err(|e| anyhow!("seed: {e}"))?;
+    let (protocol, port) = args.port.map_or((None, None), |(p, n)| (p, Some(n)));
+    let filter = MapFilter {
+        protocol,
+        port,
+        ..MapFilter::default()
+    };
+    let mut steps = Vec::new();
+    let mut events = 0u64;
+    for path in inputs(&args.audit_logs)? {
+        let name = path.display().to_string();
+        let reader: Box<dyn Read> = if name == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(File::open(&path).with_context(|| name.clone())?)
+        };
+        let stats = read_audit_log(BufReader::with_capacity(1 << 20, reader), &mut |event| {
+            if let Some(mut step) = timeline.apply(&event, &filter) {
+                step.entries.retain(|e| wanted(e, args));
+                if !step.entries.is_empty() {
+                    steps.push((name.clone(), step));
+                }
+            }
+        });
+        events += stats.events;
+        for (line, message) in stats.diagnostics.iter().take(20) {
+            eprintln!("{name}:{line}: {message}");
+        }
+    }
+    let mut summary = format!(
+        "{events} audit events, {} changes shown, {} changes that changed no connection",
+        steps.len(),
+        timeline.quiet
+    );
+    for (reason, count) in &timeline.unapplied {
+        let _ = write!(summary, "; {count} not applied: {reason}");
+    }
+    eprintln!("{summary}");
+    match args.output {
+        TimelineFormat::Txt => print!("{}", text(&steps)),
+        TimelineFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json(&steps)).unwrap_or_default()
+        ),
+    }
+    Ok(Outcome::Clean)
+}
+
+fn wanted(entry: &DiffEntry, args: &TimelineArgs) -> bool {
+    args.from
+        .as_deref()
+        .is_none_or(|f| entry.src.matches_focus(f))
+        && args
+            .to
+            .as_deref()
+            .is_none_or(|t| entry.dst.matches_focus(t))
+}
+
+fn who(step: &Step) -> String {
+    let mut who = step.user.clone();
+    if !step.groups.is_empty() {
+        let _ = write!(who, " ({})", step.groups.join(","));
+    }
+    if let Some(ip) = &step.source_ip {
+        let _ = write!(who, " from {ip}");
+    }
+    if let Some(agent) = &step.user_agent {
+        let _ = write!(who, " [{agent}]");
+    }
+    who
+}
+
+fn object(step: &Step) -> String {
+    match step.namespace.as_str() {
+        "" => format!("{} {}", step.kind, step.name),
+        ns => format!("{} {ns}/{}", step.kind, step.name),
+    }
+}
+
+/// One line per connection gained (`+`) or lost (`-`).
+fn text(steps: &[(String, Step)]) -> String {
+    let mut out = String::new();
+    for (file, step) in steps {
+        let time = step.time.as_deref().unwrap_or("-");
+        for entry in &step.entries {
+            for (sign, conns) in [("+", entry.gained()), ("-", entry.lost())] {
+                if conns.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "{time} {sign} {} -> {} {conns}  by {}: {} {} ({file}:{})",
+                    entry.src,
+                    entry.dst,
+                    who(step),
+                    step.verb,
+                    object(step),
+                    step.line
+                );
+            }
+        }
+    }
+    out
+}
+
+fn json(steps: &[(String, Step)]) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|(file, step)| {
+            let connections: Vec<serde_json::Value> = step
+                .entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "change": e.change.as_str(),
+                        "src": e.src.to_string(),
+                        "dst": e.dst.to_string(),
+                        "gained": e.gained().to_string(),
+                        "lost": e.lost().to_string(),
+                    })
+                })
+                .collect();
+            json!({
+                "time": step.time,
+                "file": file,
+                "line": step.line,
+                "actor": {
+                    "user": step.user, "groups": step.groups,
+                    "source_ip": step.source_ip, "user_agent": step.user_agent,
+                },
+                "verb": step.verb,
+                "object": {"kind": step.kind, "namespace": step.namespace, "name": step.name},
+                "connections": connections,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(steps)
+}
