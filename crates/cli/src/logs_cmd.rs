@@ -118,6 +118,14 @@ pub struct ScanArgs {
     /// Exit with code 2 when an alert has this severity or higher.
     #[arg(long, value_parser = crate::audit_cmd::parse_severity, value_name = "SEVERITY")]
     pub fail_on: Option<Severity>,
+    /// The cluster before the audit logs (manifests or a dump): changes
+    /// are replayed from it, and one that widens connectivity (a policy
+    /// loosened or deleted, a pod or namespace relabelled into an allowed
+    /// set) fires AUDIT-013, judged by the engine. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub seed: Vec<PathBuf>,
+    #[command(flatten)]
+    pub semantics: crate::SemanticsArgs,
 }
 
 pub fn run(command: &LogsCommand) -> Result<Outcome> {
@@ -198,6 +206,10 @@ fn test_rules(file: &Path, samples: &[PathBuf]) -> Result<Outcome> {
 
 fn scan(args: &ScanArgs) -> Result<Outcome> {
     let mut scanner = scanner(&args.rules)?;
+    if !args.seed.is_empty() {
+        let seed = crate::timeline_cmd::load_seed(&args.seed, args.semantics.settings())?;
+        scanner = scanner.with_seed(seed);
+    }
     let mut alerts = Vec::new();
     for path in inputs(&args.paths)? {
         scan_one(&mut scanner, &path, &mut alerts)?;

@@ -4,19 +4,21 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use palisade_inventory::collect_manifest_files;
 use palisade_logs::audit::read_audit_log;
 use palisade_logs::timeline::{Step, Timeline};
-use palisade_policy::{DiffEntry, MapFilter};
+use palisade_policy::{DiffEntry, MapFilter, Settings};
 use serde_json::json;
 
 use crate::Outcome;
 use crate::logs_cmd::{TimelineArgs, TimelineFormat, inputs};
 
-pub fn run(args: &TimelineArgs) -> Result<Outcome> {
-    let (files, errors) = collect_manifest_files(&args.seed);
+/// The seed snapshot from manifest files or directories.
+pub fn load_seed(paths: &[PathBuf], settings: Settings) -> Result<Timeline> {
+    let (files, errors) = collect_manifest_files(paths);
     if let Some(error) = errors.first() {
         return Err(anyhow!("seed: {error}"));
     }
@@ -27,8 +29,11 @@ pub fn run(args: &TimelineArgs) -> Result<Outcome> {
             Ok((f.display().to_string(), text))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut timeline =
-        Timeline::seed(&texts, args.semantics.settings()).map_err(|e| anyhow!("seed: {e}"))?;
+    Timeline::seed(&texts, settings).map_err(|e| anyhow!("seed: {e}"))
+}
+
+pub fn run(args: &TimelineArgs) -> Result<Outcome> {
+    let mut timeline = load_seed(&args.seed, args.semantics.settings())?;
     let (protocol, port) = args.port.map_or((None, None), |(p, n)| (p, Some(n)));
     let filter = MapFilter {
         protocol,

@@ -244,3 +244,38 @@ fn timeline_answers_since_when_and_why_a_connection_is_possible() {
         "{stderr}"
     );
 }
+
+/// `logs scan --seed`: changes that widen connectivity fire AUDIT-013,
+/// judged by the engine; the restore, which narrows it, does not.
+#[test]
+fn scan_with_a_seed_fires_on_the_changes_that_widen_connectivity() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/timeline");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["logs", "scan", "-o", "jsonl", "--seed"])
+        .arg(format!("{data}/seed.yaml"))
+        .arg(format!("{data}/audit.log"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let widening: Vec<(u64, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["rule"] == "AUDIT-013")
+        .map(|a| {
+            (
+                a["evidence"]["records"][0]["record"].as_u64().unwrap(),
+                a["object"]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [(1, "networkpolicies"), (3, "pods"), (4, "namespaces")];
+    let expected: Vec<(u64, String)> = expected.iter().map(|(l, k)| (*l, k.to_string())).collect();
+    assert_eq!(widening, expected);
+    // Without a seed nothing is judged.
+    let unseeded = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["logs", "scan", "-o", "jsonl"])
+        .arg(format!("{data}/audit.log"))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&unseeded.stdout).contains("AUDIT-013"));
+}

@@ -16,13 +16,22 @@ use crate::access::{parse_coredns, parse_envoy};
 use crate::audit::{AuditEvent, AuditStats, read_audit_log};
 use crate::container::{LogLine, LogSource, LogStats, read_container_log};
 use crate::rules::{Firing, RuleSet};
+use crate::timeline::{Step, Timeline};
+use palisade_policy::MapFilter;
 
 /// The rules Palisade ships.
 pub const BUILTIN_RULES: &str = include_str!("../rules/builtin.yaml");
 
 pub struct Scanner {
     rules: RuleSet,
+    /// With a seed: every change replayed, and AUDIT-013 fired on those
+    /// that widen connectivity.
+    timeline: Option<Timeline>,
 }
+
+/// The rule the timeline fires; it is judged by the engine, not matched
+/// on fields, so it lives here rather than in `rules/builtin.yaml`.
+pub const WIDENING_RULE: (&str, &str) = ("AUDIT-013", "Change widens connectivity");
 
 impl Scanner {
     /// The built-in rules, then `files` (name, text) in order.
@@ -31,7 +40,19 @@ impl Scanner {
         all.extend_from_slice(files);
         Ok(Scanner {
             rules: RuleSet::load(&all)?,
+            timeline: None,
         })
+    }
+
+    /// Judge changes from this snapshot on: a change that makes any
+    /// connection possible fires AUDIT-013.
+    pub fn with_seed(mut self, timeline: Timeline) -> Scanner {
+        self.timeline = Some(timeline);
+        self
+    }
+
+    pub fn timeline(&self) -> Option<&Timeline> {
+        self.timeline.as_ref()
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -45,6 +66,7 @@ impl Scanner {
         sink: &mut dyn FnMut(Alert),
     ) -> AuditStats {
         let rules = &mut self.rules;
+        let timeline = &mut self.timeline;
         read_audit_log(input, &mut |event| {
             let micros = event
                 .stage_timestamp
@@ -53,6 +75,12 @@ impl Scanner {
                 .and_then(|t| palisade_flow::generic::parse_rfc3339(t).ok())
                 .unwrap_or(0);
             for firing in rules.evaluate("k8s_audit", &event.raw, micros) {
+                sink(audit_alert(&firing, &event, file));
+            }
+            let step = timeline
+                .as_mut()
+                .and_then(|t| t.apply(&event, &MapFilter::default()));
+            if let Some(firing) = step.as_ref().and_then(widening) {
                 sink(audit_alert(&firing, &event, file));
             }
         })
@@ -78,6 +106,38 @@ impl Scanner {
             }
         })
     }
+}
+
+/// AUDIT-013 for a step that gained connections: how many pairs, and the
+/// first of them.
+fn widening(step: &Step) -> Option<Firing> {
+    let gained: Vec<_> = step
+        .entries
+        .iter()
+        .filter(|e| !e.gained().is_empty())
+        .collect();
+    let first = gained.first()?;
+    let object = match step.namespace.as_str() {
+        "" => format!("{} {}", step.kind, step.name),
+        ns => format!("{} {ns}/{}", step.kind, step.name),
+    };
+    let more = match gained.len() {
+        1 => String::new(),
+        n => format!(" and {} more pairs", n - 1),
+    };
+    Some(Firing {
+        rule_id: WIDENING_RULE.0.into(),
+        name: WIDENING_RULE.1.into(),
+        priority: "high".into(),
+        output: format!(
+            "{} {} {object}, which lets {} reach {} on {}{more}",
+            step.user,
+            step.verb,
+            first.src,
+            first.dst,
+            first.gained()
+        ),
+    })
 }
 
 /// What rules see of a container log line: its text, its source, and what
