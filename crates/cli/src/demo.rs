@@ -13,13 +13,17 @@ use palisade_detect::{Detectors, Learner, Resolver, ScanOptions, Verifier, apply
 use palisade_flow::Format;
 use palisade_flow::pcap::{CaptureOptions, read_capture};
 use palisade_inventory::{Cidr, Inventory, Protocol};
+use palisade_logs::Scanner;
+use palisade_logs::timeline::Timeline;
 use palisade_policy::endpoint::{decide, resolve};
-use palisade_policy::{ConnectivityMap, Engine, MapFilter, Settings};
+use palisade_policy::{ConnectivityMap, DiffEntry, Engine, MapFilter, Settings};
 
 use crate::Outcome;
 use crate::flows_cmd::{FlowsFormat, InputReport, VerifyReport};
 use crate::flows_render;
+use crate::logs_cmd::LogsFormat;
 use crate::render::{self, MapFormat};
+use crate::timeline_cmd;
 
 const EXAMPLE: [(&str, &str); 3] = [
     (
@@ -44,6 +48,18 @@ const ENDPOINTS: (&str, &str) = (
     include_str!("../../../examples/shop/endpoints.txt"),
 );
 const POD_CIDR: &str = "10.244.0.0/16";
+
+/// The audit-trail part: a small cluster and an audit log in which a
+/// policy is deleted and restored, a pod relabelled and a namespace
+/// labelled.
+const TRAIL_SEED: (&str, &str) = (
+    "examples/audit-trail/seed.yaml",
+    include_str!("../../../examples/audit-trail/seed.yaml"),
+);
+const TRAIL: (&str, &str) = (
+    "examples/audit-trail/audit.log",
+    include_str!("../../../examples/audit-trail/audit.log"),
+);
 
 /// The weaknesses built into the example, as (check, resource name).
 const PLANTED: [(&str, &str); 4] = [
@@ -106,6 +122,7 @@ pub fn report() -> String {
     ] {
         out.push_str(&explain_text(&inventory, &settings, from, to, port));
     }
+    out.push_str(&audit_trail_part());
     out
 }
 
@@ -182,5 +199,54 @@ fn flows_part() -> String {
          The baseline holds everything that got through, the bypass included: review it before applying."
     );
     out.push_str(&flows_render::proof_text(&advice));
+    out
+}
+
+/// The audit-trail part: the trail scanned from its seed, then the
+/// timeline's answer for one connection.
+fn audit_trail_part() -> String {
+    let seed = || {
+        let texts = [(TRAIL_SEED.0.to_string(), TRAIL_SEED.1.to_string())];
+        Timeline::seed(&texts, Settings::default())
+    };
+    let (Ok(scanner), Ok(first), Ok(mut second)) = (Scanner::new(&[]), seed(), seed()) else {
+        return "\n(the bundled audit trail does not load)\n".to_string();
+    };
+    let mut scanner = scanner.with_seed(first);
+    let mut alerts = Vec::new();
+    scanner.audit(TRAIL.1.as_bytes(), &Arc::from(TRAIL.0), &mut |a| {
+        alerts.push(a)
+    });
+    let mut out = format!(
+        "\n== The audit trail (`palisade logs scan --seed {} {}`) ==\n",
+        TRAIL_SEED.0, TRAIL.0
+    );
+    out.push_str(&crate::logs_cmd::render(
+        &alerts,
+        LogsFormat::Table,
+        &scanner,
+    ));
+    let (from, to) = ("other/intruder", "shop/db");
+    let _ = writeln!(
+        out,
+        "\n== Since when, and why, can {from} reach {to} on TCP 5432? (`palisade logs timeline --seed {} {} --from {from} --to {to} --port tcp/5432`) ==",
+        TRAIL_SEED.0, TRAIL.0
+    );
+    let filter = MapFilter {
+        protocol: Some(Protocol::Tcp),
+        port: Some(5432),
+        ..MapFilter::default()
+    };
+    let wanted = |e: &DiffEntry| timeline_cmd::wanted(e, Some(from), Some(to));
+    let mut steps = Vec::new();
+    timeline_cmd::replay(
+        &mut second,
+        TRAIL.1.as_bytes(),
+        TRAIL.0,
+        &filter,
+        &wanted,
+        &mut steps,
+    );
+    out.push_str(&timeline_cmd::text(&steps));
     out
 }

@@ -307,7 +307,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn render(alerts: &[Alert], format: LogsFormat, scanner: &Scanner) -> String {
+pub(crate) fn render(alerts: &[Alert], format: LogsFormat, scanner: &Scanner) -> String {
     match format {
         LogsFormat::Sarif => {
             let rules = scanner.rules().rules().iter().map(sarif_rule).collect();

@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use palisade_inventory::collect_manifest_files;
-use palisade_logs::audit::read_audit_log;
+use palisade_logs::audit::{AuditStats, read_audit_log};
 use palisade_logs::timeline::{Step, Timeline};
 use palisade_policy::{DiffEntry, MapFilter, Settings};
 use serde_json::json;
@@ -49,14 +49,9 @@ pub fn run(args: &TimelineArgs) -> Result<Outcome> {
         } else {
             Box::new(File::open(&path).with_context(|| name.clone())?)
         };
-        let stats = read_audit_log(BufReader::with_capacity(1 << 20, reader), &mut |event| {
-            if let Some(mut step) = timeline.apply(&event, &filter) {
-                step.entries.retain(|e| wanted(e, args));
-                if !step.entries.is_empty() {
-                    steps.push((name.clone(), step));
-                }
-            }
-        });
+        let reader = BufReader::with_capacity(1 << 20, reader);
+        let wanted = |e: &DiffEntry| wanted(e, args.from.as_deref(), args.to.as_deref());
+        let stats = replay(&mut timeline, reader, &name, &filter, &wanted, &mut steps);
         events += stats.events;
         for (line, message) in stats.diagnostics.iter().take(20) {
             eprintln!("{name}:{line}: {message}");
@@ -81,14 +76,28 @@ pub fn run(args: &TimelineArgs) -> Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-fn wanted(entry: &DiffEntry, args: &TimelineArgs) -> bool {
-    args.from
-        .as_deref()
-        .is_none_or(|f| entry.src.matches_focus(f))
-        && args
-            .to
-            .as_deref()
-            .is_none_or(|t| entry.dst.matches_focus(t))
+/// Replays one audit log, keeping the steps with connections `wanted`.
+pub fn replay(
+    timeline: &mut Timeline,
+    reader: impl BufRead,
+    name: &str,
+    filter: &MapFilter,
+    wanted: &dyn Fn(&DiffEntry) -> bool,
+    steps: &mut Vec<(String, Step)>,
+) -> AuditStats {
+    read_audit_log(reader, &mut |event| {
+        if let Some(mut step) = timeline.apply(&event, filter) {
+            step.entries.retain(|e| wanted(e));
+            if !step.entries.is_empty() {
+                steps.push((name.to_string(), step));
+            }
+        }
+    })
+}
+
+/// `--from` and `--to`, when given, match the source and destination.
+pub fn wanted(entry: &DiffEntry, from: Option<&str>, to: Option<&str>) -> bool {
+    from.is_none_or(|f| entry.src.matches_focus(f)) && to.is_none_or(|t| entry.dst.matches_focus(t))
 }
 
 fn who(step: &Step) -> String {
@@ -113,7 +122,7 @@ fn object(step: &Step) -> String {
 }
 
 /// One line per connection gained (`+`) or lost (`-`).
-fn text(steps: &[(String, Step)]) -> String {
+pub fn text(steps: &[(String, Step)]) -> String {
     let mut out = String::new();
     for (file, step) in steps {
         let time = step.time.as_deref().unwrap_or("-");

@@ -213,6 +213,9 @@ fn demo_shows_the_planted_weaknesses() {
             "{expected} missing from the demo"
         );
     }
+    let trail = text.split("== The audit trail").nth(1).unwrap();
+    assert!(trail.contains("AUDIT-013 2026-11-30T10:04:00.010000Z mallory patch Namespace other"));
+    assert!(trail.contains("+ other/intruder[Pod] -> shop/db[Pod] TCP 5432  by mallory"));
 }
 
 #[test]

@@ -160,7 +160,7 @@ fn sarif_output_points_at_the_record_and_the_object() {
 /// relabels a pod and labels a namespace.
 #[test]
 fn timeline_answers_since_when_and_why_a_connection_is_possible() {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/timeline");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/audit-trail");
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["logs", "timeline", "--seed"])
         .arg(format!("{data}/seed.yaml"))
@@ -249,7 +249,7 @@ fn timeline_answers_since_when_and_why_a_connection_is_possible() {
 /// judged by the engine; the restore, which narrows it, does not.
 #[test]
 fn scan_with_a_seed_fires_on_the_changes_that_widen_connectivity() {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/timeline");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/audit-trail");
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["logs", "scan", "-o", "jsonl", "--seed"])
         .arg(format!("{data}/seed.yaml"))
