@@ -37,11 +37,12 @@
 //! an earlier one (users override built-ins by id), and `enabled: false`
 //! turns one off.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use palisade_inventory::Cidr;
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -113,7 +114,9 @@ pub(crate) fn path_of(text: &str) -> Path {
 #[derive(Debug)]
 pub(crate) enum Test {
     Equals(Vec<Value>),
-    Contains(Vec<String>),
+    /// The literals as one alternation: the regex engine searches for all
+    /// of them at once (Teddy, memchr).
+    Contains(Regex),
     StartsWith(Vec<String>),
     EndsWith(Vec<String>),
     Regex(Vec<Regex>),
@@ -148,9 +151,23 @@ pub struct Firing {
     pub output: String,
 }
 
+/// One pass over a field for many rules: the first text test of every
+/// rule on `path`, as one regex set, so a line that matches none of them
+/// costs one search instead of one per rule.
+#[derive(Debug)]
+struct Prefilter {
+    path: Path,
+    set: RegexSet,
+    /// The rule of each pattern of the set.
+    rules: Vec<usize>,
+}
+
 #[derive(Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    prefilters: Vec<Prefilter>,
+    /// Per rule, during `evaluate`: whether its prefilter let it through.
+    through: Vec<bool>,
     /// Per rate rule and `by` key: the times of recent matches.
     windows: HashMap<(usize, String), VecDeque<i64>>,
 }
@@ -162,6 +179,7 @@ impl RuleSet {
         for (name, text) in files {
             set.add(name, text)?;
         }
+        set.prefilters = prefilters(&set.rules)?;
         Ok(set)
     }
 
@@ -225,8 +243,22 @@ impl RuleSet {
     /// microseconds, for rate rules).
     pub fn evaluate(&mut self, source: &str, record: &Value, micros: i64) -> Vec<Firing> {
         let mut firings = Vec::new();
+        self.through.clear();
+        self.through.resize(self.rules.len(), true);
+        for prefilter in &self.prefilters {
+            let mut matched = vec![false; prefilter.rules.len()];
+            visit(record, &prefilter.path, &mut |value| {
+                for i in prefilter.set.matches(&text_of(value)).iter() {
+                    matched[i] = true;
+                }
+                false
+            });
+            for (i, &rule) in prefilter.rules.iter().enumerate() {
+                self.through[rule] = matched[i];
+            }
+        }
         for (index, rule) in self.rules.iter().enumerate() {
-            if rule.source.as_deref().is_some_and(|s| s != source) {
+            if !self.through[index] || rule.source.as_deref().is_some_and(|s| s != source) {
                 continue;
             }
             let matched = match &rule.sigma {
@@ -272,6 +304,41 @@ impl RuleSet {
         }
         firings
     }
+}
+
+/// The regex-set prefilters, one per field path that rules search.
+fn prefilters(rules: &[Rule]) -> Result<Vec<Prefilter>, String> {
+    let mut by_path: BTreeMap<&Path, (Vec<String>, Vec<usize>)> = BTreeMap::new();
+    for (index, rule) in rules.iter().enumerate() {
+        let first = rule.tests.iter().find_map(|(path, test)| match test {
+            Test::Contains(r) => Some((path, r.as_str().to_string())),
+            Test::Regex(any) if !any.is_empty() => Some((
+                path,
+                any.iter()
+                    .map(|r| format!("(?:{})", r.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            )),
+            _ => None,
+        });
+        if let Some((path, pattern)) = first {
+            let entry = by_path.entry(path).or_default();
+            entry.0.push(pattern);
+            entry.1.push(index);
+        }
+    }
+    by_path
+        .into_iter()
+        .filter(|(_, (patterns, _))| patterns.len() > 1)
+        .map(|(path, (patterns, rules))| {
+            let set = RegexSet::new(&patterns).map_err(|e| format!("rule prefilter: {e}"))?;
+            Ok(Prefilter {
+                path: path.clone(),
+                set,
+                rules,
+            })
+        })
+        .collect()
 }
 
 fn compile(file: RuleFile, lists: &HashMap<String, Vec<Value>>) -> Result<Rule, String> {
@@ -355,7 +422,15 @@ fn test_of(
     let strings = || -> Vec<String> { values.iter().map(as_text).collect() };
     let test = match modifier {
         "" => Test::Equals(values.clone()),
-        "contains" => Test::Contains(strings()),
+        "contains" => {
+            let literals: Vec<String> = strings().iter().map(|s| regex::escape(s)).collect();
+            // No literal matches nothing (an empty alternation would match all).
+            let pattern = match literals.is_empty() {
+                true => "[^\\s\\S]".to_string(),
+                false => literals.join("|"),
+            };
+            Test::Contains(Regex::new(&pattern).map_err(|e| format!("{key}: {e}"))?)
+        }
         "startswith" => Test::StartsWith(strings()),
         "endswith" => Test::EndsWith(strings()),
         "re" => Test::Regex(
@@ -385,38 +460,50 @@ fn as_text(value: &Value) -> String {
 
 /// The values at a dotted path; arrays on the way are looked into.
 fn at<'v>(record: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    visit(record, path, &mut |v| {
+        out.push(v);
+        false
+    });
+}
+
+/// Calls `found` on each value at a dotted path (arrays on the way looked
+/// into) until it returns true; whether it did. Allocates nothing: rules
+/// run on every log line.
+fn visit<'v>(record: &'v Value, path: &[String], found: &mut dyn FnMut(&'v Value) -> bool) -> bool {
     let Some((head, rest)) = path.split_first() else {
-        return;
+        return false;
     };
     match record {
-        Value::Array(items) => items.iter().for_each(|item| at(item, path, out)),
-        Value::Object(map) => {
-            if let Some(next) = map.get(head) {
-                if rest.is_empty() {
-                    match next {
-                        Value::Array(items) => out.extend(items.iter()),
-                        one => out.push(one),
-                    }
-                } else {
-                    at(next, rest, out);
-                }
-            }
-        }
-        _ => {}
+        Value::Array(items) => items.iter().any(|item| visit(item, path, found)),
+        Value::Object(map) => match map.get(head) {
+            Some(next) if rest.is_empty() => match next {
+                Value::Array(items) => items.iter().any(|v| found(v)),
+                one => found(one),
+            },
+            Some(next) => visit(next, rest, found),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// A value's text, borrowed when it is a string.
+fn text_of(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
 pub(crate) fn holds(record: &Value, path: &[String], test: &Test) -> bool {
-    let mut found = Vec::new();
-    at(record, path, &mut found);
     if let Test::Exists(wanted) = test {
-        return found.iter().any(|v| !v.is_null()) == *wanted;
+        return visit(record, path, &mut |v| !v.is_null()) == *wanted;
     }
-    found.iter().any(|value| {
-        let text = as_text(value);
+    visit(record, path, &mut |value| {
+        let text = text_of(value);
         match test {
-            Test::Equals(options) => options.iter().any(|o| o == *value || as_text(o) == text),
-            Test::Contains(options) => options.iter().any(|o| text.contains(o.as_str())),
+            Test::Equals(options) => options.iter().any(|o| o == value || text_of(o) == text),
+            Test::Contains(finder) => finder.is_match(&text),
             Test::StartsWith(options) => options.iter().any(|o| text.starts_with(o.as_str())),
             Test::EndsWith(options) => options.iter().any(|o| text.ends_with(o.as_str())),
             Test::Regex(options) => options.iter().any(|r| r.is_match(&text)),
