@@ -477,7 +477,7 @@ fn visit<'v>(record: &'v Value, path: &[String], found: &mut dyn FnMut(&'v Value
         Value::Array(items) => items.iter().any(|item| visit(item, path, found)),
         Value::Object(map) => match map.get(head) {
             Some(next) if rest.is_empty() => match next {
-                Value::Array(items) => items.iter().any(|v| found(v)),
+                Value::Array(items) => items.iter().any(&mut *found),
                 one => found(one),
             },
             Some(next) => visit(next, rest, found),
