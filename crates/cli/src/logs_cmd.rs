@@ -126,6 +126,18 @@ pub struct ScanArgs {
     pub seed: Vec<PathBuf>,
     #[command(flatten)]
     pub semantics: crate::SemanticsArgs,
+    /// Keep following the paths (directories such as /var/log/pods, or an
+    /// audit log file): rotation and truncation handled, new lines scanned
+    /// as they come. Only new lines: history is skipped.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: where the place in each file is kept, so a restart
+    /// resumes there (nothing lost, nothing read twice).
+    #[arg(long, value_name = "FILE", requires = "follow")]
+    pub state: Option<PathBuf>,
+    /// With --follow: milliseconds between polls.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub interval_ms: u64,
 }
 
 pub fn run(command: &LogsCommand) -> Result<Outcome> {
@@ -210,6 +222,9 @@ fn scan(args: &ScanArgs) -> Result<Outcome> {
         let seed = crate::timeline_cmd::load_seed(&args.seed, args.semantics.settings())?;
         scanner = scanner.with_seed(seed);
     }
+    if args.follow {
+        return follow(&mut scanner, args);
+    }
     let mut alerts = Vec::new();
     for path in inputs(&args.paths)? {
         scan_one(&mut scanner, &path, &mut alerts)?;
@@ -272,9 +287,22 @@ fn scan_one(scanner: &mut Scanner, path: &Path, alerts: &mut Vec<Alert>) -> Resu
     } else {
         Box::new(File::open(path).with_context(|| name.clone())?)
     };
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let file: Arc<str> = Arc::from(name.as_str());
-    let head = reader.fill_buf().with_context(|| name.clone())?;
+    let reader = BufReader::with_capacity(1 << 20, reader);
+    let summary = scan_reader(scanner, &name, reader, alerts)?;
+    eprintln!("{summary}");
+    Ok(())
+}
+
+/// One input through the rules, its kind told from its first record; the
+/// summary line (kind, records, skipped). Diagnostics go to stderr.
+fn scan_reader(
+    scanner: &mut Scanner,
+    name: &str,
+    mut reader: impl BufRead,
+    alerts: &mut Vec<Alert>,
+) -> Result<String> {
+    let file: Arc<str> = Arc::from(name);
+    let head = reader.fill_buf().with_context(|| name.to_string())?;
     let first = head
         .split(|&b| b == b'\n')
         .find(|l| !l.trim_ascii().is_empty());
@@ -291,7 +319,7 @@ fn scan_one(scanner: &mut Scanner, path: &Path, alerts: &mut Vec<Alert>) -> Resu
         let skipped: u64 = stats.skipped.values().sum();
         ("audit log", stats.events, skipped, stats.diagnostics)
     } else {
-        let source = source_of_path(&name);
+        let source = source_of_path(name);
         let stats = scanner.container(reader, &file, source.as_ref(), sink);
         let skipped: u64 = stats.skipped.values().sum();
         ("container log", stats.lines, skipped, stats.diagnostics)
@@ -299,8 +327,53 @@ fn scan_one(scanner: &mut Scanner, path: &Path, alerts: &mut Vec<Alert>) -> Resu
     for (line, message) in diagnostics.iter().take(20) {
         eprintln!("{name}:{line}: {message}");
     }
-    eprintln!("{name}: {kind}, {records} records, {skipped} skipped");
-    Ok(())
+    Ok(format!(
+        "{name}: {kind}, {records} records, {skipped} skipped"
+    ))
+}
+
+/// `--follow`: the inputs tailed for ever, each poll's new lines through
+/// the rules and their alerts printed at once.
+fn follow(scanner: &mut Scanner, args: &ScanArgs) -> Result<Outcome> {
+    let state = match &args.state {
+        Some(path) if path.exists() => {
+            Some(std::fs::read_to_string(path).with_context(|| path.display().to_string())?)
+        }
+        _ => None,
+    };
+    let mut tailer = palisade_logs::tail::Tailer::new(args.paths.clone(), state.as_deref())
+        .map_err(|e| anyhow!("{e}"))?;
+    let interval = std::time::Duration::from_millis(args.interval_ms);
+    loop {
+        let mut batches: std::collections::BTreeMap<PathBuf, Vec<u8>> = Default::default();
+        let stats = tailer.poll(&mut |path, line| {
+            let batch = batches.entry(path.to_path_buf()).or_default();
+            batch.extend_from_slice(line);
+            batch.push(b'\n');
+        });
+        for (path, error) in &stats.errors {
+            eprintln!("{}: {error}", path.display());
+        }
+        let mut alerts = Vec::new();
+        for (path, batch) in &batches {
+            scan_reader(
+                scanner,
+                &path.display().to_string(),
+                batch.as_slice(),
+                &mut alerts,
+            )?;
+        }
+        if !alerts.is_empty() {
+            print!("{}", render(&alerts, args.output, scanner));
+            std::io::Write::flush(&mut std::io::stdout())?;
+        }
+        if let Some(path) = &args.state {
+            tailer
+                .save_to(path)
+                .with_context(|| path.display().to_string())?;
+        }
+        std::thread::sleep(interval);
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

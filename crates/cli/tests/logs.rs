@@ -279,3 +279,92 @@ fn scan_with_a_seed_fires_on_the_changes_that_widen_connectivity() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&unseeded.stdout).contains("AUDIT-013"));
 }
+
+/// `logs scan --follow`: history skipped, new lines scanned as they are
+/// written, and with --state a restart resumes where it stopped.
+#[test]
+fn follow_scans_new_lines_and_resumes_after_a_restart() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = std::env::temp_dir().join(format!("palisade-logs-follow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.log");
+    let deleted = AUDIT.lines().next().unwrap();
+    std::fs::write(&audit, format!("{deleted}\n")).unwrap();
+    let state = dir.join("state.json");
+    let append = |id: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&audit)
+            .unwrap();
+        writeln!(f, "{}", deleted.replace("5f1b", id)).unwrap();
+    };
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args([
+                "logs",
+                "scan",
+                "--follow",
+                "--interval-ms",
+                "50",
+                "-o",
+                "jsonl",
+                "--state",
+            ])
+            .arg(&state)
+            .arg(&audit)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let alert: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let _ = tx.send(alert["evidence"]["records"][0]["record"].as_u64().unwrap());
+            }
+        });
+        (child, rx)
+    };
+    let wait_for_state = || {
+        for _ in 0..100 {
+            if state.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no state written");
+    };
+    let (mut first, rx) = start();
+    wait_for_state();
+    append("a2");
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an alert for the new line");
+    assert_eq!(
+        line, 1,
+        "the first line of the new batch; history was skipped"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Written while stopped: read after the restart, and nothing twice.
+    append("a3");
+    let (mut second, rx) = start();
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the line written while stopped");
+    assert_eq!(line, 1);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing read twice"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
