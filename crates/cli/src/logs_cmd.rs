@@ -354,6 +354,9 @@ fn follow(scanner: &mut Scanner, args: &ScanArgs) -> Result<Outcome> {
         for (path, error) in &stats.errors {
             eprintln!("{}: {error}", path.display());
         }
+        if stats.cut > 0 {
+            eprintln!("{} lines longer than 1 MiB were cut", stats.cut);
+        }
         let mut alerts = Vec::new();
         for (path, batch) in &batches {
             scan_reader(

@@ -47,6 +47,8 @@ pub struct PollStats {
     pub bytes: u64,
     pub truncated: u64,
     pub rotated: u64,
+    /// Lines longer than `max_line`, handed out cut.
+    pub cut: u64,
     /// Files that could not be read, with the reason.
     pub errors: Vec<(PathBuf, String)>,
 }
@@ -196,6 +198,9 @@ impl Tailer {
             let mut start = 0;
             while let Some(end) = buffer[start..].iter().position(|&b| b == b'\n') {
                 let line = &buffer[start..start + end];
+                if line.len() > self.max_line {
+                    stats.cut += 1;
+                }
                 sink(path, &line[..line.len().min(self.max_line)]);
                 stats.lines += 1;
                 start += end + 1;
@@ -207,6 +212,7 @@ impl Tailer {
                 // A line with no end in sight: hand out its head, skip on.
                 sink(path, &buffer[..self.max_line]);
                 stats.lines += 1;
+                stats.cut += 1;
                 reached += buffer.len() as u64;
                 stats.bytes += buffer.len() as u64;
                 buffer.clear();
@@ -303,6 +309,13 @@ mod tests {
         let mut restarted = Tailer::new(vec![log.clone()], Some(&saved)).unwrap();
         assert_eq!(lines(&mut restarted).0, ["y"]);
         assert!(Tailer::new(vec![], Some("{not json")).is_err());
+        restarted.max_line = 4;
+        append(&log, "0123456789\nok\n");
+        let (got, stats) = lines(&mut restarted);
+        assert_eq!(
+            (got, stats.cut),
+            (vec!["0123".to_string(), "ok".to_string()], 1)
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
