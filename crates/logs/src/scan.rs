@@ -436,16 +436,20 @@ mod tests {
         assert!(audit(&plain).is_empty(), "a plain pod");
     }
 
-    /// The rules that fire on `messages`, logged by shop/web-1 one second
-    /// apart in the CRI format.
-    fn container_rules(messages: &[String]) -> Vec<String> {
-        let mut scanner = Scanner::new(&[]).unwrap();
-        let source = LogSource {
+    fn web_1() -> LogSource {
+        LogSource {
             namespace: "shop".into(),
             pod: "web-1".into(),
             pod_uid: None,
             container: "app".into(),
-        };
+        }
+    }
+
+    /// The rules that fire on `messages`, logged by shop/web-1 one second
+    /// apart in the CRI format.
+    fn container_rules(messages: &[String]) -> Vec<String> {
+        let mut scanner = Scanner::new(&[]).unwrap();
+        let source = web_1();
         let text: String = messages
             .iter()
             .enumerate()
@@ -517,12 +521,7 @@ mod tests {
     #[test]
     fn container_log_rules_fire_on_bursts_and_proxies() {
         let mut scanner = Scanner::new(&[]).unwrap();
-        let source = LogSource {
-            namespace: "shop".into(),
-            pod: "web-1".into(),
-            pod_uid: None,
-            container: "app".into(),
-        };
+        let source = web_1();
         let mut text = String::new();
         for i in 0..25 {
             text.push_str(&format!("2026-11-30T10:00:{i:02}Z stdout F dial tcp 10.0.0.9:5432: connect: connection refused\n"));
