@@ -306,12 +306,14 @@ fn scan_reader(
     let first = head
         .split(|&b| b == b'\n')
         .find(|l| !l.trim_ascii().is_empty());
-    // Audit events are JSON with an audit ID (or lists or wrappers of them).
+    // Audit events are JSON with an audit ID (or lists of them, or AKS and
+    // GKE wrappers).
     let is_audit = first.is_some_and(|l| {
         l.trim_ascii_start().starts_with(b"{")
             && (contains(l, b"\"auditID\"")
                 || contains(l, b"EventList")
-                || contains(l, b"kube-audit"))
+                || contains(l, b"kube-audit")
+                || contains(l, b"\"protoPayload\""))
     });
     let sink = &mut |alert| alerts.push(alert);
     let (kind, records, skipped, diagnostics) = if is_audit {

@@ -221,14 +221,97 @@ pub fn read_audit_log<R: BufRead>(input: R, sink: &mut dyn FnMut(AuditEvent)) ->
     stats
 }
 
-/// The events a record holds: itself, the items of an `EventList`, or
-/// what an AKS record's `properties.log` wraps.
+/// A GKE Cloud Audit Logs entry as the audit event it records. GKE
+/// names the call `io.k8s.<group>.<version>.<resource>[.<subresource>].<verb>`
+/// and the object `<group>/<version>/namespaces/<ns>/<resource>/<name>[/<sub>]`
+/// (`core` for the core group); the status is a gRPC code, absent when OK.
+/// Entries of other services hold no Kubernetes event.
+fn from_gke(
+    payload: &serde_json::Map<String, Value>,
+    entry: &serde_json::Map<String, Value>,
+) -> Option<Value> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let method = text(payload.get("methodName"))?;
+    let call = method.strip_prefix("io.k8s.")?;
+    let verb = call.rsplit('.').next()?.to_string();
+    let resource_name = text(payload.get("resourceName")).unwrap_or_default();
+    let parts: Vec<&str> = resource_name.split('/').filter(|p| !p.is_empty()).collect();
+    let (group, version) = (parts.first().copied()?, parts.get(1).copied()?);
+    let rest = &parts[2..];
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, resource, more @ ..] => (Some(*ns), {
+            let mut r = vec![*resource];
+            r.extend_from_slice(more);
+            r
+        }),
+        other => (None, other.to_vec()),
+    };
+    let (resource, name, subresource) = match rest.as_slice() {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(*name), None),
+        [resource, name, sub, ..] => (*resource, Some(*name), Some(*sub)),
+        [] => return None,
+    };
+    // gRPC codes, as the HTTP answers the API server gave.
+    let code = match payload
+        .get("status")
+        .and_then(|s| s.get("code"))
+        .and_then(Value::as_u64)
+    {
+        None | Some(0) => 200,
+        Some(3) => 400,
+        Some(5) => 404,
+        Some(6) => 409,
+        Some(7) => 403,
+        Some(16) => 401,
+        Some(_) => 500,
+    };
+    let auth = payload.get("authenticationInfo");
+    let metadata = payload.get("requestMetadata");
+    let id = text(entry.get("operation").and_then(|o| o.get("id")))
+        .or(text(entry.get("insertId")))
+        .unwrap_or_default();
+    let time = text(entry.get("timestamp"));
+    let mut event = serde_json::json!({
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "auditID": id,
+        "stage": "ResponseComplete",
+        "verb": verb,
+        "user": {"username": text(auth.and_then(|a| a.get("principalEmail"))).unwrap_or_default()},
+        "sourceIPs": text(metadata.and_then(|m| m.get("callerIp"))).into_iter().collect::<Vec<_>>(),
+        "userAgent": text(metadata.and_then(|m| m.get("callerSuppliedUserAgent"))),
+        "objectRef": {
+            "resource": resource, "namespace": namespace, "name": name,
+            "subresource": subresource,
+            "apiGroup": if group == "core" { "" } else { group }, "apiVersion": version,
+        },
+        "responseStatus": {"code": code},
+        "requestReceivedTimestamp": time,
+        "stageTimestamp": time,
+    });
+    for (from, to) in [("request", "requestObject"), ("response", "responseObject")] {
+        if let Some(body) = payload.get(from) {
+            event[to] = body.clone();
+        }
+    }
+    Some(event)
+}
+
+/// The events a record holds: itself, the items of an `EventList`, what
+/// an AKS record's `properties.log` wraps, or a GKE entry's `protoPayload`.
 fn collect(value: Value, out: &mut Vec<Value>) {
     let Value::Object(mut map) = value else {
         return;
     };
     if let Some(Value::Array(items)) = map.remove("items") {
         out.extend(items);
+        return;
+    }
+    if let Some(Value::Object(payload)) = map.get("protoPayload") {
+        if let Some(event) = from_gke(payload, &map) {
+            out.push(event);
+        }
         return;
     }
     if let Some(Value::Object(mut properties)) = map.remove("properties")
@@ -328,6 +411,81 @@ mod tests {
         assert_eq!(object.name.as_deref(), Some("db-ingress"));
         assert!(e.changed_state());
         assert_eq!(e.annotations["authorization.k8s.io/decision"], "allow");
+    }
+
+    #[test]
+    fn reads_gke_cloud_audit_log_entries() {
+        let entry = |method: &str, resource: &str, status: &str| {
+            format!(
+                r#"{{"insertId":"g1","timestamp":"2026-11-30T10:00:00Z","logName":"projects/p/logs/cloudaudit.googleapis.com%2Factivity","operation":{{"id":"op-{method}","first":true,"last":true}},"protoPayload":{{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"k8s.io","methodName":"{method}","resourceName":"{resource}","authenticationInfo":{{"principalEmail":"mallory@example.com"}},"requestMetadata":{{"callerIp":"203.0.113.9","callerSuppliedUserAgent":"kubectl/v1.30"}},"status":{status}}}}}"#
+            )
+        };
+        let text = [
+            entry(
+                "io.k8s.networking.v1.networkpolicies.delete",
+                "networking.k8s.io/v1/namespaces/shop/networkpolicies/db",
+                "{}",
+            ),
+            entry(
+                "io.k8s.core.v1.pods.exec.create",
+                "core/v1/namespaces/shop/pods/api-1/exec",
+                r#"{"code":7}"#,
+            ),
+            entry(
+                "io.k8s.core.v1.namespaces.update",
+                "core/v1/namespaces/other",
+                "{}",
+            ),
+            entry(
+                "v1.compute.instances.insert",
+                "projects/x/zones/y/instances/z",
+                "{}",
+            ),
+        ]
+        .join("\n");
+        let mut events = Vec::new();
+        let stats = read_audit_log(text.as_bytes(), &mut |e| events.push(e));
+        assert_eq!(stats.events, 3);
+        assert_eq!(
+            stats.skipped.get("not an audit event"),
+            Some(&1),
+            "the compute entry"
+        );
+        let summary: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let o = e.object_ref.as_ref().unwrap();
+                let part = |v: &Option<String>| v.clone().unwrap_or("-".into());
+                format!(
+                    "{} {}/{} {}/{} {}",
+                    e.verb,
+                    o.resource,
+                    part(&o.subresource),
+                    part(&o.namespace),
+                    part(&o.name),
+                    e.response_code.unwrap_or(0)
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "delete networkpolicies/- shop/db 200",
+                "create pods/exec shop/api-1 403",
+                "update namespaces/- -/other 200",
+            ]
+        );
+        let first = &events[0];
+        assert_eq!(first.user.username, "mallory@example.com");
+        assert_eq!(first.source_ip(), Some("203.0.113.9"));
+        assert_eq!(
+            first.object_ref.as_ref().unwrap().api_group.as_deref(),
+            Some("networking.k8s.io")
+        );
+        assert_eq!(
+            first.stage_timestamp.as_deref(),
+            Some("2026-11-30T10:00:00Z")
+        );
     }
 
     #[test]
