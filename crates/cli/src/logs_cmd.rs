@@ -347,11 +347,14 @@ fn follow(scanner: &mut Scanner, args: &ScanArgs) -> Result<Outcome> {
         .map_err(|e| anyhow!("{e}"))?;
     let interval = std::time::Duration::from_millis(args.interval_ms);
     loop {
-        let mut batches: std::collections::BTreeMap<PathBuf, Vec<u8>> = Default::default();
-        let stats = tailer.poll(&mut |path, line| {
-            let batch = batches.entry(path.to_path_buf()).or_default();
-            batch.extend_from_slice(line);
-            batch.push(b'\n');
+        // Per file: the line number of the batch's first line, and the lines.
+        let mut batches: std::collections::BTreeMap<PathBuf, (u64, Vec<u8>)> = Default::default();
+        let stats = tailer.poll(&mut |path, number, line| {
+            let batch = batches
+                .entry(path.to_path_buf())
+                .or_insert((number, Vec::new()));
+            batch.1.extend_from_slice(line);
+            batch.1.push(b'\n');
         });
         for (path, error) in &stats.errors {
             eprintln!("{}: {error}", path.display());
@@ -360,13 +363,22 @@ fn follow(scanner: &mut Scanner, args: &ScanArgs) -> Result<Outcome> {
             eprintln!("{} lines longer than 1 MiB were cut", stats.cut);
         }
         let mut alerts = Vec::new();
-        for (path, batch) in &batches {
+        for (path, (first, batch)) in &batches {
+            let mut found = Vec::new();
             scan_reader(
                 scanner,
                 &path.display().to_string(),
                 batch.as_slice(),
-                &mut alerts,
+                &mut found,
             )?;
+            // The readers number a batch's lines from 1; alerts name the
+            // line within the file.
+            for alert in &mut found {
+                for record in &mut alert.evidence.records {
+                    record.record += first - 1;
+                }
+            }
+            alerts.extend(found);
         }
         if !alerts.is_empty() {
             print!("{}", render(&alerts, args.output, scanner));

@@ -32,6 +32,9 @@ struct Place {
     dev: u64,
     ino: u64,
     offset: u64,
+    /// Lines before `offset`, so alerts name the line within the file.
+    #[serde(default)]
+    line: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -114,8 +117,8 @@ impl Tailer {
     }
 
     /// Reads what was added since the last poll, handing each whole line
-    /// (without its newline) to `sink` with its file.
-    pub fn poll(&mut self, sink: &mut dyn FnMut(&Path, &[u8])) -> PollStats {
+    /// (without its newline) to `sink` with its file and line number.
+    pub fn poll(&mut self, sink: &mut dyn FnMut(&Path, u64, &[u8])) -> PollStats {
         let mut stats = PollStats::default();
         let mut files = Vec::new();
         for root in &self.roots {
@@ -138,27 +141,33 @@ impl Tailer {
             };
             let id = (meta.dev(), meta.ino());
             let known = by_inode.get(&id);
-            let mut offset = match (known, self.state.files.get(&path)) {
+            let (mut offset, mut line) = match (known, self.state.files.get(&path)) {
                 (Some(place), Some(old)) if old.ino != place.ino || old.dev != place.dev => {
                     stats.rotated += 1;
-                    place.offset
+                    (place.offset, place.line)
                 }
                 (Some(place), None) => {
                     // The same inode under a new name: rotated.
                     stats.rotated += 1;
-                    place.offset
+                    (place.offset, place.line)
                 }
-                (Some(place), _) => place.offset,
-                (None, _) if self.first_poll => meta.len(),
-                (None, _) => 0,
+                (Some(place), _) => (place.offset, place.line),
+                (None, _) if self.first_poll => match count_lines(&path) {
+                    Ok(lines) => (meta.len(), lines),
+                    Err(e) => {
+                        stats.errors.push((path.clone(), e.to_string()));
+                        continue;
+                    }
+                },
+                (None, _) => (0, 0),
             };
             if meta.len() < offset {
                 stats.truncated += 1;
-                offset = 0;
+                (offset, line) = (0, 0);
             }
             if meta.len() > offset {
-                match self.read_lines(&path, offset, sink, &mut stats) {
-                    Ok(reached) => offset = reached,
+                match self.read_lines(&path, offset, line, sink, &mut stats) {
+                    Ok(reached) => (offset, line) = reached,
                     Err(e) => stats.errors.push((path.clone(), e.to_string())),
                 }
             }
@@ -168,6 +177,7 @@ impl Tailer {
                     dev: id.0,
                     ino: id.1,
                     offset,
+                    line,
                 },
             );
         }
@@ -176,14 +186,16 @@ impl Tailer {
         stats
     }
 
-    /// Whole lines from `offset`; the offset after the last of them.
+    /// Whole lines from `offset` (`line_number` lines precede it); the
+    /// offset and line count after the last of them.
     fn read_lines(
         &self,
         path: &Path,
         offset: u64,
-        sink: &mut dyn FnMut(&Path, &[u8]),
+        mut line_number: u64,
+        sink: &mut dyn FnMut(&Path, u64, &[u8]),
         stats: &mut PollStats,
-    ) -> std::io::Result<u64> {
+    ) -> std::io::Result<(u64, u64)> {
         let mut file = File::open(path)?;
         file.seek(SeekFrom::Start(offset))?;
         let mut reached = offset;
@@ -201,7 +213,8 @@ impl Tailer {
                 if line.len() > self.max_line {
                     stats.cut += 1;
                 }
-                sink(path, &line[..line.len().min(self.max_line)]);
+                line_number += 1;
+                sink(path, line_number, &line[..line.len().min(self.max_line)]);
                 stats.lines += 1;
                 start += end + 1;
             }
@@ -210,7 +223,8 @@ impl Tailer {
             buffer.drain(..start);
             if buffer.len() > self.max_line {
                 // A line with no end in sight: hand out its head, skip on.
-                sink(path, &buffer[..self.max_line]);
+                line_number += 1;
+                sink(path, line_number, &buffer[..self.max_line]);
                 stats.lines += 1;
                 stats.cut += 1;
                 reached += buffer.len() as u64;
@@ -218,7 +232,21 @@ impl Tailer {
                 buffer.clear();
             }
         }
-        Ok(reached)
+        Ok((reached, line_number))
+    }
+}
+
+/// The newlines in a file: the line number its end is at.
+fn count_lines(path: &Path) -> std::io::Result<u64> {
+    let mut file = File::open(path)?;
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut lines = 0u64;
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
     }
 }
 
@@ -246,8 +274,9 @@ mod tests {
 
     fn lines(tailer: &mut Tailer) -> (Vec<String>, PollStats) {
         let mut out = Vec::new();
-        let stats =
-            tailer.poll(&mut |_, line| out.push(String::from_utf8_lossy(line).into_owned()));
+        let stats = tailer.poll(&mut |_, number, line| {
+            out.push(format!("{number}:{}", String::from_utf8_lossy(line)))
+        });
         (out, stats)
     }
 
@@ -259,14 +288,14 @@ mod tests {
         let mut tailer = Tailer::new(vec![root.clone()], None).unwrap();
         assert!(lines(&mut tailer).0.is_empty(), "history is not news");
         append(&log, "one\ntw");
-        assert_eq!(lines(&mut tailer).0, ["one"]);
+        assert_eq!(lines(&mut tailer).0, ["2:one"]);
         append(&log, "o\n");
-        assert_eq!(lines(&mut tailer).0, ["two"]);
+        assert_eq!(lines(&mut tailer).0, ["3:two"]);
         // A file that appears later is read from its start.
         let later = root.join("ns_pod_uid/c/0.log");
         std::fs::create_dir_all(later.parent().unwrap()).unwrap();
         append(&later, "first\n");
-        assert_eq!(lines(&mut tailer).0, ["first"]);
+        assert_eq!(lines(&mut tailer).0, ["1:first"]);
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -278,12 +307,12 @@ mod tests {
         let mut tailer = Tailer::new(vec![root.clone()], None).unwrap();
         lines(&mut tailer);
         append(&log, "a\n");
-        assert_eq!(lines(&mut tailer).0, ["a"]);
+        assert_eq!(lines(&mut tailer).0, ["1:a"]);
         append(&log, "b\n");
         std::fs::rename(&log, root.join("0.log.20261130-100000")).unwrap();
         append(&log, "c\n");
         let (got, stats) = lines(&mut tailer);
-        assert_eq!(got, ["b", "c"]);
+        assert_eq!(got, ["2:b", "1:c"]);
         assert_eq!(stats.rotated, 1);
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -296,10 +325,10 @@ mod tests {
         let mut tailer = Tailer::new(vec![log.clone()], None).unwrap();
         lines(&mut tailer);
         append(&log, "one\ntwo\n");
-        assert_eq!(lines(&mut tailer).0, ["one", "two"]);
+        assert_eq!(lines(&mut tailer).0, ["1:one", "2:two"]);
         std::fs::write(&log, "x\n").unwrap();
         let (got, stats) = lines(&mut tailer);
-        assert_eq!((got, stats.truncated), (vec!["x".to_string()], 1));
+        assert_eq!((got, stats.truncated), (vec!["1:x".to_string()], 1));
         // Saved, stopped, more written, restarted: nothing lost, nothing twice.
         let state = root.join("state.json");
         tailer.save_to(&state).unwrap();
@@ -307,14 +336,14 @@ mod tests {
         append(&log, "y\n");
         let saved = std::fs::read_to_string(&state).unwrap();
         let mut restarted = Tailer::new(vec![log.clone()], Some(&saved)).unwrap();
-        assert_eq!(lines(&mut restarted).0, ["y"]);
+        assert_eq!(lines(&mut restarted).0, ["2:y"]);
         assert!(Tailer::new(vec![], Some("{not json")).is_err());
         restarted.max_line = 4;
         append(&log, "0123456789\nok\n");
         let (got, stats) = lines(&mut restarted);
         assert_eq!(
             (got, stats.cut),
-            (vec!["0123".to_string(), "ok".to_string()], 1)
+            (vec!["3:0123".to_string(), "4:ok".to_string()], 1)
         );
         std::fs::remove_dir_all(&root).unwrap();
     }
