@@ -94,6 +94,7 @@ impl Timeline {
     /// `List`s expanded.
     pub fn seed(texts: &[(String, String)], settings: Settings) -> Result<Timeline, String> {
         let mut objects = BTreeMap::new();
+        let mut unapplied = Unapplied::new();
         for (name, text) in texts {
             let composed = compose_documents(text);
             if let Some(problem) = composed.error {
@@ -106,8 +107,15 @@ impl Timeline {
                     _ => vec![value],
                 };
                 for item in items {
-                    if let Some(key) = key_of(&item) {
-                        objects.insert(key, item);
+                    match key_of(&item) {
+                        Some(key) => {
+                            objects.insert(key, item);
+                        }
+                        None => {
+                            *unapplied
+                                .entry("seed object without kind or name")
+                                .or_default() += 1
+                        }
                     }
                 }
             }
@@ -116,7 +124,7 @@ impl Timeline {
             objects,
             inventory: Inventory::default(),
             settings,
-            unapplied: Unapplied::new(),
+            unapplied,
             quiet: 0,
         };
         timeline.inventory = timeline.build();
@@ -337,6 +345,25 @@ spec:
         assert_eq!(steps, expected);
         assert_eq!(timeline.quiet, 0);
         assert!(timeline.unapplied.is_empty());
+    }
+
+    #[test]
+    fn a_bad_seed_is_an_error_naming_the_file_and_nameless_objects_are_counted() {
+        let broken = vec![(
+            "broken.yaml".to_string(),
+            "kind: Pod\nmetadata: [unclosed".to_string(),
+        )];
+        let error = Timeline::seed(&broken, Settings::default()).err().unwrap();
+        assert!(error.starts_with("broken.yaml: "), "{error}");
+        let nameless = vec![(
+            "n.yaml".to_string(),
+            "kind: Pod\nspec: {}\n---\n42\n".to_string(),
+        )];
+        let timeline = Timeline::seed(&nameless, Settings::default()).unwrap();
+        assert_eq!(
+            timeline.unapplied.get("seed object without kind or name"),
+            Some(&2)
+        );
     }
 
     #[test]
