@@ -34,6 +34,11 @@ pub struct GenArgs {
     /// between the generated cluster's pods instead.
     #[arg(long, value_name = "FLOWS", conflicts_with = "capture_endpoints")]
     pub hubble: Option<usize>,
+    /// Write a Kubernetes audit log of this many changes to the generated
+    /// cluster instead (relabels, pod and policy deletes and re-creates,
+    /// policy edits, namespace relabels), for `palisade logs timeline`.
+    #[arg(long, value_name = "CHANGES", conflicts_with_all = ["capture", "hubble", "capture_endpoints"])]
+    pub audit_trail: Option<usize>,
     /// Write the `--endpoints` file that puts the synthetic capture's
     /// addresses on this generated cluster's pods.
     #[arg(long)]
@@ -63,6 +68,12 @@ pub fn generate_cluster(args: &GenArgs) -> Result<Outcome> {
     }
     if args.capture_endpoints {
         crate::gen_flows::write_capture_endpoints(&params)?;
+        return Ok(Outcome::Clean);
+    }
+    if let Some(changes) = args.audit_trail {
+        let trail = palisade_logs::synthetic::audit_trail(&generate(&params), changes, args.seed)
+            .map_err(|e| anyhow::anyhow!("generated cluster: {e}"))?;
+        print!("{trail}");
         return Ok(Outcome::Clean);
     }
     print!("{}", generate(&params));

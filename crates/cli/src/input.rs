@@ -69,7 +69,7 @@ pub fn load(paths: &[PathBuf], args: &InputArgs) -> Result<Inventory> {
 
 /// Warnings and errors are shown (the first 20 without `-v`); notes, values
 /// read the way Kubernetes tooling reads them, only with `-v`.
-fn report_diagnostics(diagnostics: &Diagnostics, verbose: bool) {
+pub fn report_diagnostics(diagnostics: &Diagnostics, verbose: bool) {
     if verbose {
         for d in diagnostics.items() {
             eprintln!("{d}");

@@ -140,15 +140,15 @@ pub struct ScanArgs {
     pub interval_ms: u64,
 }
 
-pub fn run(command: &LogsCommand) -> Result<Outcome> {
+pub fn run(command: &LogsCommand, input: &crate::input::InputArgs) -> Result<Outcome> {
     match command {
-        LogsCommand::Scan(args) => scan(args),
+        LogsCommand::Scan(args) => scan(args, input),
         LogsCommand::Rules(RulesCommand::List { rules }) => {
             print!("{}", list_rules(&scanner(rules)?));
             Ok(Outcome::Clean)
         }
         LogsCommand::Rules(RulesCommand::Test { file, samples }) => test_rules(file, samples),
-        LogsCommand::Timeline(args) => crate::timeline_cmd::run(args),
+        LogsCommand::Timeline(args) => crate::timeline_cmd::run(args, input),
     }
 }
 
@@ -216,10 +216,10 @@ fn test_rules(file: &Path, samples: &[PathBuf]) -> Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-fn scan(args: &ScanArgs) -> Result<Outcome> {
+fn scan(args: &ScanArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
     let mut scanner = scanner(&args.rules)?;
     if !args.seed.is_empty() {
-        let seed = crate::timeline_cmd::load_seed(&args.seed, args.semantics.settings())?;
+        let seed = crate::timeline_cmd::load_seed(&args.seed, args.semantics.settings(), input)?;
         scanner = scanner.with_seed(seed);
     }
     if args.follow {

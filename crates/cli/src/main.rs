@@ -170,7 +170,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit_cmd::run(&args, &cli.input),
         Command::Flows(command) => flows_cmd::run(&command, &cli.input),
         Command::Agent(args) => agent_cmd::run(&args, &cli.input),
-        Command::Logs(command) => logs_cmd::run(&command),
+        Command::Logs(command) => logs_cmd::run(&command, &cli.input),
         Command::Probe(args) => probe_cmd::run(&args, &cli.input),
         Command::ProbeAttempts {
             timeout_ms,

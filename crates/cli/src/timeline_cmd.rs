@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use palisade_inventory::collect_manifest_files;
 use palisade_logs::audit::{AuditStats, read_audit_log};
 use palisade_logs::timeline::{Step, Timeline};
@@ -14,10 +14,12 @@ use palisade_policy::{DiffEntry, MapFilter, Settings};
 use serde_json::json;
 
 use crate::Outcome;
+use crate::input::InputArgs;
 use crate::logs_cmd::{TimelineArgs, TimelineFormat, inputs};
 
-/// The seed snapshot from manifest files or directories.
-pub fn load_seed(paths: &[PathBuf], settings: Settings) -> Result<Timeline> {
+/// The seed snapshot from manifest files or directories; its problems are
+/// shown as every command shows a manifest's, and `--strict` refuses them.
+pub fn load_seed(paths: &[PathBuf], settings: Settings, input: &InputArgs) -> Result<Timeline> {
     let (files, errors) = collect_manifest_files(paths);
     if let Some(error) = errors.first() {
         return Err(anyhow!("seed: {error}"));
@@ -29,11 +31,17 @@ pub fn load_seed(paths: &[PathBuf], settings: Settings) -> Result<Timeline> {
             Ok((f.display().to_string(), text))
         })
         .collect::<Result<Vec<_>>>()?;
-    Timeline::seed(&texts, settings).map_err(|e| anyhow!("seed: {e}"))
+    let (timeline, diagnostics) = Timeline::seed(&texts, settings);
+    crate::input::report_diagnostics(&diagnostics, input.verbose);
+    let problems = diagnostics.problems().count();
+    if input.strict && problems > 0 {
+        bail!("seed: {problems} diagnostics and --strict is set");
+    }
+    Ok(timeline)
 }
 
-pub fn run(args: &TimelineArgs) -> Result<Outcome> {
-    let mut timeline = load_seed(&args.seed, args.semantics.settings())?;
+pub fn run(args: &TimelineArgs, input: &InputArgs) -> Result<Outcome> {
+    let mut timeline = load_seed(&args.seed, args.semantics.settings(), input)?;
     let (protocol, port) = args.port.map_or((None, None), |(p, n)| (p, Some(n)));
     let filter = MapFilter {
         protocol,

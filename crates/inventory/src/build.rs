@@ -24,6 +24,7 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 const DEFAULT_NAMESPACE: &str = "default";
 
 /// A controller object (Deployment, ReplicaSet, ...) before grouping.
+#[derive(Clone)]
 struct ControllerObject {
     kind: WorkloadKind,
     annotations: Labels,
@@ -34,6 +35,7 @@ struct ControllerObject {
     source: Source,
 }
 
+#[derive(Clone)]
 struct PodObject {
     namespace: String,
     annotations: Labels,
@@ -54,10 +56,45 @@ struct Collected {
 }
 
 pub fn build(objects: Vec<RawObject>, diags: &mut Diagnostics) -> Inventory {
+    // Decoding is per object and independent; only insertion is ordered.
+    let decoded = crate::parallel::map_in_order(objects, 128, decode);
+    build_decoded(decoded.into_iter().map(DecodedObject), diags)
+}
+
+/// An object decoded once, to be built into inventories many times: the
+/// audit-trail timeline rebuilds one namespace per change, from objects
+/// decoded when they last changed.
+#[derive(Clone)]
+pub struct DecodedObject(Decoded);
+
+impl DecodedObject {
+    pub fn decode(object: RawObject) -> DecodedObject {
+        DecodedObject(decode(object))
+    }
+
+    /// Kind, namespace (empty for cluster-scoped kinds) and name; `None`
+    /// for a kind Palisade does not model or an object that failed to
+    /// decode.
+    pub fn key(&self) -> Option<(&str, &str, &str)> {
+        match &self.0 {
+            Decoded::Object {
+                kind,
+                namespace,
+                name,
+                ..
+            } => Some((kind, namespace, name)),
+            Decoded::Skipped(_) | Decoded::Failed(_) => None,
+        }
+    }
+}
+
+pub fn build_decoded(
+    objects: impl IntoIterator<Item = DecodedObject>,
+    diags: &mut Diagnostics,
+) -> Inventory {
     let mut collected = Collected::default();
     let mut seen: HashMap<(String, String, String), Source> = HashMap::new();
-    // Decoding is per object and independent; only insertion is ordered.
-    for decoded in crate::parallel::map_in_order(objects, 128, decode) {
+    for DecodedObject(decoded) in objects {
         insert(decoded, &mut collected, &mut seen, diags);
     }
     let workloads = group_workloads(&mut collected);
@@ -75,6 +112,7 @@ pub fn build(objects: Vec<RawObject>, diags: &mut Diagnostics) -> Inventory {
 }
 
 /// One object after typed decoding, before it joins the inventory.
+#[derive(Clone)]
 enum Decoded {
     Skipped(String),
     Failed(Diagnostic),
@@ -88,6 +126,7 @@ enum Decoded {
     },
 }
 
+#[derive(Clone)]
 enum Body {
     Namespace(Labels, Labels),
     Pod(PodObject),

@@ -22,14 +22,14 @@ pub mod yaml;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use build::NAMESPACE_NAME_LABEL;
+pub use build::{DecodedObject, NAMESPACE_NAME_LABEL};
 pub use cidr::{Cidr, Family, IpRange};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use files::{LoadError, collect_manifest_files};
 pub use model::*;
 pub use selector::{LabelSelector, Labels, Operator, Requirement};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inventory {
     /// Sorted by name; includes namespaces only referenced by other objects.
     pub namespaces: Vec<Namespace>,
@@ -53,6 +53,50 @@ impl Inventory {
             loader.add_text(file, text);
         }
         loader.finish()
+    }
+
+    /// Reads one text into decoded objects, to build inventories from
+    /// later with [`Inventory::from_decoded`].
+    pub fn decode_text(file: &str, text: &str) -> (Vec<DecodedObject>, Diagnostics) {
+        let mut diagnostics = Diagnostics::default();
+        let objects = documents::read_objects(&Arc::from(file), text, &mut diagnostics);
+        let decoded = objects.into_iter().map(DecodedObject::decode).collect();
+        (decoded, diagnostics)
+    }
+
+    /// The inventory of these objects, as if their texts were loaded.
+    pub fn from_decoded(
+        objects: impl IntoIterator<Item = DecodedObject>,
+    ) -> (Inventory, Diagnostics) {
+        let mut diagnostics = Diagnostics::default();
+        let inventory = build::build_decoded(objects, &mut diagnostics);
+        (inventory, diagnostics)
+    }
+
+    /// Replaces everything of one namespace (the namespace itself, its
+    /// workloads, services and policies) with what `part` holds of it. The
+    /// result is the inventory a full load would give, because grouping
+    /// pods into workloads never crosses a namespace; nodes and the counts
+    /// of skipped kinds are left as they are.
+    pub fn replace_namespace(&mut self, namespace: &str, part: Inventory) {
+        fn splice<T>(
+            items: &mut Vec<T>,
+            new: Vec<T>,
+            in_namespace: impl Fn(&T) -> std::cmp::Ordering,
+        ) {
+            let start = items.partition_point(|i| in_namespace(i).is_lt());
+            let end = start + items[start..].partition_point(|i| in_namespace(i).is_eq());
+            let new: Vec<T> = new
+                .into_iter()
+                .filter(|i| in_namespace(i).is_eq())
+                .collect();
+            items.splice(start..end, new);
+        }
+        let cmp = |ns: &str| ns.cmp(namespace);
+        splice(&mut self.namespaces, part.namespaces, |n| cmp(&n.name));
+        splice(&mut self.workloads, part.workloads, |w| cmp(&w.namespace));
+        splice(&mut self.services, part.services, |s| cmp(&s.namespace));
+        splice(&mut self.policies, part.policies, |p| cmp(&p.namespace));
     }
 
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {

@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod rules;
 pub mod scan;
 pub mod sigma;
+pub mod synthetic;
 pub mod tail;
 pub mod timeline;
 

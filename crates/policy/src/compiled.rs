@@ -7,14 +7,14 @@
 //! a cluster has few distinct ones, so the matrices hold `u32` ids and set
 //! operations are memoised.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use palisade_inventory::{
-    Direction, Inventory, IpRange, NetworkPolicy, Peer, PolicyPort, PortRef, Protocol, Rule,
-    Workload,
+    Cidr, Direction, Inventory, IpRange, LabelSelector, NetworkPolicy, Peer, PodTemplate,
+    PolicyPort, PortRef, Protocol, Rule, Workload,
 };
 
 use crate::Settings;
@@ -314,19 +314,36 @@ impl<'a, 'e> Builder<'a, 'e> {
             .ok()
     }
 
-    /// Workloads a policy selects (hostNetwork ones only under the `pod`
-    /// reading).
-    fn selected(&self, policy: &NetworkPolicy) -> Vec<usize> {
-        let Some(ns) = self.namespace_index(&policy.namespace) else {
-            return Vec::new();
-        };
-        self.workloads_in[ns]
-            .clone()
-            .filter(|&w| {
-                let t = &self.inventory.workloads[w].template;
-                !self.settings.outside_policy(t) && policy.pod_selector.matches(&t.labels)
-            })
-            .collect()
+    /// Whether a `Pods` peer's namespace part admits namespace `ns`: no
+    /// selector means the policy's own namespace (`own`, an index too, so
+    /// that the test compares no names).
+    fn namespace_admits(
+        &self,
+        own: Option<usize>,
+        namespace_selector: &Option<LabelSelector>,
+        ns: usize,
+    ) -> bool {
+        match namespace_selector {
+            None => own == Some(ns),
+            Some(sel) => sel.matches(&self.inventory.namespaces[ns].labels),
+        }
+    }
+
+    /// Whether a `Pods` peer's pod part admits workload `w` (hostNetwork
+    /// pods only under the `pod` reading).
+    fn pod_admits(&self, pod_selector: &Option<LabelSelector>, w: usize) -> bool {
+        let t = &self.inventory.workloads[w].template;
+        !self.settings.outside_policy(t)
+            && pod_selector.as_ref().is_none_or(|s| s.matches(&t.labels))
+    }
+
+    /// Whether an ipBlock peer selects workload `w` by its pods' addresses
+    /// (only when the plugin matches pod addresses at all).
+    fn ip_block_admits(&self, cidr: &Cidr, except: &[Cidr], w: usize) -> bool {
+        self.settings.ipblock_matches_pods && {
+            let ips: Vec<IpAddr> = self.inventory.workloads[w].ips().collect();
+            crate::reference::ip_block_covers(cidr, except, &ips)
+        }
     }
 
     fn compile_rule<'r>(&mut self, policy: &NetworkPolicy, rule: &'r Rule) -> CompiledRule<'r> {
@@ -338,32 +355,28 @@ impl<'a, 'e> Builder<'a, 'e> {
                     namespace_selector,
                     pod_selector,
                 } => {
+                    let own = self.namespace_index(&policy.namespace);
                     let namespaces: Vec<usize> = match namespace_selector {
-                        None => self
-                            .namespace_index(&policy.namespace)
-                            .into_iter()
-                            .collect(),
-                        Some(sel) => (0..self.inventory.namespaces.len())
-                            .filter(|&i| sel.matches(&self.inventory.namespaces[i].labels))
+                        None => own.into_iter().collect(),
+                        Some(_) => (0..self.inventory.namespaces.len())
+                            .filter(|&i| self.namespace_admits(own, namespace_selector, i))
                             .collect(),
                     };
                     for ns in namespaces {
-                        workloads.extend(self.workloads_in[ns].clone().filter(|&w| {
-                            let t = &self.inventory.workloads[w].template;
-                            !self.settings.outside_policy(t)
-                                && pod_selector.as_ref().is_none_or(|s| s.matches(&t.labels))
-                        }));
+                        workloads.extend(
+                            self.workloads_in[ns]
+                                .clone()
+                                .filter(|&w| self.pod_admits(pod_selector, w)),
+                        );
                     }
                 }
                 Peer::IpBlock { cidr, except } => {
                     externals.extend(self.externals.indices_in(cidr, except));
                     if self.settings.ipblock_matches_pods {
-                        workloads.extend(self.inventory.workloads.iter().enumerate().filter_map(
-                            |(i, w)| {
-                                let ips: Vec<IpAddr> = w.ips().collect();
-                                crate::reference::ip_block_covers(cidr, except, &ips).then_some(i)
-                            },
-                        ));
+                        workloads.extend(
+                            (0..self.inventory.workloads.len())
+                                .filter(|&w| self.ip_block_admits(cidr, except, w)),
+                        );
                     }
                 }
             }
@@ -372,14 +385,7 @@ impl<'a, 'e> Builder<'a, 'e> {
         workloads.dedup();
         externals.sort_unstable();
         externals.dedup();
-        let named = rule
-            .ports
-            .iter()
-            .any(|p| matches!(p.port, Some(PortRef::Name(_))));
-        let fixed_ports = (!named).then(|| {
-            let set = resolve_ports(&rule.ports, None);
-            self.table.intern(set)
-        });
+        let fixed_ports = self.fixed_ports(&rule.ports);
         CompiledRule {
             all_peers: rule.peers.is_empty(),
             workloads,
@@ -391,11 +397,25 @@ impl<'a, 'e> Builder<'a, 'e> {
 
     /// The rule's ports toward destination workload `dst` (None: external).
     fn rule_ports(&mut self, rule: &CompiledRule<'_>, dst: Option<usize>) -> ConnId {
-        if let Some(id) = rule.fixed_ports {
-            return id;
+        match rule.fixed_ports {
+            Some(id) => id,
+            None => self.ports_toward(rule.ports, dst),
         }
+    }
+
+    /// The ports, when no port is named: then they mean the same toward
+    /// every destination and resolve once.
+    fn fixed_ports(&mut self, ports: &[PolicyPort]) -> Option<ConnId> {
+        let named = ports
+            .iter()
+            .any(|p| matches!(p.port, Some(PortRef::Name(_))));
+        (!named).then(|| self.ports_toward(ports, None))
+    }
+
+    /// `ports` toward destination workload `dst` (None: external), interned.
+    fn ports_toward(&mut self, ports: &[PolicyPort], dst: Option<usize>) -> ConnId {
         let template = dst.map(|d| &self.inventory.workloads[d].template);
-        let set = resolve_ports(rule.ports, template);
+        let set = resolve_ports(ports, template);
         self.table.intern(set)
     }
 
@@ -407,25 +427,17 @@ impl<'a, 'e> Builder<'a, 'e> {
         // Ingress, indexed [src * w_count + dst] with externals as sources
         // after the workloads.
         let mut ingress = vec![ALL; (w_count + x_count) * w_count];
-        let mut isolated_in = vec![false; w_count];
-        let mut egress_rules: Vec<Vec<(usize, usize)>> = vec![Vec::new(); w_count];
-        let mut isolated_out = vec![false; w_count];
-        let mut selections = Vec::with_capacity(policies.len());
-        for (pi, policy) in policies.iter().enumerate() {
-            let selected = self.selected(policy);
-            for &w in &selected {
-                if policy.affects(Direction::Ingress) && !isolated_in[w] {
-                    isolated_in[w] = true;
-                    for src in 0..w_count + x_count {
-                        ingress[src * w_count + w] = NONE;
-                    }
-                }
-                if policy.affects(Direction::Egress) {
-                    isolated_out[w] = true;
-                    egress_rules[w].extend((0..policy.egress.len()).map(|r| (pi, r)));
-                }
+        let Selections {
+            selected: selections,
+            isolated_in,
+            isolated_out,
+            egress_rules,
+            ..
+        } = self.select(&mut SelectionCache::default());
+        for w in (0..w_count).filter(|&w| isolated_in[w]) {
+            for src in 0..w_count + x_count {
+                ingress[src * w_count + w] = NONE;
             }
-            selections.push(selected);
         }
         for (policy, selected) in policies.iter().zip(&selections) {
             if !policy.affects(Direction::Ingress) || selected.is_empty() {
@@ -506,6 +518,414 @@ impl<'a, 'e> Builder<'a, 'e> {
                 add(w_count + x, conns, &mut self.table);
             }
         }
+    }
+}
+
+/// Which workloads each policy selects, and what that isolates.
+struct Selections {
+    /// Per policy, the workloads it selects.
+    selected: Vec<Vec<usize>>,
+    isolated_in: Vec<bool>,
+    isolated_out: Vec<bool>,
+    /// Per workload, the (policy, rule) egress rules that apply to it.
+    egress_rules: Vec<Vec<(usize, usize)>>,
+    /// Per workload, the policies that isolate its ingress.
+    ingress_policies: Vec<Vec<usize>>,
+    /// Per policy, the index of its namespace.
+    policy_namespace: Vec<Option<usize>>,
+}
+
+/// Which workloads each policy selects, kept between the partial engines
+/// of successive states of one cluster. A policy selects only in its own
+/// namespace, so a change to one namespace leaves the selections of every
+/// other valid: the holder invalidates the namespaces it changes (and
+/// clears the cache when the settings change).
+#[derive(Default)]
+pub struct SelectionCache {
+    /// By namespace, then policy name: the selected workloads as offsets
+    /// from the namespace's first workload.
+    namespaces: HashMap<String, HashMap<String, Vec<u32>>>,
+}
+
+impl SelectionCache {
+    pub fn invalidate(&mut self, namespace: &str) {
+        self.namespaces.remove(namespace);
+    }
+
+    pub fn clear(&mut self) {
+        self.namespaces.clear();
+    }
+}
+
+/// Compiled rules by (policy, rule, is ingress), reused within one run.
+type RuleCache<'a> = HashMap<(usize, usize, bool), CompiledRule<'a>>;
+
+/// Whether `policy` selects `workload`: same namespace, its pod selector
+/// matches, and (under the `node` reading) the pods are not on the host
+/// network.
+pub fn selects(settings: &Settings, policy: &NetworkPolicy, workload: &Workload) -> bool {
+    workload.namespace == policy.namespace && selects_template(settings, policy, &workload.template)
+}
+
+/// [`selects`] for a pod template already known to be in the policy's
+/// namespace.
+fn selects_template(settings: &Settings, policy: &NetworkPolicy, template: &PodTemplate) -> bool {
+    !settings.outside_policy(template) && policy.pod_selector.matches(&template.labels)
+}
+
+impl<'a> Builder<'a, '_> {
+    fn select(&self, cache: &mut SelectionCache) -> Selections {
+        let w_count = self.inventory.workloads.len();
+        let mut s = Selections {
+            selected: Vec::with_capacity(self.inventory.policies.len()),
+            isolated_in: vec![false; w_count],
+            isolated_out: vec![false; w_count],
+            egress_rules: vec![Vec::new(); w_count],
+            ingress_policies: vec![Vec::new(); w_count],
+            policy_namespace: Vec::with_capacity(self.inventory.policies.len()),
+        };
+        for (pi, policy) in self.inventory.policies.iter().enumerate() {
+            let ns = self.namespace_index(&policy.namespace);
+            s.policy_namespace.push(ns);
+            let selected = match ns {
+                Some(ns) => self.selected_cached(cache, ns, policy),
+                None => Vec::new(),
+            };
+            for &w in &selected {
+                if policy.affects(Direction::Ingress) {
+                    s.isolated_in[w] = true;
+                    s.ingress_policies[w].push(pi);
+                }
+                if policy.affects(Direction::Egress) {
+                    s.isolated_out[w] = true;
+                    s.egress_rules[w].extend((0..policy.egress.len()).map(|r| (pi, r)));
+                }
+            }
+            s.selected.push(selected);
+        }
+        s
+    }
+
+    /// The workloads `policy` (of namespace `ns`) selects, from the cache
+    /// when it knows them.
+    fn selected_cached(
+        &self,
+        cache: &mut SelectionCache,
+        ns: usize,
+        policy: &NetworkPolicy,
+    ) -> Vec<usize> {
+        let range = self.workloads_in[ns].clone();
+        let known = cache
+            .namespaces
+            .entry(policy.namespace.clone())
+            .or_default();
+        let offsets = known.entry(policy.name.clone()).or_insert_with(|| {
+            range
+                .clone()
+                .filter(|&w| {
+                    selects_template(self.settings, policy, &self.inventory.workloads[w].template)
+                })
+                .map(|w| (w - range.start) as u32)
+                .collect()
+        });
+        offsets.iter().map(|&o| range.start + o as usize).collect()
+    }
+
+    /// Rule `ri` of policy `pi` in `direction`, compiled at most once per
+    /// run (the caller puts it back into the cache).
+    fn take_compiled(
+        &mut self,
+        cache: &mut RuleCache<'a>,
+        pi: usize,
+        ri: usize,
+        direction: Direction,
+    ) -> CompiledRule<'a> {
+        let key = (pi, ri, direction == Direction::Ingress);
+        cache.remove(&key).unwrap_or_else(|| {
+            let policy = &self.inventory.policies[pi];
+            self.compile_rule(policy, &policy.rules(direction)[ri])
+        })
+    }
+
+    /// Which of `members` (workloads of namespace `ns`) a rule's peers
+    /// admit, into `admitted`: the test [`Builder::compile_rule`] applies
+    /// to every workload at once, with the namespace part decided once.
+    fn admit(
+        &self,
+        own: Option<usize>,
+        rule: &Rule,
+        ns: usize,
+        members: &[usize],
+        admitted: &mut Vec<bool>,
+    ) {
+        admitted.clear();
+        admitted.resize(members.len(), rule.peers.is_empty());
+        for peer in &rule.peers {
+            let admits = |w: usize| match peer {
+                Peer::Pods { pod_selector, .. } => self.pod_admits(pod_selector, w),
+                Peer::IpBlock { cidr, except } => self.ip_block_admits(cidr, except, w),
+            };
+            if let Peer::Pods {
+                namespace_selector, ..
+            } = peer
+                && !self.namespace_admits(own, namespace_selector, ns)
+            {
+                continue;
+            }
+            for (a, &w) in admitted.iter_mut().zip(members) {
+                *a = *a || admits(w);
+            }
+        }
+    }
+
+    /// For each workload `w` of `ws` and every workload `other`, the
+    /// connections the rules of `direction` allow between `other` and `w`
+    /// when `w` is the peer: ingress at each destination from source `w`,
+    /// or egress from each source toward destination `w`. Workloads that
+    /// no policy isolates in that direction get everything. One pass over
+    /// the policies serves all of `ws`.
+    fn as_peer(
+        &mut self,
+        ws: &[usize],
+        sel: &Selections,
+        direction: Direction,
+    ) -> Vec<Vec<ConnId>> {
+        let isolated = match direction {
+            Direction::Ingress => &sel.isolated_in,
+            Direction::Egress => &sel.isolated_out,
+        };
+        let base: Vec<ConnId> = isolated
+            .iter()
+            .map(|&i| if i { NONE } else { ALL })
+            .collect();
+        let mut out = vec![base; ws.len()];
+        // Positions in `ws` by namespace, so that a peer's namespace
+        // selector is matched once per namespace.
+        let mut groups: BTreeMap<usize, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        for (i, &w) in ws.iter().enumerate() {
+            let group = groups.entry(self.namespace_of[w]).or_default();
+            group.0.push(w);
+            group.1.push(i);
+        }
+        let mut admitted = Vec::new();
+        let inventory = self.inventory;
+        for (pi, policy) in inventory.policies.iter().enumerate() {
+            if !policy.affects(direction) || sel.selected[pi].is_empty() {
+                continue;
+            }
+            for rule in policy.rules(direction) {
+                let fixed = self.fixed_ports(&rule.ports);
+                for (&ns, (members, positions)) in &groups {
+                    self.admit(sel.policy_namespace[pi], rule, ns, members, &mut admitted);
+                    for (k, _) in admitted.iter().enumerate().filter(|(_, a)| **a) {
+                        let (w, conns) = (members[k], &mut out[positions[k]]);
+                        for &other in &sel.selected[pi] {
+                            // Named ports resolve at the destination:
+                            // `other` for ingress, `w` for egress.
+                            let ports = match (fixed, direction) {
+                                (Some(id), _) => id,
+                                (None, Direction::Ingress) => {
+                                    self.ports_toward(&rule.ports, Some(other))
+                                }
+                                (None, Direction::Egress) => {
+                                    self.ports_toward(&rule.ports, Some(w))
+                                }
+                            };
+                            conns[other] = self.table.union(conns[other], ports);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Rows of the matrix: from each workload of `ws` to every workload,
+    /// then to every external range.
+    fn rows(
+        &mut self,
+        ws: &[usize],
+        sel: &Selections,
+        cache: &mut RuleCache<'a>,
+    ) -> Vec<Vec<ConnId>> {
+        let w_count = self.inventory.workloads.len();
+        let ingress = self.as_peer(ws, sel, Direction::Ingress);
+        let mut rows = Vec::with_capacity(ws.len());
+        for (&s, ingress) in ws.iter().zip(ingress) {
+            let fill = if sel.isolated_out[s] { NONE } else { ALL };
+            let mut row = vec![fill; w_count + self.externals.len()];
+            for &(pi, ri) in &sel.egress_rules[s] {
+                let compiled = self.take_compiled(cache, pi, ri, Direction::Egress);
+                self.apply_egress_rule(&compiled, &mut row, w_count);
+                cache.insert((pi, ri, false), compiled);
+            }
+            for (t, &at_t) in ingress.iter().enumerate() {
+                row[t] = self.table.intersect(row[t], at_t);
+            }
+            rows.push(row);
+        }
+        rows
+    }
+
+    /// Columns of the matrix: into each workload of `ws` from every
+    /// workload, then from every external range.
+    fn columns(
+        &mut self,
+        ws: &[usize],
+        sel: &Selections,
+        cache: &mut RuleCache<'a>,
+    ) -> Vec<Vec<ConnId>> {
+        let w_count = self.inventory.workloads.len();
+        let width = w_count + self.externals.len();
+        let egress = self.as_peer(ws, sel, Direction::Egress);
+        let mut columns = Vec::with_capacity(ws.len());
+        for (&t, egress) in ws.iter().zip(egress) {
+            let fill = if sel.isolated_in[t] { NONE } else { ALL };
+            let mut column = vec![fill; width];
+            for &pi in &sel.ingress_policies[t] {
+                for ri in 0..self.inventory.policies[pi].ingress.len() {
+                    let compiled = self.take_compiled(cache, pi, ri, Direction::Ingress);
+                    let conns = self.rule_ports(&compiled, Some(t));
+                    let mut add = |src: usize, table: &mut ConnTable| {
+                        column[src] = table.union(column[src], conns);
+                    };
+                    if compiled.all_peers {
+                        (0..width).for_each(|src| add(src, &mut self.table));
+                    } else {
+                        compiled
+                            .workloads
+                            .iter()
+                            .for_each(|&src| add(src, &mut self.table));
+                        compiled
+                            .externals
+                            .iter()
+                            .for_each(|&x| add(w_count + x, &mut self.table));
+                    }
+                    cache.insert((pi, ri, true), compiled);
+                }
+            }
+            for (s, &from_s) in egress.iter().enumerate() {
+                column[s] = self.table.intersect(from_s, column[s]);
+            }
+            columns.push(column);
+        }
+        columns
+    }
+}
+
+/// Connections between endpoints: what a diff compares, from a whole
+/// engine or from a [`Partial`] one.
+pub trait Conns {
+    /// The connections from `src` to `dst`.
+    fn conns(&self, src: EndpointRef, dst: EndpointRef) -> &ConnSet;
+    fn externals(&self) -> &ExternalRanges;
+}
+
+impl Conns for Engine<'_> {
+    fn conns(&self, src: EndpointRef, dst: EndpointRef) -> &ConnSet {
+        Engine::conns(self, src, dst)
+    }
+
+    fn externals(&self) -> &ExternalRanges {
+        Engine::externals(self)
+    }
+}
+
+/// The engine's rows and columns for some workloads only: everything
+/// those workloads may send and receive, computed without the rest of the
+/// matrix. What the audit-trail timeline recomputes per change: one
+/// workload's row and column cost one pass over the policies, where the
+/// whole matrix costs one per workload.
+pub struct Partial {
+    externals: ExternalRanges,
+    table: ConnTable,
+    workloads: usize,
+    rows: FxHashMap<usize, Vec<ConnId>>,
+    columns: FxHashMap<usize, Vec<ConnId>>,
+}
+
+impl Partial {
+    /// The rows and columns of workloads `of` (indices into
+    /// `inventory.workloads`), over the external space cut by the policies
+    /// and `extra_cuts` (as [`Engine::with_extra_cuts`]).
+    pub fn new(
+        inventory: &Inventory,
+        settings: &Settings,
+        extra_cuts: &[IpRange],
+        of: impl IntoIterator<Item = usize>,
+    ) -> Partial {
+        Partial::with_cache(
+            inventory,
+            settings,
+            extra_cuts,
+            of,
+            &mut SelectionCache::default(),
+        )
+    }
+
+    /// [`Partial::new`] with the policies' selections taken from `cache`
+    /// where it has them, and kept there.
+    pub fn with_cache(
+        inventory: &Inventory,
+        settings: &Settings,
+        extra_cuts: &[IpRange],
+        of: impl IntoIterator<Item = usize>,
+        cache: &mut SelectionCache,
+    ) -> Partial {
+        let externals = ExternalRanges::from_policies(&inventory.policies, extra_cuts);
+        let mut builder = Builder::new(inventory, settings, &externals);
+        let sel = builder.select(cache);
+        let mut rules = RuleCache::new();
+        let mut rows = FxHashMap::default();
+        let mut columns = FxHashMap::default();
+        let of: Vec<usize> = of.into_iter().collect();
+        for (&w, row) in of.iter().zip(builder.rows(&of, &sel, &mut rules)) {
+            rows.insert(w, row);
+        }
+        for (&w, column) in of.iter().zip(builder.columns(&of, &sel, &mut rules)) {
+            columns.insert(w, column);
+        }
+        drop(rules);
+        let table = builder.table;
+        Partial {
+            externals,
+            table,
+            workloads: inventory.workloads.len(),
+            rows,
+            columns,
+        }
+    }
+
+    fn conn_id(&self, src: EndpointRef, dst: EndpointRef) -> Option<ConnId> {
+        let w = self.workloads;
+        match (src, dst) {
+            (EndpointRef::Workload(s), EndpointRef::Workload(t)) => self
+                .rows
+                .get(&s)
+                .map(|row| row[t])
+                .or_else(|| self.columns.get(&t).map(|column| column[s])),
+            (EndpointRef::Workload(s), EndpointRef::External(x)) => {
+                self.rows.get(&s).map(|row| row[w + x])
+            }
+            (EndpointRef::External(x), EndpointRef::Workload(t)) => {
+                self.columns.get(&t).map(|column| column[w + x])
+            }
+            (EndpointRef::External(_), EndpointRef::External(_)) => Some(ALL),
+        }
+    }
+}
+
+impl Conns for Partial {
+    /// Pairs outside the computed rows and columns have no answer here;
+    /// asking for one is a caller's bug, answered with no connections.
+    fn conns(&self, src: EndpointRef, dst: EndpointRef) -> &ConnSet {
+        let id = self.conn_id(src, dst);
+        debug_assert!(id.is_some(), "{src:?} -> {dst:?} was not computed");
+        self.table.get(id.unwrap_or(NONE))
+    }
+
+    fn externals(&self) -> &ExternalRanges {
+        &self.externals
     }
 }
 

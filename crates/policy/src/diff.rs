@@ -3,12 +3,13 @@
 //! computed over the same cut of the external address space, so ranges
 //! compare one to one.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_inventory::{Inventory, IpRange, Peer};
+use palisade_inventory::{Inventory, IpRange, NetworkPolicy, Peer, Workload};
 
 use crate::Settings;
-use crate::compiled::{EndpointRef, Engine};
+use crate::compiled::{Conns, EndpointRef, Engine};
 use crate::conn::ConnSet;
 use crate::map::{MapFilter, Node};
 
@@ -52,9 +53,10 @@ impl DiffEntry {
     }
 }
 
-fn policy_cuts(inventory: &Inventory) -> Vec<IpRange> {
+/// Every address the policies' ipBlocks cut the external space at.
+pub fn policy_cuts<'p>(policies: impl IntoIterator<Item = &'p NetworkPolicy>) -> Vec<IpRange> {
     let mut cuts = Vec::new();
-    for p in &inventory.policies {
+    for p in policies {
         for rule in p.ingress.iter().chain(&p.egress) {
             for peer in &rule.peers {
                 if let Peer::IpBlock { cidr, except } = peer {
@@ -75,39 +77,138 @@ pub fn diff(
     settings: &Settings,
     filter: &MapFilter,
 ) -> Vec<DiffEntry> {
-    let old_engine = Engine::with_extra_cuts(old, settings, &policy_cuts(new));
-    let new_engine = Engine::with_extra_cuts(new, settings, &policy_cuts(old));
-    let old_index = workload_index(old);
-    let new_index = workload_index(new);
-    let all: BTreeSet<&Node> = old_index.keys().chain(new_index.keys()).collect();
-    let focused = |n: &Node| {
-        filter.focus_workloads.is_empty()
-            || filter.focus_workloads.iter().any(|f| n.matches_focus(f))
-    };
-    let restrict = |c: &ConnSet| {
-        if filter.protocol.is_some() || filter.port.is_some() {
-            c.restrict(filter.protocol, filter.port)
-        } else {
-            c.clone()
+    let old_engine = Engine::with_extra_cuts(old, settings, &policy_cuts(&new.policies));
+    let new_engine = Engine::with_extra_cuts(new, settings, &policy_cuts(&old.policies));
+    let old_side = Side::new(workload_nodes(old), &old_engine);
+    let new_side = Side::new(workload_nodes(new), &new_engine);
+    compare(&old_side, &new_side, None, filter)
+}
+
+/// One state of the cluster as a diff sees it: its workloads' nodes in
+/// inventory order, and the connections between them.
+pub struct Side<'c> {
+    index: BTreeMap<Node, usize>,
+    conns: &'c dyn Conns,
+}
+
+impl<'c> Side<'c> {
+    pub fn new(nodes: Vec<Node>, conns: &'c dyn Conns) -> Side<'c> {
+        let index = nodes.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        Side { index, conns }
+    }
+
+    fn conns(&self, src: Option<usize>, dst: Option<usize>) -> Option<&ConnSet> {
+        let (s, t) = (src?, dst?);
+        Some(
+            self.conns
+                .conns(EndpointRef::Workload(s), EndpointRef::Workload(t)),
+        )
+    }
+
+    fn external(&self, w: Option<usize>, x: usize, outbound: bool) -> Option<&ConnSet> {
+        let (w, x) = (EndpointRef::Workload(w?), EndpointRef::External(x));
+        Some(match outbound {
+            true => self.conns.conns(w, x),
+            false => self.conns.conns(x, w),
+        })
+    }
+}
+
+/// A workload node of either side, looked up once: its index in each.
+struct Member<'n> {
+    node: &'n Node,
+    old: Option<usize>,
+    new: Option<usize>,
+    focused: bool,
+    touched: bool,
+}
+
+/// The nodes of an inventory's workloads, in its order.
+pub fn workload_nodes(inventory: &Inventory) -> Vec<Node> {
+    inventory.workloads.iter().map(Node::workload).collect()
+}
+
+/// The differences from `old` to `new` for the pairs with a side in
+/// `touched` only, from partial engines that computed those workloads'
+/// rows and columns ([`crate::compiled::Partial`]) over the same external
+/// cut. Equal to [`diff`] when every other pair is known not to change.
+pub fn diff_touching(
+    old: &Side<'_>,
+    new: &Side<'_>,
+    touched: &BTreeSet<Node>,
+    filter: &MapFilter,
+) -> Vec<DiffEntry> {
+    compare(old, new, Some(touched), filter)
+}
+
+/// Every workload node of either side, in node order.
+fn members<'n>(
+    old: &'n Side<'_>,
+    new: &'n Side<'_>,
+    touched: Option<&BTreeSet<Node>>,
+    filter: &MapFilter,
+) -> Vec<Member<'n>> {
+    let all: BTreeSet<&Node> = old.index.keys().chain(new.index.keys()).collect();
+    all.into_iter()
+        .map(|node| Member {
+            node,
+            old: old.index.get(node).copied(),
+            new: new.index.get(node).copied(),
+            focused: filter.focus_workloads.is_empty()
+                || filter.focus_workloads.iter().any(|f| node.matches_focus(f)),
+            touched: touched.is_none_or(|t| t.contains(node)),
+        })
+        .collect()
+}
+
+/// The pairs to compare, as positions in `members`: those with a side
+/// touched (every pair when nothing narrows it) and a side focused.
+fn pairs(members: &[Member<'_>]) -> Vec<(usize, usize)> {
+    let touched: Vec<usize> = (0..members.len()).filter(|&i| members[i].touched).collect();
+    let mut pairs = Vec::new();
+    for &s in &touched {
+        pairs.extend((0..members.len()).map(|t| (s, t)));
+    }
+    for s in (0..members.len()).filter(|&s| !members[s].touched) {
+        pairs.extend(touched.iter().map(|&t| (s, t)));
+    }
+    pairs.retain(|&(s, t)| s != t && (members[s].focused || members[t].focused));
+    pairs
+}
+
+/// A pair's connections as the filter sees them, borrowed unless the
+/// filter narrows them: most pairs compare equal and are never copied.
+fn restricted<'c>(
+    c: Option<&'c ConnSet>,
+    none: &'c ConnSet,
+    filter: &MapFilter,
+) -> Cow<'c, ConnSet> {
+    match c {
+        None => Cow::Borrowed(none),
+        Some(c) if filter.protocol.is_some() || filter.port.is_some() => {
+            Cow::Owned(c.restrict(filter.protocol, filter.port))
         }
-    };
-    let side =
-        |engine: &Engine<'_>, index: &BTreeMap<Node, usize>, src: &Node, dst: &Node| -> ConnSet {
-            match (index.get(src), index.get(dst)) {
-                (Some(&s), Some(&t)) => {
-                    restrict(engine.conns(EndpointRef::Workload(s), EndpointRef::Workload(t)))
-                }
-                _ => ConnSet::none(),
-            }
-        };
+        Some(c) => Cow::Borrowed(c),
+    }
+}
+
+fn compare(
+    old: &Side<'_>,
+    new: &Side<'_>,
+    touched: Option<&BTreeSet<Node>>,
+    filter: &MapFilter,
+) -> Vec<DiffEntry> {
+    let members = members(old, new, touched, filter);
+    let none = ConnSet::none();
+    let restrict = |c| restricted(c, &none, filter);
     // roxctl's workloads-diff-info: on an added (removed) line, the
     // workloads that exist only in the new (old) inventory, in source then
     // destination order: "workload A and B added". External ranges are
     // never named.
     let note = |src: &Node, dst: &Node, change: Change| -> Option<String> {
         let is_new = |n: &Node| match change {
-            Change::Added => !old_index.contains_key(n) && new_index.contains_key(n),
-            Change::Removed => old_index.contains_key(n) && !new_index.contains_key(n),
+            Change::Added => !old.index.contains_key(n) && new.index.contains_key(n),
+            Change::Removed => old.index.contains_key(n) && !new.index.contains_key(n),
             Change::Changed => false,
         };
         let named: Vec<String> = [src, dst]
@@ -118,38 +219,34 @@ pub fn diff(
         (!named.is_empty()).then(|| format!("workload {} {}", named.join(" and "), change.as_str()))
     };
     let mut entries = Vec::new();
-    for &src in &all {
-        for &dst in &all {
-            if src == dst || !(focused(src) || focused(dst)) {
-                continue;
-            }
-            let before = side(&old_engine, &old_index, src, dst);
-            let after = side(&new_engine, &new_index, src, dst);
-            if let Some(e) = entry(src.clone(), dst.clone(), before, after, note) {
-                entries.push(e);
-            }
+    for (s, t) in pairs(&members) {
+        let (src, dst) = (&members[s], &members[t]);
+        let before = restrict(old.conns(src.old, dst.old));
+        let after = restrict(new.conns(src.new, dst.new));
+        if before != after {
+            let (before, after) = (before.into_owned(), after.into_owned());
+            entries.extend(entry(
+                src.node.clone(),
+                dst.node.clone(),
+                before,
+                after,
+                note,
+            ));
         }
     }
-    let ranges = old_engine.externals().ranges();
-    let shown = crate::map::shown_external_ranges(old_engine.externals(), filter.include_ipv6);
-    for &w in all.iter().filter(|n| focused(n)) {
+    let externals = old.conns.externals();
+    let ranges = externals.ranges();
+    let shown = crate::map::shown_external_ranges(externals, filter.include_ipv6);
+    for w in members.iter().filter(|m| m.touched && m.focused) {
         for outbound in [true, false] {
             // Group the external ranges by their (old, new) pair.
             let mut groups: BTreeMap<(ConnSet, ConnSet), Vec<IpRange>> = BTreeMap::new();
             for &x in &shown {
-                let conn = |engine: &Engine<'_>, index: &BTreeMap<Node, usize>| match index.get(w) {
-                    Some(&i) if outbound => {
-                        restrict(engine.conns(EndpointRef::Workload(i), EndpointRef::External(x)))
-                    }
-                    Some(&i) => {
-                        restrict(engine.conns(EndpointRef::External(x), EndpointRef::Workload(i)))
-                    }
-                    None => ConnSet::none(),
-                };
-                let (before, after) =
-                    (conn(&old_engine, &old_index), conn(&new_engine, &new_index));
+                let before = restrict(old.external(w.old, x, outbound));
+                let after = restrict(new.external(w.new, x, outbound));
                 if before != after {
-                    push_range(groups.entry((before, after)).or_default(), ranges[x]);
+                    let key = (before.into_owned(), after.into_owned());
+                    push_range(groups.entry(key).or_default(), ranges[x]);
                 }
             }
             // One entry per contiguous range, as roxctl prints them.
@@ -157,16 +254,16 @@ pub fn diff(
                 for range in list {
                     let ext = Node::External(vec![range]);
                     let (src, dst) = if outbound {
-                        (w.clone(), ext)
+                        (w.node.clone(), ext)
                     } else {
-                        (ext, w.clone())
+                        (ext, w.node.clone())
                     };
                     entries.extend(entry(src, dst, before.clone(), after.clone(), note));
                 }
             }
         }
     }
-    entries.sort_by_key(|e| (e.change, e.src.to_string(), e.dst.to_string()));
+    entries.sort_by_cached_key(|e| (e.change, e.src.to_string(), e.dst.to_string()));
     entries
 }
 
@@ -202,11 +299,87 @@ fn entry(
     })
 }
 
-fn workload_index(inventory: &Inventory) -> BTreeMap<Node, usize> {
+/// The workloads of `namespace` whose connections can differ between two
+/// states of it (`old` and `new` may hold other namespaces too; only this
+/// one is compared): those whose pod template or addresses changed, that
+/// appeared or vanished, that a changed policy selects before or after,
+/// and all of them when the namespace's labels changed.
+///
+/// Every other pair keeps its connections: the connections of a pair
+/// depend only on its two workloads (labels, named ports, addresses), the
+/// labels of their namespaces, and the policies that select one of them,
+/// which live in that one's namespace.
+pub fn touched_in(
+    old: &Inventory,
+    new: &Inventory,
+    namespace: &str,
+    settings: &Settings,
+) -> BTreeSet<Node> {
+    let (before, after) = (workloads_in(old, namespace), workloads_in(new, namespace));
+    let labels = |inv: &'_ Inventory| inv.namespace(namespace).map(|n| n.labels.clone());
+    if labels(old) != labels(new) {
+        return before.into_keys().chain(after.into_keys()).collect();
+    }
+    let mut touched: BTreeSet<Node> = before
+        .iter()
+        .filter(|(node, w)| {
+            after
+                .get(*node)
+                .is_none_or(|a| a.template != w.template || !a.ips().eq(w.ips()))
+        })
+        .chain(after.iter().filter(|(node, _)| !before.contains_key(*node)))
+        .map(|(node, _)| node.clone())
+        .collect();
+    let (old_policies, new_policies) = (policies_in(old, namespace), policies_in(new, namespace));
+    let names: BTreeSet<&str> = old_policies
+        .keys()
+        .chain(new_policies.keys())
+        .copied()
+        .collect();
+    for name in names {
+        let (p, q) = (old_policies.get(name), new_policies.get(name));
+        if p.zip(q).is_some_and(|(p, q)| same_rules(p, q)) {
+            continue;
+        }
+        for (policy, side) in [(p, &before), (q, &after)] {
+            let Some(policy) = policy else { continue };
+            touched.extend(
+                side.iter()
+                    .filter(|(_, w)| crate::compiled::selects(settings, policy, w))
+                    .map(|(node, _)| node.clone()),
+            );
+        }
+    }
+    touched
+}
+
+/// Whether two versions of a policy decide connectivity alike (their
+/// source and annotations aside).
+fn same_rules(p: &NetworkPolicy, q: &NetworkPolicy) -> bool {
+    p.pod_selector == q.pod_selector
+        && p.affects_ingress == q.affects_ingress
+        && p.affects_egress == q.affects_egress
+        && p.ingress == q.ingress
+        && p.egress == q.egress
+}
+
+fn workloads_in<'i>(inventory: &'i Inventory, namespace: &str) -> BTreeMap<Node, &'i Workload> {
     inventory
         .workloads
         .iter()
-        .enumerate()
-        .map(|(i, w)| (Node::workload(w), i))
+        .filter(|w| w.namespace == namespace)
+        .map(|w| (Node::workload(w), w))
+        .collect()
+}
+
+fn policies_in<'i>(
+    inventory: &'i Inventory,
+    namespace: &str,
+) -> BTreeMap<&'i str, &'i NetworkPolicy> {
+    inventory
+        .policies
+        .iter()
+        .filter(|p| p.namespace == namespace)
+        .map(|p| (p.name.as_str(), p))
         .collect()
 }

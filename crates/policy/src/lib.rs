@@ -13,9 +13,12 @@ pub mod external;
 pub mod map;
 pub mod reference;
 
+pub use compiled::{Conns, Partial, SelectionCache};
 pub use compiled::{EndpointRef, Engine};
 pub use conn::{ConnSet, PortSet};
-pub use diff::{Change, DiffEntry, diff};
+pub use diff::{
+    Change, DiffEntry, Side, diff, diff_touching, policy_cuts, touched_in, workload_nodes,
+};
 pub use external::ExternalRanges;
 pub use map::{ConnectivityMap, MapEntry, MapFilter, Node};
 pub use reference::{Decision, Endpoint, PodView, RuleMatch, SideDecision};

@@ -9,7 +9,7 @@ use palisade_gen::{Params, generate};
 use palisade_inventory::{Inventory, Protocol};
 use palisade_policy::endpoint::workload_view;
 use palisade_policy::reference::{self, Endpoint};
-use palisade_policy::{EndpointRef, Engine, HostNetworkPods, Settings};
+use palisade_policy::{Conns, EndpointRef, Engine, HostNetworkPods, Partial, Settings};
 use proptest::prelude::*;
 
 const PORTS: [u16; 12] = [
@@ -103,5 +103,59 @@ proptest! {
     fn compiled_agrees_with_reference_when_host_network_pods_are_pods(seed in any::<u64>()) {
         let settings = Settings { host_network_pods: HostNetworkPods::Pod, ..Settings::default() };
         check_cluster(seed, &settings)?;
+    }
+}
+
+/// A partial engine's rows and columns are the whole engine's, cell for
+/// cell, for every workload and external range.
+fn check_partial(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
+    let params = Params {
+        namespaces: 2 + (seed % 3) as usize,
+        workloads: 4 + (seed % 5) as usize,
+        pods_per_workload: 1,
+        policies: 3 + (seed % 7) as usize,
+        seed,
+        host_network_percent: 10,
+    };
+    let text = generate(&params);
+    let (inventory, _) = Inventory::from_texts([("gen.yaml", text.as_str())]);
+    let engine = Engine::new(&inventory, settings);
+    let w_count = inventory.workloads.len();
+    // Every other workload, so that pairs between two uncomputed ones exist
+    // and are never asked for.
+    let of: Vec<usize> = (0..w_count).step_by(2).collect();
+    let partial = Partial::new(&inventory, settings, &[], of.iter().copied());
+    prop_assert_eq!(partial.externals().ranges(), engine.externals().ranges());
+    let x_count = engine.externals().len();
+    for &w in &of {
+        let me = EndpointRef::Workload(w);
+        let others = (0..w_count)
+            .map(EndpointRef::Workload)
+            .chain((0..x_count).map(EndpointRef::External));
+        for other in others {
+            for (src, dst) in [(me, other), (other, me)] {
+                prop_assert_eq!(
+                    Conns::conns(&partial, src, dst),
+                    engine.conns(src, dst),
+                    "seed {}: {:?} -> {:?}",
+                    seed,
+                    src,
+                    dst
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn partial_rows_and_columns_agree_with_the_whole_engine(seed in any::<u64>()) {
+        check_partial(seed, &Settings::default())?;
+        check_partial(seed, &Settings { ipblock_matches_pods: true, ..Settings::default() })?;
+        let settings = Settings { host_network_pods: HostNetworkPods::Pod, ..Settings::default() };
+        check_partial(seed, &settings)?;
     }
 }
