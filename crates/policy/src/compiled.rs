@@ -544,7 +544,7 @@ struct Selections {
 pub struct SelectionCache {
     /// By namespace, then policy name: the selected workloads as offsets
     /// from the namespace's first workload.
-    namespaces: HashMap<String, HashMap<String, Vec<u32>>>,
+    namespaces: FxHashMap<String, FxHashMap<String, Vec<u32>>>,
 }
 
 impl SelectionCache {
@@ -615,20 +615,31 @@ impl<'a> Builder<'a, '_> {
         policy: &NetworkPolicy,
     ) -> Vec<usize> {
         let range = self.workloads_in[ns].clone();
-        let known = cache
+        let absolute =
+            |offsets: &[u32]| offsets.iter().map(|&o| range.start + o as usize).collect();
+        // Looked up before inserting: a hit, the common case, copies no
+        // names.
+        if let Some(offsets) = cache
+            .namespaces
+            .get(&policy.namespace)
+            .and_then(|known| known.get(&policy.name))
+        {
+            return absolute(offsets);
+        }
+        let offsets: Vec<u32> = range
+            .clone()
+            .filter(|&w| {
+                selects_template(self.settings, policy, &self.inventory.workloads[w].template)
+            })
+            .map(|w| (w - range.start) as u32)
+            .collect();
+        let selected = absolute(&offsets);
+        cache
             .namespaces
             .entry(policy.namespace.clone())
-            .or_default();
-        let offsets = known.entry(policy.name.clone()).or_insert_with(|| {
-            range
-                .clone()
-                .filter(|&w| {
-                    selects_template(self.settings, policy, &self.inventory.workloads[w].template)
-                })
-                .map(|w| (w - range.start) as u32)
-                .collect()
-        });
-        offsets.iter().map(|&o| range.start + o as usize).collect()
+            .or_default()
+            .insert(policy.name.clone(), offsets);
+        selected
     }
 
     /// Rule `ri` of policy `pi` in `direction`, compiled at most once per
@@ -714,10 +725,13 @@ impl<'a> Builder<'a, '_> {
                 continue;
             }
             for rule in policy.rules(direction) {
-                let fixed = self.fixed_ports(&rule.ports);
+                // Resolved when a member is first admitted: most rules
+                // admit none.
+                let mut fixed = None;
                 for (&ns, (members, positions)) in &groups {
                     self.admit(sel.policy_namespace[pi], rule, ns, members, &mut admitted);
                     for (k, _) in admitted.iter().enumerate().filter(|(_, a)| **a) {
+                        let fixed = *fixed.get_or_insert_with(|| self.fixed_ports(&rule.ports));
                         let (w, conns) = (members[k], &mut out[positions[k]]);
                         for &other in &sel.selected[pi] {
                             // Named ports resolve at the destination:
