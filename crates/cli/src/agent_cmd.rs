@@ -6,8 +6,8 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -21,6 +21,7 @@ use palisade_sense::conntrack::ConntrackSensor;
 use palisade_sense::ebpf::Sensor;
 
 use crate::input::{self, InputArgs};
+use crate::logs_cmd::LogFollower;
 use crate::{Outcome, SemanticsArgs};
 
 /// Where the agent's events come from.
@@ -70,8 +71,107 @@ pub struct AgentArgs {
     /// runtime rules' defaults (docs/runtime.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Follow the container logs under this directory (the node's
+    /// `/var/log/pods`) through the log rules (docs/logs.md); repeatable.
+    #[arg(long = "pod-logs", value_name = "DIR")]
+    pub pod_logs: Vec<PathBuf>,
+    /// Follow this Kubernetes API audit log through the audit rules;
+    /// changes that widen connectivity are judged from the --policy
+    /// manifests forward. Repeatable.
+    #[arg(long = "audit-log", value_name = "FILE")]
+    pub audit_logs: Vec<PathBuf>,
+    /// Log rule files (docs/logs.md) over the built-in rules.
+    #[arg(long = "log-rules", value_name = "FILE")]
+    pub log_rules: Vec<PathBuf>,
+    /// Where the place reached in each followed log is kept, so that a
+    /// restart resumes there (without it, a restart starts at the end).
+    #[arg(long, value_name = "FILE")]
+    pub log_state: Option<PathBuf>,
     #[command(flatten)]
     pub semantics: SemanticsArgs,
+}
+
+/// One output for the agent's two writers, the kernel events' loop and
+/// the log follower: each hands over whole lines under the lock, so alert
+/// lines never interleave.
+struct SharedOutput {
+    target: Arc<Mutex<Box<dyn Write + Send>>>,
+    pending: Vec<u8>,
+}
+
+impl SharedOutput {
+    fn new(target: Arc<Mutex<Box<dyn Write + Send>>>) -> SharedOutput {
+        SharedOutput {
+            target,
+            pending: Vec::new(),
+        }
+    }
+
+    fn hand_over(&mut self, upto: usize) -> std::io::Result<()> {
+        let mut target = self
+            .target
+            .lock()
+            .map_err(|_| std::io::Error::other("the other writer panicked"))?;
+        target.write_all(&self.pending[..upto])?;
+        target.flush()?;
+        self.pending.drain(..upto);
+        Ok(())
+    }
+}
+
+impl Write for SharedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
+            self.hand_over(end + 1)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.hand_over(self.pending.len())
+    }
+}
+
+/// The log follower's loop: polls twice a second until `stop`, writes each
+/// alert as a JSON line, and keeps its place after every poll.
+fn follow_logs(mut follower: LogFollower, mut out: SharedOutput, stop: &AtomicBool) -> Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        for alert in follower.poll()? {
+            let line = serde_json::to_string(&alert).context("encoding an alert")?;
+            writeln!(out, "{line}").context("writing alerts")?;
+        }
+        follower.save()?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// The log follower, when the agent is asked to follow logs.
+fn log_follower(args: &AgentArgs, input_args: &InputArgs) -> Result<Option<LogFollower>> {
+    if args.pod_logs.is_empty() && args.audit_logs.is_empty() {
+        return Ok(None);
+    }
+    let mut scanner = crate::logs_cmd::scanner(&args.log_rules)?;
+    if !args.audit_logs.is_empty() {
+        let settings = args.semantics.settings();
+        scanner = scanner.with_seed(crate::timeline_cmd::load_seed(
+            &args.policy,
+            settings,
+            input_args,
+        )?);
+    }
+    let paths = args
+        .pod_logs
+        .iter()
+        .chain(&args.audit_logs)
+        .cloned()
+        .collect();
+    Ok(Some(LogFollower::new(
+        scanner,
+        paths,
+        args.log_state.clone(),
+    )?))
 }
 
 pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
@@ -112,7 +212,7 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("handling signals")?;
     }
-    let mut out: Box<dyn Write> = match &args.output {
+    let target: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(
             OpenOptions::new()
                 .create(true)
@@ -120,8 +220,22 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
                 .open(path)
                 .with_context(|| path.display().to_string())?,
         ),
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(std::io::stdout()),
     };
+    let target = Arc::new(Mutex::new(target));
+    let mut out = SharedOutput::new(Arc::clone(&target));
+    let logs = log_follower(args, input_args)?.map(|follower| {
+        let (out, stop) = (SharedOutput::new(Arc::clone(&target)), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let followed = follow_logs(follower, out, &stop);
+            if let Err(e) = &followed {
+                // The agent stops rather than run on half blind.
+                say(&format!("following logs failed: {e:#}"));
+                stop.store(true, Ordering::Relaxed);
+            }
+            followed
+        })
+    });
     let mut watch = PolicyWatch::new(args.policy.clone());
     let strict = InputArgs {
         strict: true,
@@ -143,9 +257,17 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
             .as_ref()
             .map_or("stdout".to_string(), |p| p.display().to_string())
     ));
-    agent
+    let watched = agent
         .run(sensor.as_mut(), inventory, &mut reload, &mut out, &stop)
-        .context("writing alerts")?;
+        .context("writing alerts");
+    // The follower stops with the agent, and either's failure is the run's.
+    stop.store(true, Ordering::Relaxed);
+    if let Some(logs) = logs {
+        logs.join()
+            .map_err(|_| anyhow!("the log follower panicked"))?
+            .context("following logs")?;
+    }
+    watched?;
     say(&format!(
         "stopped; {} alerts sent, {} events lost",
         agent.alerts_sent,

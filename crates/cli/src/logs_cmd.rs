@@ -153,7 +153,7 @@ pub fn run(command: &LogsCommand, input: &crate::input::InputArgs) -> Result<Out
 }
 
 /// The built-in rules with `rule_files` over them.
-fn scanner(rule_files: &[PathBuf]) -> Result<Scanner> {
+pub fn scanner(rule_files: &[PathBuf]) -> Result<Scanner> {
     let texts: Vec<(String, String)> = rule_files
         .iter()
         .map(|p| {
@@ -223,7 +223,7 @@ fn scan(args: &ScanArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
         scanner = scanner.with_seed(seed);
     }
     if args.follow {
-        return follow(&mut scanner, args);
+        return follow(scanner, args);
     }
     let mut alerts = Vec::new();
     for path in inputs(&args.paths)? {
@@ -336,20 +336,52 @@ fn scan_reader(
 
 /// `--follow`: the inputs tailed for ever, each poll's new lines through
 /// the rules and their alerts printed at once.
-fn follow(scanner: &mut Scanner, args: &ScanArgs) -> Result<Outcome> {
-    let state = match &args.state {
-        Some(path) if path.exists() => {
-            Some(std::fs::read_to_string(path).with_context(|| path.display().to_string())?)
-        }
-        _ => None,
-    };
-    let mut tailer = palisade_logs::tail::Tailer::new(args.paths.clone(), state.as_deref())
-        .map_err(|e| anyhow!("{e}"))?;
+fn follow(scanner: Scanner, args: &ScanArgs) -> Result<Outcome> {
+    let mut follower = LogFollower::new(scanner, args.paths.clone(), args.state.clone())?;
     let interval = std::time::Duration::from_millis(args.interval_ms);
     loop {
+        let alerts = follower.poll()?;
+        if !alerts.is_empty() {
+            print!("{}", render(&alerts, args.output, &follower.scanner));
+            std::io::Write::flush(&mut std::io::stdout())?;
+        }
+        follower.save()?;
+        std::thread::sleep(interval);
+    }
+}
+
+/// Log files followed through the rules: what `logs scan --follow` and the
+/// node agent run. The place in each file is kept in `state`, saved after
+/// the poll's alerts are out (so a crash rereads lines, never loses them).
+pub struct LogFollower {
+    pub scanner: Scanner,
+    tailer: palisade_logs::tail::Tailer,
+    state: Option<PathBuf>,
+}
+
+impl LogFollower {
+    pub fn new(scanner: Scanner, paths: Vec<PathBuf>, state: Option<PathBuf>) -> Result<Self> {
+        let saved = match &state {
+            Some(path) if path.exists() => {
+                Some(std::fs::read_to_string(path).with_context(|| path.display().to_string())?)
+            }
+            _ => None,
+        };
+        let tailer = palisade_logs::tail::Tailer::new(paths, saved.as_deref())
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(LogFollower {
+            scanner,
+            tailer,
+            state,
+        })
+    }
+
+    /// The alerts of the lines added since the last poll; unreadable files
+    /// and cut lines are reported on stderr.
+    pub fn poll(&mut self) -> Result<Vec<Alert>> {
         // Per file: the line number of the batch's first line, and the lines.
         let mut batches: std::collections::BTreeMap<PathBuf, (u64, Vec<u8>)> = Default::default();
-        let stats = tailer.poll(&mut |path, number, line| {
+        let stats = self.tailer.poll(&mut |path, number, line| {
             let batch = batches
                 .entry(path.to_path_buf())
                 .or_insert((number, Vec::new()));
@@ -365,12 +397,8 @@ fn follow(scanner: &mut Scanner, args: &ScanArgs) -> Result<Outcome> {
         let mut alerts = Vec::new();
         for (path, (first, batch)) in &batches {
             let mut found = Vec::new();
-            scan_reader(
-                scanner,
-                &path.display().to_string(),
-                batch.as_slice(),
-                &mut found,
-            )?;
+            let name = path.display().to_string();
+            scan_reader(&mut self.scanner, &name, batch.as_slice(), &mut found)?;
             // The readers number a batch's lines from 1; alerts name the
             // line within the file.
             for alert in &mut found {
@@ -380,16 +408,16 @@ fn follow(scanner: &mut Scanner, args: &ScanArgs) -> Result<Outcome> {
             }
             alerts.extend(found);
         }
-        if !alerts.is_empty() {
-            print!("{}", render(&alerts, args.output, scanner));
-            std::io::Write::flush(&mut std::io::stdout())?;
-        }
-        if let Some(path) = &args.state {
-            tailer
+        Ok(alerts)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        if let Some(path) = &self.state {
+            self.tailer
                 .save_to(path)
                 .with_context(|| path.display().to_string())?;
         }
-        std::thread::sleep(interval);
+        Ok(())
     }
 }
 
