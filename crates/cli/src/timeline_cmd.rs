@@ -42,6 +42,7 @@ pub fn load_seed(paths: &[PathBuf], settings: Settings, input: &InputArgs) -> Re
 
 pub fn run(args: &TimelineArgs, input: &InputArgs) -> Result<Outcome> {
     let mut timeline = load_seed(&args.seed, args.semantics.settings(), input)?;
+    timeline.only_pairs(args.from.clone(), args.to.clone());
     let (protocol, port) = args.port.map_or((None, None), |(p, n)| (p, Some(n)));
     let filter = MapFilter {
         protocol,
@@ -65,8 +66,12 @@ pub fn run(args: &TimelineArgs, input: &InputArgs) -> Result<Outcome> {
             eprintln!("{name}:{line}: {message}");
         }
     }
+    let unchanged = match (&args.from, &args.to) {
+        (None, None) => "changed no connection",
+        _ => "changed none of the connections asked about",
+    };
     let mut summary = format!(
-        "{events} audit events, {} changes shown, {} changes that changed no connection",
+        "{events} audit events, {} changes shown, {} changes that {unchanged}",
         steps.len(),
         timeline.quiet
     );

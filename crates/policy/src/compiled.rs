@@ -8,6 +8,7 @@
 //! operations are memoised.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
@@ -433,7 +434,7 @@ impl<'a, 'e> Builder<'a, 'e> {
             isolated_out,
             egress_rules,
             ..
-        } = self.select(&mut SelectionCache::default());
+        } = self.select_anew(&mut SelectionCache::default());
         for w in (0..w_count).filter(|&w| isolated_in[w]) {
             for src in 0..w_count + x_count {
                 ingress[src * w_count + w] = NONE;
@@ -545,15 +546,20 @@ pub struct SelectionCache {
     /// By namespace, then policy name: the selected workloads as offsets
     /// from the namespace's first workload.
     namespaces: FxHashMap<String, FxHashMap<String, Vec<u32>>>,
+    /// The whole selection of the last run, while nothing was invalidated
+    /// since: two partial engines of one state share it.
+    last: Option<Arc<Selections>>,
 }
 
 impl SelectionCache {
     pub fn invalidate(&mut self, namespace: &str) {
         self.namespaces.remove(namespace);
+        self.last = None;
     }
 
     pub fn clear(&mut self) {
         self.namespaces.clear();
+        self.last = None;
     }
 }
 
@@ -574,7 +580,16 @@ fn selects_template(settings: &Settings, policy: &NetworkPolicy, template: &PodT
 }
 
 impl<'a> Builder<'a, '_> {
-    fn select(&self, cache: &mut SelectionCache) -> Selections {
+    fn select(&self, cache: &mut SelectionCache) -> Arc<Selections> {
+        if let Some(last) = &cache.last {
+            return Arc::clone(last);
+        }
+        let selections = Arc::new(self.select_anew(cache));
+        cache.last = Some(Arc::clone(&selections));
+        selections
+    }
+
+    fn select_anew(&self, cache: &mut SelectionCache) -> Selections {
         let w_count = self.inventory.workloads.len();
         let mut s = Selections {
             selected: Vec::with_capacity(self.inventory.policies.len()),

@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use palisade_inventory::{Inventory, IpRange, NetworkPolicy, Peer, Workload};
 
 use crate::Settings;
@@ -87,7 +89,7 @@ pub fn diff(
 /// One state of the cluster as a diff sees it: its workloads' nodes in
 /// inventory order, and the connections between them.
 pub struct Side<'c> {
-    index: BTreeMap<Node, usize>,
+    index: FxHashMap<Node, usize>,
     conns: &'c dyn Conns,
 }
 
@@ -141,24 +143,34 @@ pub fn diff_touching(
     compare(old, new, Some(touched), filter)
 }
 
-/// Every workload node of either side, in node order.
+/// Every workload node of either side (in no particular order: entries
+/// are sorted at the end).
 fn members<'n>(
     old: &'n Side<'_>,
     new: &'n Side<'_>,
     touched: Option<&BTreeSet<Node>>,
     filter: &MapFilter,
 ) -> Vec<Member<'n>> {
-    let all: BTreeSet<&Node> = old.index.keys().chain(new.index.keys()).collect();
-    all.into_iter()
-        .map(|node| Member {
-            node,
-            old: old.index.get(node).copied(),
-            new: new.index.get(node).copied(),
-            focused: filter.focus_workloads.is_empty()
-                || filter.focus_workloads.iter().any(|f| node.matches_focus(f)),
-            touched: touched.is_none_or(|t| t.contains(node)),
-        })
-        .collect()
+    let member = |node: &'n Node, old_index: Option<usize>, new_index: Option<usize>| Member {
+        node,
+        old: old_index,
+        new: new_index,
+        focused: filter.focus_workloads.is_empty()
+            || filter.focus_workloads.iter().any(|f| node.matches_focus(f)),
+        touched: touched.is_none_or(|t| t.contains(node)),
+    };
+    let mut members: Vec<Member<'n>> = old
+        .index
+        .iter()
+        .map(|(node, &i)| member(node, Some(i), new.index.get(node).copied()))
+        .collect();
+    members.extend(
+        new.index
+            .iter()
+            .filter(|(node, _)| !old.index.contains_key(*node))
+            .map(|(node, &i)| member(node, None, Some(i))),
+    );
+    members
 }
 
 /// The pairs to compare, as positions in `members`: those with a side
@@ -205,10 +217,21 @@ fn compare(
     // workloads that exist only in the new (old) inventory, in source then
     // destination order: "workload A and B added". External ranges are
     // never named.
+    // Workloads on one side only, for the notes.
+    let only_old: FxHashSet<&Node> = members
+        .iter()
+        .filter(|m| m.new.is_none())
+        .map(|m| m.node)
+        .collect();
+    let only_new: FxHashSet<&Node> = members
+        .iter()
+        .filter(|m| m.old.is_none())
+        .map(|m| m.node)
+        .collect();
     let note = |src: &Node, dst: &Node, change: Change| -> Option<String> {
         let is_new = |n: &Node| match change {
-            Change::Added => !old.index.contains_key(n) && new.index.contains_key(n),
-            Change::Removed => old.index.contains_key(n) && !new.index.contains_key(n),
+            Change::Added => only_new.contains(n),
+            Change::Removed => only_old.contains(n),
             Change::Changed => false,
         };
         let named: Vec<String> = [src, dst]
