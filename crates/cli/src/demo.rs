@@ -239,15 +239,12 @@ fn audit_trail_part() -> String {
         ..MapFilter::default()
     };
     let wanted = |e: &DiffEntry| timeline_cmd::wanted(e, Some(from), Some(to));
-    let mut steps = Vec::new();
     timeline_cmd::replay(
         &mut second,
         TRAIL.1.as_bytes(),
-        TRAIL.0,
         &filter,
         &wanted,
-        &mut steps,
+        &mut |step| out.push_str(&timeline_cmd::text_of(TRAIL.0, &step)),
     );
-    out.push_str(&timeline_cmd::text(&steps));
     out
 }

@@ -49,7 +49,7 @@ pub fn run(args: &TimelineArgs, input: &InputArgs) -> Result<Outcome> {
         port,
         ..MapFilter::default()
     };
-    let mut steps = Vec::new();
+    let mut out = StepWriter::new(args.output);
     let mut events = 0u64;
     for path in inputs(&args.audit_logs)? {
         let name = path.display().to_string();
@@ -60,49 +60,89 @@ pub fn run(args: &TimelineArgs, input: &InputArgs) -> Result<Outcome> {
         };
         let reader = BufReader::with_capacity(1 << 20, reader);
         let wanted = |e: &DiffEntry| wanted(e, args.from.as_deref(), args.to.as_deref());
-        let stats = replay(&mut timeline, reader, &name, &filter, &wanted, &mut steps);
+        let mut written = Ok(());
+        let stats = replay(&mut timeline, reader, &filter, &wanted, &mut |step| {
+            if written.is_ok() {
+                written = out.write(&name, &step);
+            }
+        });
+        written.context("writing the timeline")?;
         events += stats.events;
         for (line, message) in stats.diagnostics.iter().take(20) {
             eprintln!("{name}:{line}: {message}");
         }
     }
+    out.finish().context("writing the timeline")?;
     let unchanged = match (&args.from, &args.to) {
         (None, None) => "changed no connection",
         _ => "changed none of the connections asked about",
     };
     let mut summary = format!(
         "{events} audit events, {} changes shown, {} changes that {unchanged}",
-        steps.len(),
-        timeline.quiet
+        out.steps, timeline.quiet
     );
     for (reason, count) in &timeline.unapplied {
         let _ = write!(summary, "; {count} not applied: {reason}");
     }
     eprintln!("{summary}");
-    match args.output {
-        TimelineFormat::Txt => print!("{}", text(&steps)),
-        TimelineFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json(&steps)).unwrap_or_default()
-        ),
-    }
     Ok(Outcome::Clean)
 }
 
-/// Replays one audit log, keeping the steps with connections `wanted`.
+/// Steps written as they come (a long trail's timeline is never held in
+/// memory): text lines, or the elements of one JSON array.
+struct StepWriter {
+    format: TimelineFormat,
+    out: std::io::BufWriter<std::io::Stdout>,
+    steps: usize,
+}
+
+impl StepWriter {
+    fn new(format: TimelineFormat) -> StepWriter {
+        StepWriter {
+            format,
+            out: std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()),
+            steps: 0,
+        }
+    }
+
+    fn write(&mut self, file: &str, step: &Step) -> std::io::Result<()> {
+        use std::io::Write as _;
+        match self.format {
+            TimelineFormat::Txt => self.out.write_all(text_of(file, step).as_bytes())?,
+            TimelineFormat::Json => {
+                let separator = if self.steps == 0 { "[\n" } else { ",\n" };
+                let item = serde_json::to_string_pretty(&step_json(file, step)).unwrap_or_default();
+                write!(self.out, "{separator}{item}")?;
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        if self.format == TimelineFormat::Json {
+            let close = if self.steps == 0 { "[]\n" } else { "\n]\n" };
+            self.out.write_all(close.as_bytes())?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Replays one audit log, handing `sink` the steps with connections
+/// `wanted` (only those connections kept).
 pub fn replay(
     timeline: &mut Timeline,
     reader: impl BufRead,
-    name: &str,
     filter: &MapFilter,
     wanted: &dyn Fn(&DiffEntry) -> bool,
-    steps: &mut Vec<(String, Step)>,
+    sink: &mut dyn FnMut(Step),
 ) -> AuditStats {
     read_audit_log(reader, &mut |event| {
         if let Some(mut step) = timeline.apply(&event, filter) {
             step.entries.retain(|e| wanted(e));
             if !step.entries.is_empty() {
-                steps.push((name.to_string(), step));
+                sink(step);
             }
         }
     })
@@ -135,61 +175,54 @@ fn object(step: &Step) -> String {
 }
 
 /// One line per connection gained (`+`) or lost (`-`).
-pub fn text(steps: &[(String, Step)]) -> String {
+/// One step as text: a line per connection gained or lost.
+pub fn text_of(file: &str, step: &Step) -> String {
     let mut out = String::new();
-    for (file, step) in steps {
-        let time = step.time.as_deref().unwrap_or("-");
-        for entry in &step.entries {
-            for (sign, conns) in [("+", entry.gained()), ("-", entry.lost())] {
-                if conns.is_empty() {
-                    continue;
-                }
-                let _ = writeln!(
-                    out,
-                    "{time} {sign} {} -> {} {conns}  by {}: {} {} ({file}:{})",
-                    entry.src,
-                    entry.dst,
-                    who(step),
-                    step.verb,
-                    object(step),
-                    step.line
-                );
+    let time = step.time.as_deref().unwrap_or("-");
+    for entry in &step.entries {
+        for (sign, conns) in [("+", entry.gained()), ("-", entry.lost())] {
+            if conns.is_empty() {
+                continue;
             }
+            let _ = writeln!(
+                out,
+                "{time} {sign} {} -> {} {conns}  by {}: {} {} ({file}:{})",
+                entry.src,
+                entry.dst,
+                who(step),
+                step.verb,
+                object(step),
+                step.line
+            );
         }
     }
     out
 }
 
-fn json(steps: &[(String, Step)]) -> serde_json::Value {
-    let steps: Vec<serde_json::Value> = steps
+fn step_json(file: &str, step: &Step) -> serde_json::Value {
+    let connections: Vec<serde_json::Value> = step
+        .entries
         .iter()
-        .map(|(file, step)| {
-            let connections: Vec<serde_json::Value> = step
-                .entries
-                .iter()
-                .map(|e| {
-                    json!({
-                        "change": e.change.as_str(),
-                        "src": e.src.to_string(),
-                        "dst": e.dst.to_string(),
-                        "gained": e.gained().to_string(),
-                        "lost": e.lost().to_string(),
-                    })
-                })
-                .collect();
+        .map(|e| {
             json!({
-                "time": step.time,
-                "file": file,
-                "line": step.line,
-                "actor": {
-                    "user": step.user, "groups": step.groups,
-                    "source_ip": step.source_ip, "user_agent": step.user_agent,
-                },
-                "verb": step.verb,
-                "object": {"kind": step.kind, "namespace": step.namespace, "name": step.name},
-                "connections": connections,
+                "change": e.change.as_str(),
+                "src": e.src.to_string(),
+                "dst": e.dst.to_string(),
+                "gained": e.gained().to_string(),
+                "lost": e.lost().to_string(),
             })
         })
         .collect();
-    serde_json::Value::Array(steps)
+    json!({
+        "time": step.time,
+        "file": file,
+        "line": step.line,
+        "actor": {
+            "user": step.user, "groups": step.groups,
+            "source_ip": step.source_ip, "user_agent": step.user_agent,
+        },
+        "verb": step.verb,
+        "object": {"kind": step.kind, "namespace": step.namespace, "name": step.name},
+        "connections": connections,
+    })
 }

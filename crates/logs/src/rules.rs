@@ -183,6 +183,27 @@ impl RuleSet {
         Ok(set)
     }
 
+    /// Per rule of `source`, one test its record's message must pass for
+    /// it to fire: the field it is on (`message`, or a field a reader takes
+    /// verbatim out of the message: `envoy.*`, `dns.*`) and a pattern the
+    /// message then matches. A rule's tests must all hold, so any one of
+    /// them will do. `None` when some rule has no such test: then every
+    /// line must be looked at.
+    pub fn message_conditions(&self, source: &str) -> Option<Vec<(String, String)>> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.source.as_deref().is_none_or(|s| s == source))
+            .map(|rule| {
+                if rule.sigma.is_some() {
+                    return None;
+                }
+                rule.tests.iter().find_map(|(path, test)| {
+                    Some((path[0].clone(), message_condition(path, test)?))
+                })
+            })
+            .collect()
+    }
+
     fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
         let document: Value =
             palisade_inventory::yaml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
@@ -339,6 +360,57 @@ fn prefilters(rules: &[Rule]) -> Result<Vec<Prefilter>, String> {
             })
         })
         .collect()
+}
+
+/// A pattern the raw message matches whenever `test` on `path` holds, if
+/// the message decides it.
+fn message_condition(path: &Path, test: &Test) -> Option<String> {
+    let whole = path.len() == 1 && path[0] == "message";
+    let derived = path.len() == 2 && matches!(path[0].as_str(), "envoy" | "dns");
+    if !whole && !derived {
+        return None;
+    }
+    let literals = |values: &[String]| -> String {
+        match values.is_empty() {
+            true => "[^\\s\\S]".to_string(),
+            false => values
+                .iter()
+                .map(|v| regex::escape(v))
+                .collect::<Vec<_>>()
+                .join("|"),
+        }
+    };
+    match test {
+        Test::Contains(re) => Some(re.as_str().to_string()),
+        Test::StartsWith(values) | Test::EndsWith(values) => Some(literals(values)),
+        Test::Equals(values) => {
+            let texts: Option<Vec<String>> = values
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+            texts.map(|t| literals(&t))
+        }
+        // A regex decides the message itself exactly; on a piece of it only
+        // when nothing in it looks at the piece's edges.
+        Test::Regex(any) if !any.is_empty() => {
+            // Anchors and word boundaries look at the piece's edges.
+            let edges = |r: &Regex| {
+                regex_syntax::parse(r.as_str())
+                    .map_or(true, |hir| !hir.properties().look_set().is_empty())
+            };
+            (whole || !any.iter().any(edges)).then(|| {
+                any.iter()
+                    .map(|r| format!("(?:{})", r.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+        }
+        _ => None,
+    }
 }
 
 fn compile(file: RuleFile, lists: &HashMap<String, Vec<Value>>) -> Result<Rule, String> {

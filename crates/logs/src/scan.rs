@@ -10,11 +10,12 @@ use std::sync::Arc;
 use palisade_detect::{Actor, Alert, AlertEndpoint, AlertObject, Evidence};
 use palisade_flow::{Format, RecordRef};
 use palisade_inventory::severity::Severity;
+use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::access::{parse_coredns, parse_envoy};
 use crate::audit::{AuditEvent, AuditStats, read_audit_log};
-use crate::container::{LogLine, LogSource, LogStats, read_container_log};
+use crate::container::{LogLine, LogSource, LogStats, read_container_log_gated};
 use crate::rules::{Firing, RuleSet};
 use crate::timeline::{Step, Timeline};
 use palisade_policy::MapFilter;
@@ -24,6 +25,8 @@ pub const BUILTIN_RULES: &str = include_str!("../rules/builtin.yaml");
 
 pub struct Scanner {
     rules: RuleSet,
+    /// What a container log line must pass for any rule to fire on it.
+    container_gate: Option<MessageGate>,
     /// With a seed: every change replayed, and AUDIT-013 fired on those
     /// that widen connectivity.
     timeline: Option<Timeline>,
@@ -38,10 +41,17 @@ impl Scanner {
     pub fn new(files: &[(&str, &str)]) -> Result<Scanner, String> {
         let mut all = vec![("built-in rules", BUILTIN_RULES)];
         all.extend_from_slice(files);
+        let rules = RuleSet::load(&all)?;
         Ok(Scanner {
-            rules: RuleSet::load(&all)?,
+            container_gate: MessageGate::new(&rules, "container_log")?,
+            rules,
             timeline: None,
         })
+    }
+
+    /// The container-log gate, when the rules allow one.
+    pub fn container_gate(&self) -> Option<&MessageGate> {
+        self.container_gate.as_ref()
     }
 
     /// Judge changes from this snapshot on: a change that makes any
@@ -93,8 +103,12 @@ impl Scanner {
         source: Option<&LogSource>,
         sink: &mut dyn FnMut(Alert),
     ) -> LogStats {
-        let rules = &mut self.rules;
-        read_container_log(input, source, &mut |line| {
+        let (gate, rules) = (&self.container_gate, &mut self.rules);
+        let admit = |message: &str| gate.as_ref().is_none_or(|g| g.admits(message));
+        read_container_log_gated(input, source, &admit, &mut |line| {
+            if gate.as_ref().is_some_and(|g| !g.admits(&line.message)) {
+                return;
+            }
             let record = container_record(&line);
             let micros = line
                 .time
@@ -106,6 +120,60 @@ impl Scanner {
             }
         })
     }
+}
+
+/// A test on a log line's raw message that every line some rule could
+/// fire on passes, so that the others need no record built and no rule
+/// tried: at hundreds of megabytes a second, building a record per line is
+/// the cost. Conditions on the message itself are one alternation; those
+/// on a field of an Envoy or CoreDNS line are tried on the message, and
+/// then the line must be one.
+pub struct MessageGate {
+    message: Option<Regex>,
+    envoy: Option<Regex>,
+    dns: Option<Regex>,
+}
+
+impl MessageGate {
+    fn new(rules: &RuleSet, source: &str) -> Result<Option<MessageGate>, String> {
+        let Some(conditions) = rules.message_conditions(source) else {
+            return Ok(None);
+        };
+        let alternation = |field: &str| -> Result<Option<Regex>, String> {
+            let patterns: Vec<String> = conditions
+                .iter()
+                .filter(|(f, _)| f == field)
+                .map(|(_, p)| format!("(?:{p})"))
+                .collect();
+            match patterns.is_empty() {
+                true => Ok(None),
+                false => Regex::new(&patterns.join("|"))
+                    .map(Some)
+                    .map_err(|e| format!("message gate: {e}")),
+            }
+        };
+        Ok(Some(MessageGate {
+            message: alternation("message")?,
+            envoy: alternation("envoy")?,
+            dns: alternation("dns")?,
+        }))
+    }
+
+    pub fn admits(&self, message: &str) -> bool {
+        let matches = |r: &Option<Regex>| r.as_ref().is_some_and(|r| r.is_match(message));
+        // Cheap necessary tests of the formats first: an Envoy line starts
+        // with its `[time]`, a CoreDNS line has its `[LEVEL]`.
+        matches(&self.message)
+            || (message.starts_with('[') && matches(&self.envoy) && parse_envoy(message).is_some())
+            || (message.contains('[')
+                && matches(&self.dns)
+                && parse_coredns(dns_part(message)).is_some())
+    }
+}
+
+/// Where a CoreDNS line starts in a message: at its level, `[INFO]`.
+fn dns_part(message: &str) -> &str {
+    message.trim_start_matches(|c: char| c != '[')
 }
 
 /// AUDIT-013 for a step that gained connections: how many pairs, and the
@@ -163,9 +231,7 @@ fn container_record(line: &LogLine) -> Value {
             "upstream_host": envoy.upstream_host, "user_agent": envoy.user_agent,
         });
     }
-    // CoreDNS lines start with their level, `[INFO]`.
-    let dns_line = line.message.trim_start_matches(|c: char| c != '[');
-    if let Some(dns) = parse_coredns(dns_line) {
+    if let Some(dns) = parse_coredns(dns_part(&line.message)) {
         record["dns"] = json!({
             "client": dns.client, "type": dns.qtype, "name": dns.name, "rcode": dns.rcode,
         });
@@ -467,8 +533,7 @@ mod tests {
 
     /// Every built-in container-log rule, with lines that fire it and close
     /// ones that do not (docs/logs.md, "Built-in rules").
-    #[test]
-    fn every_built_in_container_rule_fires_on_its_lines_and_not_on_their_neighbours() {
+    fn container_cases() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
         let times = |n: usize, line: &str| vec![line.to_string(); n];
         let envoy = |status: &str, flags: &str, details: &str| {
             format!(
@@ -511,7 +576,38 @@ mod tests {
                 query("api.shop.svc.cluster.local."),
             ),
         ];
-        for (rule, fires, quiet) in cases {
+        cases.into()
+    }
+
+    /// The gate may only skip lines no rule could fire on.
+    #[test]
+    fn the_message_gate_passes_every_line_a_container_rule_fires_on() {
+        let scanner = Scanner::new(&[]).unwrap();
+        let gate = scanner
+            .container_gate()
+            .expect("the built-in rules have one");
+        for (rule, fires, _) in container_cases() {
+            for line in &fires {
+                assert!(gate.admits(line), "{rule}: the gate stops {line}");
+            }
+        }
+        let long_words = format!("level=info msg=\"{}\"", "x".repeat(60));
+        for quiet in ["GET /healthz 200 1ms", "starting worker 3", "", &long_words] {
+            assert!(!gate.admits(quiet), "{quiet}");
+        }
+        let keywords = "- rule: k\n  id: K-1\n  source: container_log\n  match:\n    message|contains: [secret, token]\n  priority: low\n  output: x\n";
+        let scanner = Scanner::new(&[("k.yaml", keywords)]).unwrap();
+        let gate = scanner.container_gate().unwrap();
+        assert!(gate.admits("leaked a token here") && !gate.admits("GET /healthz 200"));
+        // A rule the message does not decide opens the gate for good.
+        let by_pod = keywords.replace("message|contains: [secret, token]", "source.pod: web-1");
+        let scanner = Scanner::new(&[("p.yaml", &by_pod)]).unwrap();
+        assert!(scanner.container_gate().is_none());
+    }
+
+    #[test]
+    fn every_built_in_container_rule_fires_on_its_lines_and_not_on_their_neighbours() {
+        for (rule, fires, quiet) in container_cases() {
             let fired = |lines: &[String]| container_rules(lines).iter().any(|r| r == rule);
             assert!(fired(&fires), "{rule} should fire on {fires:?}");
             assert!(!fired(&quiet), "{rule} should not fire on {quiet:?}");
