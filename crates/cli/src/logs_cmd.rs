@@ -319,7 +319,13 @@ fn scan_reader(
     let (kind, records, skipped, diagnostics) = if is_audit {
         let stats = scanner.audit(reader, &file, sink);
         let skipped: u64 = stats.skipped.values().sum();
-        ("audit log", stats.events, skipped, stats.diagnostics)
+        // Lines the gate left unparsed are records read all the same.
+        (
+            "audit log",
+            stats.events + stats.gated,
+            skipped,
+            stats.diagnostics,
+        )
     } else {
         let source = source_of_path(name);
         let stats = scanner.container(reader, &file, source.as_ref(), sink);

@@ -124,6 +124,17 @@ pub(crate) enum Test {
     Exists(bool),
 }
 
+impl Test {
+    /// Whether the test can hold only when its field is there.
+    fn needs_field(&self) -> bool {
+        match self {
+            Test::Equals(values) => !values.iter().any(Value::is_null),
+            Test::Exists(wanted) => *wanted,
+            _ => true,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Rule {
     pub id: String,
@@ -183,13 +194,19 @@ impl RuleSet {
         Ok(set)
     }
 
-    /// Per rule of `source`, one test its record's message must pass for
-    /// it to fire: the field it is on (`message`, or a field a reader takes
-    /// verbatim out of the message: `envoy.*`, `dns.*`) and a pattern the
-    /// message then matches. A rule's tests must all hold, so any one of
-    /// them will do. `None` when some rule has no such test: then every
-    /// line must be looked at.
-    pub fn message_conditions(&self, source: &str) -> Option<Vec<(String, String)>> {
+    /// Per rule of `source`, one test the text its record was read from
+    /// must pass for it to fire: the field the test is on, and a pattern
+    /// the text then matches. A rule's tests must all hold, so any one of
+    /// them will do. `text_of_field` says how a field stands in the text:
+    /// as all of it (`Whole`), as a verbatim piece of it (`Piece`: a value
+    /// equal to `v` means the text contains `v`), or not at all (`None`).
+    /// `None` when some rule has no such test: then every record must be
+    /// looked at.
+    pub fn text_conditions(
+        &self,
+        source: &str,
+        text_of_field: &dyn Fn(&[String]) -> Option<InText>,
+    ) -> Option<Vec<(String, String)>> {
         self.rules
             .iter()
             .filter(|rule| rule.source.as_deref().is_none_or(|s| s == source))
@@ -198,8 +215,37 @@ impl RuleSet {
                     return None;
                 }
                 rule.tests.iter().find_map(|(path, test)| {
-                    Some((path[0].clone(), message_condition(path, test)?))
+                    let pattern = text_condition(text_of_field(path)?, test)?;
+                    Some((path[0].clone(), pattern))
                 })
+            })
+            .collect()
+    }
+
+    /// For records read from JSON text, per rule of `source`, patterns
+    /// the text matches, all of them, whenever the rule fires: for each
+    /// test, the key it looks at (a field that must exist stands in the
+    /// text as `"key"`) and what its value makes the text contain. `None`
+    /// when some rule yields none (a Sigma rule, or only tests on absence).
+    /// Each pattern comes with whether it is a key's (the quotes around it
+    /// are JSON's, not the value's).
+    pub fn json_conditions(&self, source: &str) -> Option<Vec<Vec<(String, bool)>>> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.source.as_deref().is_none_or(|s| s == source))
+            .map(|rule| {
+                if rule.sigma.is_some() {
+                    return None;
+                }
+                let mut all = Vec::new();
+                for (path, test) in &rule.tests {
+                    if test.needs_field() {
+                        let key = path.last()?;
+                        all.push((regex::escape(&format!("\"{key}\"")), true));
+                    }
+                    all.extend(text_condition(InText::Piece, test).map(|p| (p, false)));
+                }
+                (!all.is_empty()).then_some(all)
             })
             .collect()
     }
@@ -362,14 +408,17 @@ fn prefilters(rules: &[Rule]) -> Result<Vec<Prefilter>, String> {
         .collect()
 }
 
-/// A pattern the raw message matches whenever `test` on `path` holds, if
-/// the message decides it.
-fn message_condition(path: &Path, test: &Test) -> Option<String> {
-    let whole = path.len() == 1 && path[0] == "message";
-    let derived = path.len() == 2 && matches!(path[0].as_str(), "envoy" | "dns");
-    if !whole && !derived {
-        return None;
-    }
+/// How a record's field stands in the text the record was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InText {
+    Whole,
+    Piece,
+}
+
+/// A pattern the text matches whenever `test` on a field standing in it
+/// as `in_text` holds, if the text decides it.
+fn text_condition(in_text: InText, test: &Test) -> Option<String> {
+    let whole = in_text == InText::Whole;
     let literals = |values: &[String]| -> String {
         match values.is_empty() {
             true => "[^\\s\\S]".to_string(),

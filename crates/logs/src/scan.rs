@@ -14,9 +14,9 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::access::{parse_coredns, parse_envoy};
-use crate::audit::{AuditEvent, AuditStats, read_audit_log};
+use crate::audit::{AuditEvent, AuditStats, read_audit_log_gated};
 use crate::container::{LogLine, LogSource, LogStats, read_container_log_gated};
-use crate::rules::{Firing, RuleSet};
+use crate::rules::{Firing, InText, RuleSet};
 use crate::timeline::{Step, Timeline};
 use palisade_policy::MapFilter;
 
@@ -27,6 +27,8 @@ pub struct Scanner {
     rules: RuleSet,
     /// What a container log line must pass for any rule to fire on it.
     container_gate: Option<MessageGate>,
+    /// What an audit log line must pass for any rule to fire on it.
+    audit_gate: Option<LineGate>,
     /// With a seed: every change replayed, and AUDIT-013 fired on those
     /// that widen connectivity.
     timeline: Option<Timeline>,
@@ -44,9 +46,15 @@ impl Scanner {
         let rules = RuleSet::load(&all)?;
         Ok(Scanner {
             container_gate: MessageGate::new(&rules, "container_log")?,
+            audit_gate: LineGate::new(&rules, "k8s_audit")?,
             rules,
             timeline: None,
         })
+    }
+
+    /// The audit-log gate, when the rules allow one.
+    pub fn audit_gate(&self) -> Option<&LineGate> {
+        self.audit_gate.as_ref()
     }
 
     /// The container-log gate, when the rules allow one.
@@ -75,9 +83,13 @@ impl Scanner {
         file: &Arc<str>,
         sink: &mut dyn FnMut(Alert),
     ) -> AuditStats {
+        // The timeline must see every change, so with a seed every line is
+        // read.
+        let gate = self.audit_gate.as_ref().filter(|_| self.timeline.is_none());
+        let admit = |line: &[u8]| gate.is_none_or(|g| g.admits(line));
         let rules = &mut self.rules;
         let timeline = &mut self.timeline;
-        read_audit_log(input, &mut |event| {
+        read_audit_log_gated(input, &admit, &mut |event| {
             let micros = event
                 .stage_timestamp
                 .as_deref()
@@ -136,7 +148,12 @@ pub struct MessageGate {
 
 impl MessageGate {
     fn new(rules: &RuleSet, source: &str) -> Result<Option<MessageGate>, String> {
-        let Some(conditions) = rules.message_conditions(source) else {
+        let in_message = |path: &[String]| match path {
+            [field] if field == "message" => Some(InText::Whole),
+            [reader, _] if reader == "envoy" || reader == "dns" => Some(InText::Piece),
+            _ => None,
+        };
+        let Some(conditions) = rules.text_conditions(source, &in_message) else {
             return Ok(None);
         };
         let alternation = |field: &str| -> Result<Option<Regex>, String> {
@@ -169,6 +186,83 @@ impl MessageGate {
                 && matches(&self.dns)
                 && parse_coredns(dns_part(message)).is_some())
     }
+}
+
+/// The audit log's counterpart of [`MessageGate`], on a raw JSON line:
+/// every field of an event stands in its line verbatim, except what JSON
+/// escapes. A `\\u` escape can hide any character, so such lines always
+/// pass; the short escapes (`\\"`, `\\\\`, `\\/`, `\\n`, ...) only matter when a
+/// condition could match one of the characters they stand for (real logs
+/// escape quotes in every RBAC annotation). Lines that wrap their event in
+/// another shape (GKE's `protoPayload`, whose fields are renamed and
+/// recoded) always pass too.
+pub struct LineGate {
+    patterns: regex::bytes::RegexSet,
+    /// Per rule, the patterns that must all match.
+    rules: Vec<Vec<usize>>,
+    short_escapes_matter: bool,
+}
+
+impl LineGate {
+    fn new(rules: &RuleSet, source: &str) -> Result<Option<LineGate>, String> {
+        let Some(conditions) = rules.json_conditions(source) else {
+            return Ok(None);
+        };
+        if conditions.is_empty() {
+            return Ok(None);
+        }
+        let mut distinct: Vec<String> = conditions
+            .iter()
+            .flatten()
+            .map(|(p, _)| p.clone())
+            .collect();
+        distinct.sort();
+        distinct.dedup();
+        let index = |(p, _): &(String, bool)| distinct.binary_search(p).unwrap_or_default();
+        let per_rule = conditions
+            .iter()
+            .map(|c| c.iter().map(index).collect())
+            .collect();
+        let patterns =
+            regex::bytes::RegexSet::new(&distinct).map_err(|e| format!("audit line gate: {e}"))?;
+        // Keys are plain names; their quotes are JSON's.
+        let short_escapes_matter = conditions
+            .iter()
+            .flatten()
+            .any(|(p, key)| !key && !plain_literals(p));
+        Ok(Some(LineGate {
+            patterns,
+            rules: per_rule,
+            short_escapes_matter,
+        }))
+    }
+
+    pub fn admits(&self, line: &[u8]) -> bool {
+        let escaped = memchr::memchr_iter(b'\\', line)
+            .any(|at| self.short_escapes_matter || line.get(at + 1) == Some(&b'u'));
+        if escaped || memchr::memmem::find(line, b"protoPayload").is_some() {
+            return true;
+        }
+        let matched = self.patterns.matches(line);
+        self.rules
+            .iter()
+            .any(|all| all.iter().all(|&i| matched.matched(i)))
+    }
+}
+
+/// Whether a pattern matches exactly a finite set of literals none of
+/// which holds a character JSON writes as a short escape.
+fn plain_literals(pattern: &str) -> bool {
+    use regex_syntax::hir::literal::Extractor;
+    let Ok(hir) = regex_syntax::parse(pattern) else {
+        return false;
+    };
+    let literals = Extractor::new().extract(&hir);
+    let escaped = |b: &u8| matches!(b, b'"' | b'\\' | b'/' | 0x00..=0x1f);
+    literals.is_exact()
+        && literals
+            .literals()
+            .is_some_and(|all| all.iter().all(|l| !l.as_bytes().iter().any(escaped)))
 }
 
 /// Where a CoreDNS line starts in a message: at its level, `[INFO]`.
@@ -349,6 +443,32 @@ mod tests {
     }
 
     const DELETE: &str = r#"{"auditID":"1","stage":"ResponseComplete","verb":"delete","user":{"username":"mallory","groups":["dev"]},"sourceIPs":["10.0.0.5"],"userAgent":"kubectl/v1.30","objectRef":{"resource":"networkpolicies","namespace":"shop","name":"db","apiGroup":"networking.k8s.io"},"responseStatus":{"code":200},"stageTimestamp":"2026-11-30T10:00:00Z"}"#;
+
+    /// The audit gate leaves reads unparsed, never the events rules fire
+    /// on (every rule's test above runs through it too), and lets through
+    /// lines it cannot read verbatim.
+    #[test]
+    fn the_audit_gate_skips_reads_and_passes_what_it_cannot_judge() {
+        let scanner = Scanner::new(&[]).unwrap();
+        let gate = scanner.audit_gate().expect("the built-in rules have one");
+        let get = r#"{"auditID":"2","stage":"ResponseComplete","verb":"get","user":{"username":"alice"},"objectRef":{"resource":"configmaps","namespace":"shop"},"responseStatus":{"code":200}}"#;
+        assert!(gate.admits(DELETE.as_bytes()));
+        assert!(!gate.admits(get.as_bytes()));
+        assert!(gate.admits(get.replace("alice", "al\\u0069ce").as_bytes()));
+        // A quote escaped in an annotation hides nothing the rules look for.
+        let annotated = get.replace("}}", r#"},"annotations":{"reason":"RBAC: \"x\""}}"#);
+        assert!(!gate.admits(annotated.as_bytes()));
+        assert!(gate.admits(br#"{"protoPayload":{"methodName":"x"}}"#));
+        let mut scanner = Scanner::new(&[]).unwrap();
+        let text = format!("{get}\n{DELETE}\n{{broken\n");
+        let stats = scanner.audit(text.as_bytes(), &Arc::from("a.log"), &mut |_| {});
+        assert_eq!((stats.gated, stats.events), (1, 1));
+        assert_eq!(
+            stats.skipped.get("not JSON"),
+            Some(&1),
+            "bad lines are still reported"
+        );
+    }
 
     #[test]
     fn a_deleted_policy_is_an_alert_with_its_actor_and_object() {
