@@ -197,10 +197,49 @@ impl MessageGate {
 /// another shape (GKE's `protoPayload`, whose fields are renamed and
 /// recoded) always pass too.
 pub struct LineGate {
-    patterns: regex::bytes::RegexSet,
-    /// Per rule, the patterns that must all match.
-    rules: Vec<Vec<usize>>,
+    /// Per rule, its most telling pattern: one pass finds the rules a line
+    /// may concern.
+    first: regex::bytes::RegexSet,
+    /// Per rule, its other patterns, tried only then.
+    rest: Vec<Vec<regex::bytes::Regex>>,
     short_escapes_matter: bool,
+}
+
+/// Keys every audit event has: they tell nothing about a line.
+const COMMON_KEYS: [&str; 20] = [
+    "kind",
+    "apiVersion",
+    "level",
+    "auditID",
+    "stage",
+    "requestURI",
+    "verb",
+    "user",
+    "username",
+    "groups",
+    "sourceIPs",
+    "userAgent",
+    "objectRef",
+    "resource",
+    "namespace",
+    "name",
+    "apiGroup",
+    "responseStatus",
+    "code",
+    "annotations",
+];
+
+/// How much a pattern narrows the lines (a heuristic: only speed depends
+/// on it): a rare key most, then longer values.
+fn telling((pattern, key): &(String, bool)) -> usize {
+    let common = COMMON_KEYS
+        .iter()
+        .any(|k| *pattern == regex::escape(&format!("\"{k}\"")));
+    match (key, common) {
+        (true, true) => 0,
+        (true, false) => usize::MAX,
+        (false, _) => pattern.len(),
+    }
 }
 
 impl LineGate {
@@ -211,28 +250,28 @@ impl LineGate {
         if conditions.is_empty() {
             return Ok(None);
         }
-        let mut distinct: Vec<String> = conditions
-            .iter()
-            .flatten()
-            .map(|(p, _)| p.clone())
-            .collect();
-        distinct.sort();
-        distinct.dedup();
-        let index = |(p, _): &(String, bool)| distinct.binary_search(p).unwrap_or_default();
-        let per_rule = conditions
-            .iter()
-            .map(|c| c.iter().map(index).collect())
-            .collect();
-        let patterns =
-            regex::bytes::RegexSet::new(&distinct).map_err(|e| format!("audit line gate: {e}"))?;
+        let error = |e: regex::Error| format!("audit line gate: {e}");
+        let mut first = Vec::new();
+        let mut rest = Vec::new();
+        for mut all in conditions.iter().cloned() {
+            let best = (0..all.len())
+                .max_by_key(|&i| telling(&all[i]))
+                .unwrap_or(0);
+            first.push(all.swap_remove(best).0);
+            let others: Result<Vec<_>, _> = all
+                .iter()
+                .map(|(p, _)| regex::bytes::Regex::new(p))
+                .collect();
+            rest.push(others.map_err(error)?);
+        }
         // Keys are plain names; their quotes are JSON's.
         let short_escapes_matter = conditions
             .iter()
             .flatten()
             .any(|(p, key)| !key && !plain_literals(p));
         Ok(Some(LineGate {
-            patterns,
-            rules: per_rule,
+            first: regex::bytes::RegexSet::new(&first).map_err(error)?,
+            rest,
             short_escapes_matter,
         }))
     }
@@ -243,10 +282,10 @@ impl LineGate {
         if escaped || memchr::memmem::find(line, b"protoPayload").is_some() {
             return true;
         }
-        let matched = self.patterns.matches(line);
-        self.rules
+        self.first
+            .matches(line)
             .iter()
-            .any(|all| all.iter().all(|&i| matched.matched(i)))
+            .any(|rule| self.rest[rule].iter().all(|r| r.is_match(line)))
     }
 }
 
