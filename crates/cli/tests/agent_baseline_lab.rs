@@ -6,12 +6,11 @@
 #[path = "../../sense/tests/lab/mod.rs"]
 mod lab;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{KillOnDrop, Lab, client_and_db, skip_or_fail};
+use lab::{KillOnDrop, Lab, client_and_db, skip_or_fail, start_agent, stop_agent as stop};
 
 fn manifests(lab: &Lab) -> String {
     let pod = |name: &str| {
@@ -40,26 +39,7 @@ fn start(policy: &Path, baseline: &Path, output: &Path, learn: bool) -> Option<K
     if learn {
         command.arg("--learn-processes");
     }
-    let mut agent = KillOnDrop(
-        command
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?,
-    );
-    let stderr = agent.stderr.take()?;
-    let mut lines = BufReader::new(stderr).lines();
-    let started = lines.any(|l| l.is_ok_and(|l| l.contains("watching this node")));
-    // Keep reading: the agent must not write into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    started.then_some(agent)
-}
-
-fn stop(mut agent: KillOnDrop) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status();
-    assert!(agent.wait().unwrap().success());
+    start_agent(command)
 }
 
 fn connect_from(lab: &mut Lab, python: &str) {

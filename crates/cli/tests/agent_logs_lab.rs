@@ -7,12 +7,12 @@
 #[path = "../../sense/tests/lab/mod.rs"]
 mod lab;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{KillOnDrop, skip_or_fail};
+use lab::{KillOnDrop, skip_or_fail, start_agent, stop_agent as stop};
 
 const POLICY: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop, labels: {app: db}}\nspec: {containers: [{name: c, image: postgres}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-ingress, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Ingress]\n";
 
@@ -64,35 +64,19 @@ fn files() -> Files {
 }
 
 fn start(f: &Files) -> Option<KillOnDrop> {
-    let mut agent = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["agent", "--policy"])
-            .arg(f.dir.join("policy.yaml"))
-            .arg("--pod-logs")
-            .arg(&f.pods)
-            .arg("--audit-log")
-            .arg(&f.audit)
-            .arg("--log-state")
-            .arg(f.dir.join("logs-state.json"))
-            .arg("--output")
-            .arg(&f.output)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?,
-    );
-    let stderr = agent.stderr.take()?;
-    let mut lines = BufReader::new(stderr).lines();
-    let started = lines.any(|l| l.is_ok_and(|l| l.contains("watching this node")));
-    std::thread::spawn(move || lines.for_each(drop));
-    started.then_some(agent)
-}
-
-fn stop(mut agent: KillOnDrop) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status();
-    assert!(agent.wait().unwrap().success());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+    command
+        .args(["agent", "--policy"])
+        .arg(f.dir.join("policy.yaml"))
+        .arg("--pod-logs")
+        .arg(&f.pods)
+        .arg("--audit-log")
+        .arg(&f.audit)
+        .arg("--log-state")
+        .arg(f.dir.join("logs-state.json"))
+        .arg("--output")
+        .arg(&f.output);
+    start_agent(command)
 }
 
 /// The log alerts written so far: (rule, file name, line).

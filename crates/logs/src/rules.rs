@@ -207,17 +207,28 @@ impl RuleSet {
         source: &str,
         text_of_field: &dyn Fn(&[String]) -> Option<InText>,
     ) -> Option<Vec<(String, String)>> {
+        self.per_rule(source, |tests| {
+            tests.iter().find_map(|(path, test)| {
+                let pattern = text_condition(text_of_field(path)?, test)?;
+                Some((path[0].clone(), pattern))
+            })
+        })
+    }
+
+    /// `condition` of each rule of `source` (from its tests), or `None` when
+    /// one rule has none or is a Sigma rule (whose detection no text test
+    /// summarises).
+    fn per_rule<T>(
+        &self,
+        source: &str,
+        condition: impl Fn(&[(Path, Test)]) -> Option<T>,
+    ) -> Option<Vec<T>> {
         self.rules
             .iter()
             .filter(|rule| rule.source.as_deref().is_none_or(|s| s == source))
-            .map(|rule| {
-                if rule.sigma.is_some() {
-                    return None;
-                }
-                rule.tests.iter().find_map(|(path, test)| {
-                    let pattern = text_condition(text_of_field(path)?, test)?;
-                    Some((path[0].clone(), pattern))
-                })
+            .map(|rule| match rule.sigma {
+                Some(_) => None,
+                None => condition(&rule.tests),
             })
             .collect()
     }
@@ -230,24 +241,17 @@ impl RuleSet {
     /// Each pattern comes with whether it is a key's (the quotes around it
     /// are JSON's, not the value's).
     pub fn json_conditions(&self, source: &str) -> Option<Vec<Vec<(String, bool)>>> {
-        self.rules
-            .iter()
-            .filter(|rule| rule.source.as_deref().is_none_or(|s| s == source))
-            .map(|rule| {
-                if rule.sigma.is_some() {
-                    return None;
+        self.per_rule(source, |tests| {
+            let mut all = Vec::new();
+            for (path, test) in tests {
+                if test.needs_field() {
+                    let key = path.last()?;
+                    all.push((regex::escape(&format!("\"{key}\"")), true));
                 }
-                let mut all = Vec::new();
-                for (path, test) in &rule.tests {
-                    if test.needs_field() {
-                        let key = path.last()?;
-                        all.push((regex::escape(&format!("\"{key}\"")), true));
-                    }
-                    all.extend(text_condition(InText::Piece, test).map(|p| (p, false)));
-                }
-                (!all.is_empty()).then_some(all)
-            })
-            .collect()
+                all.extend(text_condition(InText::Piece, test).map(|p| (p, false)));
+            }
+            (!all.is_empty()).then_some(all)
+        })
     }
 
     fn add(&mut self, name: &str, text: &str) -> Result<(), String> {

@@ -448,21 +448,9 @@ impl<'a, 'e> Builder<'a, 'e> {
                 let compiled = self.compile_rule(policy, rule);
                 for &dst in selected {
                     let conns = self.rule_ports(&compiled, Some(dst));
-                    let mut add = |src: usize, table: &mut ConnTable| {
+                    for src in rule_sources(&compiled, w_count, x_count) {
                         let cell = &mut ingress[src * w_count + dst];
-                        *cell = table.union(*cell, conns);
-                    };
-                    if compiled.all_peers {
-                        (0..w_count + x_count).for_each(|s| add(s, &mut self.table));
-                    } else {
-                        compiled
-                            .workloads
-                            .iter()
-                            .for_each(|&s| add(s, &mut self.table));
-                        compiled
-                            .externals
-                            .iter()
-                            .for_each(|&x| add(w_count + x, &mut self.table));
+                        *cell = self.table.union(*cell, conns);
                     }
                 }
             }
@@ -520,6 +508,24 @@ impl<'a, 'e> Builder<'a, 'e> {
             }
         }
     }
+}
+
+/// The sources an ingress rule admits, as indices where the external
+/// ranges follow the workloads: every one when it names no peer.
+fn rule_sources<'c>(
+    rule: &'c CompiledRule<'_>,
+    w_count: usize,
+    x_count: usize,
+) -> impl Iterator<Item = usize> + 'c {
+    let every = rule.all_peers.then_some(0..w_count + x_count);
+    let named = (!rule.all_peers).then(|| {
+        let externals = rule.externals.iter().map(move |&x| w_count + x);
+        rule.workloads.iter().copied().chain(externals)
+    });
+    every
+        .into_iter()
+        .flatten()
+        .chain(named.into_iter().flatten())
 }
 
 /// Which workloads each policy selects, and what that isolates.
@@ -815,20 +821,8 @@ impl<'a> Builder<'a, '_> {
                 for ri in 0..self.inventory.policies[pi].ingress.len() {
                     let compiled = self.take_compiled(cache, pi, ri, Direction::Ingress);
                     let conns = self.rule_ports(&compiled, Some(t));
-                    let mut add = |src: usize, table: &mut ConnTable| {
-                        column[src] = table.union(column[src], conns);
-                    };
-                    if compiled.all_peers {
-                        (0..width).for_each(|src| add(src, &mut self.table));
-                    } else {
-                        compiled
-                            .workloads
-                            .iter()
-                            .for_each(|&src| add(src, &mut self.table));
-                        compiled
-                            .externals
-                            .iter()
-                            .for_each(|&x| add(w_count + x, &mut self.table));
+                    for src in rule_sources(&compiled, w_count, self.externals.len()) {
+                        column[src] = self.table.union(column[src], conns);
                     }
                     cache.insert((pi, ri, true), compiled);
                 }

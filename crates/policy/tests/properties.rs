@@ -16,16 +16,20 @@ const PORTS: [u16; 12] = [
     1, 53, 80, 143, 443, 3868, 5432, 5500, 8080, 9090, 9100, 65535,
 ];
 
-fn check_cluster(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
-    let params = Params {
+/// A small random cluster, its size varying with the seed.
+fn small_cluster(seed: u64) -> String {
+    generate(&Params {
         namespaces: 2 + (seed % 3) as usize,
         workloads: 4 + (seed % 5) as usize,
         pods_per_workload: 1,
         policies: 3 + (seed % 7) as usize,
         seed,
         host_network_percent: 10,
-    };
-    let text = generate(&params);
+    })
+}
+
+fn check_cluster(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
+    let text = small_cluster(seed);
     let (inventory, diags) = Inventory::from_texts([("gen.yaml", text.as_str())]);
     prop_assert!(
         diags.is_empty(),
@@ -109,15 +113,7 @@ proptest! {
 /// A partial engine's rows and columns are the whole engine's, cell for
 /// cell, for every workload and external range.
 fn check_partial(seed: u64, settings: &Settings) -> Result<(), TestCaseError> {
-    let params = Params {
-        namespaces: 2 + (seed % 3) as usize,
-        workloads: 4 + (seed % 5) as usize,
-        pods_per_workload: 1,
-        policies: 3 + (seed % 7) as usize,
-        seed,
-        host_network_percent: 10,
-    };
-    let text = generate(&params);
+    let text = small_cluster(seed);
     let (inventory, _) = Inventory::from_texts([("gen.yaml", text.as_str())]);
     let engine = Engine::new(&inventory, settings);
     let w_count = inventory.workloads.len();

@@ -174,6 +174,15 @@ impl ConntrackSensor {
     }
 }
 
+/// Tells the starter whether the socket opened; the socket when it did.
+fn report_ready(
+    opened: Result<Socket, String>,
+    ready: &Sender<Result<(), String>>,
+) -> Option<Socket> {
+    let _ = ready.send(opened.as_ref().map(|_| ()).map_err(String::clone));
+    opened.ok()
+}
+
 #[derive(Clone)]
 struct Listener {
     netns: u64,
@@ -185,32 +194,13 @@ struct Listener {
 impl Listener {
     /// Enters the namespace, subscribes, dumps the table, then listens
     /// until the namespace goes (its last process exits) or the sensor is
-    /// dropped.
+    /// dropped. An overflow dumps the table again to resynchronise.
     fn run(self, namespace: &Path, ready: Sender<Result<(), String>>) {
-        let socket = match self.open(namespace) {
-            Ok(socket) => socket,
-            Err(why) => {
-                let _ = ready.send(Err(format!("{}: {why}", namespace.display())));
-                return;
-            }
-        };
-        let _ = ready.send(Ok(()));
-        let mut buffer = vec![0u8; 1 << 16];
-        loop {
-            match socket.recv(&mut &mut buffer[..], 0) {
-                Ok(n) => {
-                    if !self.handle(&buffer[..n.min(buffer.len())]) {
-                        return;
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
-                    self.lost.fetch_add(1, Ordering::Relaxed);
-                    if dump(&socket).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => return,
-            }
+        let opened = self
+            .open(namespace)
+            .map_err(|why| format!("{}: {why}", namespace.display()));
+        if let Some(socket) = report_ready(opened, &ready) {
+            self.receive(&socket, Self::handle, &|socket| dump(socket).is_ok());
         }
     }
 
@@ -226,29 +216,38 @@ impl Listener {
         Ok(socket)
     }
 
-    /// Listens to NFLOG `group` in the namespace until it goes.
+    /// Listens to NFLOG `group` in the namespace until it goes. Packets
+    /// lost to an overflow are gone: they are counted, nothing to redo.
     fn run_nflog(self, namespace: &Path, group: u16, ready: Sender<Result<(), String>>) {
-        let socket = match bind_nflog(namespace, group) {
-            Ok(socket) => socket,
-            Err(why) => {
-                let _ = ready.send(Err(format!(
-                    "{} NFLOG group {group}: {why}",
-                    namespace.display()
-                )));
-                return;
-            }
-        };
-        let _ = ready.send(Ok(()));
+        let opened = bind_nflog(namespace, group)
+            .map_err(|why| format!("{} NFLOG group {group}: {why}", namespace.display()));
+        if let Some(socket) = report_ready(opened, &ready) {
+            self.receive(&socket, Self::handle_logged, &|_| true);
+        }
+    }
+
+    /// Receives datagrams, each through `handle`, until it says the sensor
+    /// is gone or the socket fails. An overflow (ENOBUFS) is counted as
+    /// loss and then `resync` runs (false: give up).
+    fn receive(
+        &self,
+        socket: &Socket,
+        handle: fn(&Self, &[u8]) -> bool,
+        resync: &dyn Fn(&Socket) -> bool,
+    ) {
         let mut buffer = vec![0u8; 1 << 16];
         loop {
             match socket.recv(&mut &mut buffer[..], 0) {
                 Ok(n) => {
-                    if !self.handle_logged(&buffer[..n.min(buffer.len())]) {
+                    if !handle(self, &buffer[..n.min(buffer.len())]) {
                         return;
                     }
                 }
                 Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
                     self.lost.fetch_add(1, Ordering::Relaxed);
+                    if !resync(socket) {
+                        return;
+                    }
                 }
                 Err(_) => return,
             }

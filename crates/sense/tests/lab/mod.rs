@@ -98,6 +98,33 @@ impl Drop for KillOnDrop {
 
 /// Skips the calling test with a message, or fails it when privileged
 /// tests are required.
+/// Starts the built agent (`command`, with its arguments) and waits until
+/// it says it is watching; its stderr is drained from then on, so that it
+/// never writes into a closed pipe. `None` when it stops first.
+pub fn start_agent(mut command: Command) -> Option<KillOnDrop> {
+    use std::io::{BufRead, BufReader};
+    let mut agent = KillOnDrop(
+        command
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?,
+    );
+    let stderr = agent.stderr.take()?;
+    let mut lines = BufReader::new(stderr).lines();
+    let started = lines.any(|l| l.is_ok_and(|l| l.contains("watching this node")));
+    std::thread::spawn(move || lines.for_each(drop));
+    started.then_some(agent)
+}
+
+/// SIGTERM, and the agent must exit 0 (it sends its open updates first).
+pub fn stop_agent(mut agent: KillOnDrop) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    assert!(agent.wait().unwrap().success());
+}
+
 pub fn skip_or_fail(test: &str, why: &str) {
     let required = std::env::var("PALISADE_PRIVILEGED_TESTS").is_ok_and(|v| v == "require");
     assert!(
