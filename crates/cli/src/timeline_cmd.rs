@@ -179,6 +179,14 @@ fn object(step: &Step) -> String {
 pub fn text_of(file: &str, step: &Step) -> String {
     let mut out = String::new();
     let time = step.time.as_deref().unwrap_or("-");
+    // The same for every connection of the step: written once.
+    let why = format!(
+        "by {}: {} {} ({file}:{})",
+        who(step),
+        step.verb,
+        object(step),
+        step.line
+    );
     for entry in &step.entries {
         for (sign, conns) in [("+", entry.gained()), ("-", entry.lost())] {
             if conns.is_empty() {
@@ -186,13 +194,8 @@ pub fn text_of(file: &str, step: &Step) -> String {
             }
             let _ = writeln!(
                 out,
-                "{time} {sign} {} -> {} {conns}  by {}: {} {} ({file}:{})",
-                entry.src,
-                entry.dst,
-                who(step),
-                step.verb,
-                object(step),
-                step.line
+                "{time} {sign} {} -> {} {conns}  {why}",
+                entry.src, entry.dst
             );
         }
     }
