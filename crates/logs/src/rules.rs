@@ -236,7 +236,8 @@ impl RuleSet {
     /// For records read from JSON text, per rule of `source`, patterns
     /// the text matches, all of them, whenever the rule fires: for each
     /// test, the key it looks at (a field that must exist stands in the
-    /// text as `"key"`) and what its value makes the text contain. `None`
+    /// text as its key, [`key_pattern`]) and what its value makes the text
+    /// contain. `None`
     /// when some rule yields none (a Sigma rule, or only tests on absence).
     /// Each pattern comes with whether it is a key's (the quotes around it
     /// are JSON's, not the value's).
@@ -246,7 +247,7 @@ impl RuleSet {
             for (path, test) in tests {
                 if test.needs_field() {
                     let key = path.last()?;
-                    all.push((regex::escape(&format!("\"{key}\"")), true));
+                    all.push((key_pattern(key), true));
                 }
                 all.extend(text_condition(InText::Piece, test).map(|p| (p, false)));
             }
@@ -410,6 +411,13 @@ fn prefilters(rules: &[Rule]) -> Result<Vec<Prefilter>, String> {
             })
         })
         .collect()
+}
+
+/// What a key makes JSON text contain: its name (a plain literal, the
+/// fastest to search for; its quotes are left out because an event that
+/// is itself a JSON string, as AKS wraps it, writes them `\"`).
+pub fn key_pattern(key: &str) -> String {
+    regex::escape(key)
 }
 
 /// How a record's field stands in the text the record was read from.

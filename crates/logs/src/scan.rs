@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::access::{parse_coredns, parse_envoy};
 use crate::audit::{AuditEvent, AuditStats, read_audit_log_gated};
 use crate::container::{LogLine, LogSource, LogStats, read_container_log_gated};
-use crate::rules::{Firing, InText, RuleSet};
+use crate::rules::{Firing, InText, RuleSet, key_pattern};
 use crate::timeline::{Step, Timeline};
 use palisade_policy::MapFilter;
 
@@ -240,9 +240,7 @@ const COMMON_KEYS: [&str; 20] = [
 /// How much a pattern narrows the lines (a heuristic: only speed depends
 /// on it): a rare key most, then longer values.
 fn telling((pattern, key): &(String, bool)) -> usize {
-    let common = COMMON_KEYS
-        .iter()
-        .any(|k| *pattern == regex::escape(&format!("\"{k}\"")));
+    let common = COMMON_KEYS.iter().any(|k| *pattern == key_pattern(k));
     match (key, common) {
         (true, true) => 0,
         (true, false) => usize::MAX,
@@ -506,6 +504,11 @@ mod tests {
         let annotated = get.replace("}}", r#"},"annotations":{"reason":"RBAC: \"x\""}}"#);
         assert!(!gate.admits(annotated.as_bytes()));
         assert!(gate.admits(br#"{"protoPayload":{"methodName":"x"}}"#));
+        // AKS wraps the event as a JSON string: its keys end in `\"`.
+        let wrapped = serde_json::to_string(&serde_json::Value::from(DELETE)).unwrap();
+        let aks = format!(r#"{{"category":"kube-audit","properties":{{"log":{wrapped}}}}}"#);
+        assert!(gate.admits(aks.as_bytes()), "{aks}");
+        assert_eq!(audit(&aks).len(), 1);
         let mut scanner = Scanner::new(&[]).unwrap();
         let text = format!("{get}\n{DELETE}\n{{broken\n");
         let stats = scanner.audit(text.as_bytes(), &Arc::from("a.log"), &mut |_| {});
