@@ -133,9 +133,10 @@ pub fn read_container_log<R: BufRead>(
     read_container_log_gated(input, source, &|_| true, sink)
 }
 
-/// [`read_container_log`], where a whole CRI line whose message `admit`
-/// refuses is counted and dropped before anything is copied out of it
-/// (what the rules' message gate is for: most lines concern no rule).
+/// [`read_container_log`], where a log line whose message `admit`
+/// refuses is counted and not handed out; a whole CRI line is refused
+/// before anything is copied out of it (what the rules' message gate is
+/// for: most lines concern no rule).
 pub fn read_container_log_gated<R: BufRead>(
     mut input: R,
     source: Option<&LogSource>,
@@ -168,17 +169,18 @@ pub fn read_container_log_gated<R: BufRead>(
         if text.trim().is_empty() {
             continue;
         }
+        stats.records += 1;
         // The common case, decided on the borrowed line: a whole CRI line,
-        // no partial one waiting on its stream, refused by the gate.
-        if let Some((stream, _, false, message)) = cri_fields(text)
-            && !pending.lines.contains_key(&stream)
+        // no partial one waiting on its stream. Other lines are decided
+        // once whole (a JSON record's text, partial lines joined).
+        let whole_cri = cri_fields(text)
+            .filter(|&(stream, _, partial, _)| !partial && !pending.lines.contains_key(&stream));
+        if let Some((_, _, _, message)) = whole_cri
             && !admit(message)
         {
-            stats.records += 1;
             stats.lines += 1;
             continue;
         }
-        stats.records += 1;
         let parsed = if text.starts_with('{') {
             json_record(text, source)
         } else {
@@ -204,6 +206,9 @@ pub fn read_container_log_gated<R: BufRead>(
         }
         let (message, first_time) = pending.lines.remove(&stream).unwrap_or_default();
         stats.lines += 1;
+        if whole_cri.is_none() && !admit(&message) {
+            continue;
+        }
         sink(LogLine {
             source: record_source,
             stream,
@@ -215,6 +220,9 @@ pub fn read_container_log_gated<R: BufRead>(
     }
     for (stream, (message, time)) in pending.lines {
         stats.lines += 1;
+        if !admit(&message) {
+            continue;
+        }
         sink(LogLine {
             source: source.cloned(),
             stream,

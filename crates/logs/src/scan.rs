@@ -126,9 +126,6 @@ impl Scanner {
         let (gate, rules) = (&self.container_gate, &mut self.rules);
         let admit = |message: &str| gate.as_ref().is_none_or(|g| g.admits(message));
         read_container_log_gated(input, source, &admit, &mut |line| {
-            if gate.as_ref().is_some_and(|g| !g.admits(&line.message)) {
-                return;
-            }
             let record = container_record(&line);
             let micros = line
                 .time
