@@ -787,7 +787,7 @@ impl Agent {
         if judged.class == palisade_detect::Class::Allowed {
             return Ok(());
         }
-        // What [`live::key`] would make of the alert, without building it.
+        // What [`Alert::group_key`] would make of the alert, without building it.
         let key = format!(
             "{:?}|{:?}|{:?}|{}|{:?}",
             judged.class, judged.src, judged.dst, flow.transport, judged.port

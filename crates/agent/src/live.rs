@@ -12,27 +12,6 @@ use std::time::{Duration, Instant};
 use palisade_detect::{Alert, rfc3339};
 use rustc_hash::FxHashMap;
 
-/// What identifies repeats of one alert.
-pub fn key(alert: &Alert) -> String {
-    let executable = alert
-        .process
-        .as_ref()
-        .and_then(|p| p.executable.as_deref())
-        .unwrap_or("");
-    let port = alert.port.map_or(String::new(), |p| p.to_string());
-    // Runtime alerts differ by what ran; flow alerts do not (a hundred
-    // clients of one edge are one alert).
-    let executable = if alert.rule.starts_with("RUN-") {
-        executable
-    } else {
-        ""
-    };
-    format!(
-        "{}|{}|{}|{}|{port}|{executable}",
-        alert.rule, alert.src, alert.dst, alert.protocol
-    )
-}
-
 struct Open {
     alert: Alert,
     opened: Instant,
@@ -57,7 +36,7 @@ impl LiveAlerts {
     /// The alert to send now, when `alert` opens a window; `None` when it
     /// repeats one already open (it is counted there).
     pub fn offer(&mut self, alert: Alert, now: Instant, micros: i64) -> Option<Alert> {
-        let key = key(&alert);
+        let key = alert.group_key();
         if self.repeat(&key, micros) {
             return None;
         }

@@ -330,6 +330,69 @@ impl Alert {
     pub fn severity(&self) -> Severity {
         self.severity
     }
+
+    /// What identifies repeats of one alert: same rule, endpoints,
+    /// protocol and port (and, for runtime alerts, what ran).
+    pub fn group_key(&self) -> String {
+        let executable = self
+            .process
+            .as_ref()
+            .and_then(|p| p.executable.as_deref())
+            .unwrap_or("");
+        let port = self.port.map_or(String::new(), |p| p.to_string());
+        // Runtime alerts differ by what ran; flow alerts do not (a hundred
+        // clients of one edge are one alert).
+        let executable = if self.rule.starts_with("RUN-") {
+            executable
+        } else {
+            ""
+        };
+        format!(
+            "{}|{}|{}|{}|{port}|{executable}",
+            self.rule, self.src, self.dst, self.protocol
+        )
+    }
+
+    /// A stable id for this alert as sent by `origin` (a node, a run):
+    /// the same group opened at the same time always gets the same id, so
+    /// an update of its count, or a redelivery, lands on the stored one.
+    /// 128 bits of SHA-256, in hex.
+    pub fn id(&self, origin: &str) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for part in [
+            origin,
+            &self.group_key(),
+            self.first_seen.as_deref().unwrap_or(""),
+            self.object.as_ref().map_or("", |o| o.kind.as_str()),
+            self.object
+                .as_ref()
+                .and_then(|o| o.name.as_deref())
+                .unwrap_or(""),
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        let digest = hash.finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The connectivity class a flow rule stands for; `None` for rules
+    /// that are not about one connection's verdict.
+    pub fn class(&self) -> Option<Class> {
+        class_of_rule(&self.rule)
+    }
+}
+
+/// The class of the four verdict rules, by rule id.
+pub fn class_of_rule(rule: &str) -> Option<Class> {
+    Some(match rule {
+        "FLOW-001" => Class::Bypass,
+        "FLOW-002" => Class::UnexpectedDrop,
+        "FLOW-003" => Class::BlockedAttempt,
+        "FLOW-004" => Class::Unresolved,
+        _ => return None,
+    })
 }
 
 /// Formats microseconds since the epoch as RFC 3339 UTC with microseconds.
@@ -384,5 +447,24 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), all.len());
+    }
+
+    #[test]
+    fn verdict_rules_map_to_their_class() {
+        for class in [
+            Class::Bypass,
+            Class::UnexpectedDrop,
+            Class::BlockedAttempt,
+            Class::Unresolved,
+        ] {
+            let rule = match class {
+                Class::Bypass => Rule::Bypass,
+                Class::UnexpectedDrop => Rule::UnexpectedDrop,
+                Class::BlockedAttempt => Rule::BlockedAttempt,
+                _ => Rule::Unresolved,
+            };
+            assert_eq!(class_of_rule(rule.id()), Some(class));
+        }
+        assert_eq!(class_of_rule(Rule::VerticalScan.id()), None);
     }
 }

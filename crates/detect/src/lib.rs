@@ -14,7 +14,8 @@ pub mod verify;
 
 pub use advise::{Advice, Proof, advise};
 pub use alert::{
-    Actor, Alert, AlertEndpoint, AlertObject, AlertProcess, Class, Evidence, Rule, rfc3339,
+    Actor, Alert, AlertEndpoint, AlertObject, AlertProcess, Class, Evidence, Rule, class_of_rule,
+    rfc3339,
 };
 pub use baseline::{Baseline, DeviationDetector, DeviationOptions, Edge, Learner};
 pub use describe::describe_place;

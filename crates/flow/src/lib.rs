@@ -19,5 +19,6 @@ pub mod read;
 pub mod reconstruct;
 
 pub use diagnostics::{FlowDiagnostic, ReadStats};
+pub use generic::time::parse_rfc3339;
 pub use model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, RecordRef, Transport};
 pub use read::{read_flows, read_flows_prepared, sniff_format};

@@ -1,0 +1,192 @@
+//! Group commit: one thread owns the writer; callers hand it batches with
+//! a reply, and it commits everything that queued up while the previous
+//! transaction was being made durable in one transaction. A fsync per
+//! request would cap ingest at a few hundred requests a second
+//! (`synchronous=FULL` on this machine's disk); a fsync per group keeps it
+//! at disk bandwidth, and no reply says "committed" before it is.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::{AlertRecord, AlertWriter, Retention};
+
+/// Called once per submitted batch, from the committer's thread, with the
+/// outcome of the transaction that held it.
+pub type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+struct Job {
+    batch: Vec<AlertRecord>,
+    reply: Reply,
+}
+
+/// The committer has stopped (its writer failed to start or it was shut
+/// down); nothing submitted now can be committed.
+#[derive(Debug, thiserror::Error)]
+#[error("the store's committer has stopped")]
+pub struct CommitterClosed;
+
+/// Figures for metrics, updated by the committer's thread.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub transactions: AtomicU64,
+    pub records: AtomicU64,
+    pub failures: AtomicU64,
+    /// Total time spent committing, microseconds.
+    pub commit_micros: AtomicU64,
+    pub pruned: AtomicU64,
+    /// Batches waiting for the committer (the queue's depth).
+    pub queued: AtomicU64,
+}
+
+/// A cheap handle to submit batches to the committer.
+#[derive(Clone)]
+pub struct CommitHandle {
+    jobs: SyncSender<Job>,
+    stats: Arc<CommitStats>,
+}
+
+impl CommitHandle {
+    /// Queues `batch`; `reply` gets the outcome once its transaction ended.
+    /// Blocks while the queue is full, which is how back-pressure reaches
+    /// the senders.
+    pub fn submit(&self, batch: Vec<AlertRecord>, reply: Reply) -> Result<(), CommitterClosed> {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let job = Job { batch, reply };
+        let sent = match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) => self.jobs.send(job).map_err(|_| CommitterClosed),
+            Err(TrySendError::Disconnected(_)) => Err(CommitterClosed),
+        };
+        if sent.is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    pub fn stats(&self) -> &Arc<CommitStats> {
+        &self.stats
+    }
+}
+
+/// How the committer groups and prunes.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitterOptions {
+    /// A transaction takes no more records than this (more queued batches
+    /// wait for the next one); a single larger batch still goes whole.
+    pub max_records: usize,
+    /// Batches that may wait before `submit` blocks.
+    pub queue: usize,
+    pub retention: Retention,
+    /// How often retention runs, when it keeps anything from growing.
+    pub prune_every: Duration,
+}
+
+impl Default for CommitterOptions {
+    fn default() -> Self {
+        CommitterOptions {
+            max_records: 20_000,
+            queue: 1024,
+            retention: Retention::default(),
+            prune_every: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Committer;
+
+impl Committer {
+    /// Starts the committer's thread; it ends when every handle is dropped
+    /// and the queue is drained.
+    pub fn spawn(
+        writer: Box<dyn AlertWriter>,
+        options: CommitterOptions,
+        clock: fn() -> i64,
+    ) -> (CommitHandle, JoinHandle<()>) {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(options.queue.max(1));
+        let stats = Arc::new(CommitStats::default());
+        let handle = CommitHandle {
+            jobs,
+            stats: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || run(writer, queue, options, clock, &stats))
+            // Spawning fails only when the OS is out of threads; the server
+            // cannot run without its committer.
+            .expect("the store's committer thread starts");
+        (handle, thread)
+    }
+}
+
+fn run(
+    mut writer: Box<dyn AlertWriter>,
+    queue: mpsc::Receiver<Job>,
+    options: CommitterOptions,
+    clock: fn() -> i64,
+    stats: &CommitStats,
+) {
+    let prunes = options.retention != Retention::default();
+    let mut next_prune = Instant::now();
+    loop {
+        if prunes && Instant::now() >= next_prune {
+            match writer.prune(&options.retention, clock()) {
+                Ok(n) => stats.pruned.fetch_add(n, Ordering::Relaxed),
+                Err(_) => stats.failures.fetch_add(1, Ordering::Relaxed),
+            };
+            next_prune = Instant::now() + options.prune_every;
+        }
+        let first = match queue.recv_timeout(options.prune_every) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut group = vec![first];
+        let mut records: usize = group[0].batch.len();
+        while records < options.max_records {
+            match queue.try_recv() {
+                Ok(job) => {
+                    records += job.batch.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(writer.as_mut(), group, clock, stats);
+    }
+}
+
+fn commit_group(
+    writer: &mut dyn AlertWriter,
+    group: Vec<Job>,
+    clock: fn() -> i64,
+    stats: &CommitStats,
+) {
+    let mut all = Vec::with_capacity(group.iter().map(|j| j.batch.len()).sum());
+    let mut replies = Vec::with_capacity(group.len());
+    for job in group {
+        all.extend(job.batch);
+        replies.push(job.reply);
+    }
+    let started = Instant::now();
+    let outcome = writer.commit(&all, clock()).map_err(|e| e.to_string());
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+    match &outcome {
+        Ok(()) => {
+            stats.transactions.fetch_add(1, Ordering::Relaxed);
+            stats.records.fetch_add(all.len() as u64, Ordering::Relaxed);
+        }
+        Err(_) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    stats
+        .queued
+        .fetch_sub(replies.len() as u64, Ordering::Relaxed);
+    for reply in replies {
+        reply(outcome.clone());
+    }
+}

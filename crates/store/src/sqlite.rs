@@ -1,0 +1,234 @@
+//! The embedded store: one SQLite file in WAL mode with
+//! `synchronous=FULL`, so a committed batch survives a crash of the
+//! process and of the machine. Readers use their own connections, which
+//! WAL lets read while the writer writes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row, params, params_from_iter};
+
+use crate::query::{Param, severity_of_rank, severity_rank};
+use crate::{
+    AlertQuery, AlertReader, AlertRecord, AlertWriter, Retention, Store, StoreError, StoredAlert,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    time_us INTEGER NOT NULL,
+    received_us INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    class TEXT,
+    src_namespace TEXT,
+    src_workload TEXT,
+    dst_namespace TEXT,
+    dst_workload TEXT,
+    protocol TEXT NOT NULL,
+    port INTEGER,
+    connections INTEGER NOT NULL,
+    last_seen_us INTEGER,
+    summary TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    deliveries INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (time_us);
+CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_us);
+CREATE INDEX IF NOT EXISTS alerts_by_src_namespace ON alerts (src_namespace, time_us);
+CREATE INDEX IF NOT EXISTS alerts_by_dst_namespace ON alerts (dst_namespace, time_us);
+";
+
+/// A redelivery changes nothing but the delivery count; an update raises
+/// the count of connections and moves last-seen forward, and its document
+/// (with the new figures) replaces the stored one. In an UPDATE every
+/// right-hand side reads the row as it was, so the CASEs compare against
+/// the old count.
+const UPSERT: &str = "
+INSERT INTO alerts (id, origin, time_us, received_us, rule, severity, class,
+    src_namespace, src_workload, dst_namespace, dst_workload, protocol, port,
+    connections, last_seen_us, summary, doc, deliveries)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1)
+ON CONFLICT (id) DO UPDATE SET
+    deliveries = deliveries + 1,
+    connections = max(connections, excluded.connections),
+    last_seen_us = max(coalesce(last_seen_us, excluded.last_seen_us),
+                       coalesce(excluded.last_seen_us, last_seen_us)),
+    summary = CASE WHEN excluded.connections > connections THEN excluded.summary ELSE summary END,
+    doc = CASE WHEN excluded.connections > connections THEN excluded.doc ELSE doc END
+";
+
+const COLUMNS: &str = "id, origin, time_us, rule, severity, class, src_namespace, src_workload,
+    dst_namespace, dst_workload, protocol, port, connections, last_seen_us, summary, doc,
+    received_us, deliveries";
+
+pub struct SqliteStore {
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) the store at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = connect(path, OpenFlags::default())?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    // WAL: readers do not block the writer. FULL: the WAL is synced at
+    // every commit, so "committed" also holds across power loss (NORMAL
+    // would only survive a crash of the process).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+impl Store for SqliteStore {
+    fn writer(&self) -> Result<Box<dyn AlertWriter>, StoreError> {
+        Ok(Box::new(SqliteWriter {
+            conn: connect(&self.path, OpenFlags::default())?,
+        }))
+    }
+
+    fn reader(&self) -> Result<Box<dyn AlertReader>, StoreError> {
+        let conn = connect(&self.path, OpenFlags::default())?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(Box::new(SqliteReader { conn }))
+    }
+}
+
+struct SqliteWriter {
+    conn: Connection,
+}
+
+impl AlertWriter for SqliteWriter {
+    fn commit(&mut self, batch: &[AlertRecord], now_us: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT)?;
+            for a in batch {
+                upsert.execute(params![
+                    a.id,
+                    a.origin,
+                    a.time_us,
+                    now_us,
+                    a.rule,
+                    severity_rank(a.severity),
+                    a.class,
+                    a.src_namespace,
+                    a.src_workload,
+                    a.dst_namespace,
+                    a.dst_workload,
+                    a.protocol,
+                    a.port,
+                    i64::try_from(a.connections).unwrap_or(i64::MAX),
+                    a.last_seen_us,
+                    a.summary,
+                    a.doc,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut pruned = 0;
+        if let Some(age) = retention.max_age_us {
+            pruned += tx.execute(
+                "DELETE FROM alerts WHERE time_us < ?1",
+                [now_us.saturating_sub(age)],
+            )?;
+        }
+        if let Some(keep) = retention.max_alerts {
+            pruned += tx.execute(
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts
+                 ORDER BY time_us DESC, id DESC LIMIT -1 OFFSET ?1)",
+                [i64::try_from(keep).unwrap_or(i64::MAX)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(pruned as u64)
+    }
+}
+
+struct SqliteReader {
+    conn: Connection,
+}
+
+impl AlertReader for SqliteReader {
+    fn alerts(&mut self, query: &AlertQuery) -> Result<Vec<StoredAlert>, StoreError> {
+        let (filter, params) = query.where_clause(|n| format!("?{n}"));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts {filter} ORDER BY time_us DESC, id DESC LIMIT {}",
+            query.limit()
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let values = params.iter().map(|p| match p {
+            Param::Int(i) => rusqlite::types::Value::Integer(*i),
+            Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        });
+        let rows = statement.query_map(params_from_iter(values), read_row)?;
+        let mut alerts = Vec::new();
+        for row in rows {
+            alerts.push(row??);
+        }
+        Ok(alerts)
+    }
+
+    fn count(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM alerts", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+}
+
+/// A row back into a record; a severity rank or count out of range (the
+/// file was edited by hand) is reported, not guessed.
+fn read_row(row: &Row) -> rusqlite::Result<Result<StoredAlert, StoreError>> {
+    let id: String = row.get(0)?;
+    let rank: i64 = row.get(4)?;
+    let Some(severity) = severity_of_rank(rank) else {
+        return Ok(Err(StoreError::Corrupt {
+            id,
+            reason: format!("severity rank {rank}"),
+        }));
+    };
+    let port: Option<i64> = row.get(11)?;
+    let connections: i64 = row.get(12)?;
+    let deliveries: i64 = row.get(17)?;
+    let record = AlertRecord {
+        id,
+        origin: row.get(1)?,
+        time_us: row.get(2)?,
+        rule: row.get(3)?,
+        severity,
+        class: row.get(5)?,
+        src_namespace: row.get(6)?,
+        src_workload: row.get(7)?,
+        dst_namespace: row.get(8)?,
+        dst_workload: row.get(9)?,
+        protocol: row.get(10)?,
+        port: port.and_then(|p| u16::try_from(p).ok()),
+        connections: u64::try_from(connections).unwrap_or(0),
+        last_seen_us: row.get(13)?,
+        summary: row.get(14)?,
+        doc: row.get(15)?,
+    };
+    Ok(Ok(StoredAlert {
+        record,
+        received_us: row.get(16)?,
+        deliveries: u64::try_from(deliveries).unwrap_or(0),
+    }))
+}

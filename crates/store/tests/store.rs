@@ -1,0 +1,250 @@
+//! One suite for every store implementation: each test takes a fresh
+//! store and checks what the interface promises.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use palisade_inventory::severity::Severity;
+use palisade_store::{
+    AlertQuery, AlertRecord, Committer, CommitterOptions, Retention, SqliteStore, Store,
+};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("palisade-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("alerts.db")
+}
+
+fn sqlite(name: &str) -> Box<dyn Store> {
+    Box::new(SqliteStore::open(&scratch(name)).unwrap())
+}
+
+fn record(id: &str, time_us: i64, src_ns: &str, dst_ns: &str, severity: Severity) -> AlertRecord {
+    AlertRecord {
+        id: id.into(),
+        origin: "node-a".into(),
+        time_us,
+        rule: if severity == Severity::Critical {
+            "FLOW-001"
+        } else {
+            "FLOW-003"
+        }
+        .into(),
+        severity,
+        class: Some(
+            if severity == Severity::Critical {
+                "bypass"
+            } else {
+                "blocked-attempt"
+            }
+            .into(),
+        ),
+        src_namespace: Some(src_ns.into()),
+        src_workload: Some(format!("{src_ns}/client[Deployment]")),
+        dst_namespace: Some(dst_ns.into()),
+        dst_workload: Some(format!("{dst_ns}/db[StatefulSet]")),
+        protocol: "tcp".into(),
+        port: Some(5432),
+        connections: 1,
+        last_seen_us: Some(time_us),
+        summary: format!("alert {id}"),
+        doc: format!("{{\"id\":\"{id}\",\"connections\":1}}"),
+    }
+}
+
+fn ids(store: &dyn Store, query: &AlertQuery) -> Vec<String> {
+    let mut reader = store.reader().unwrap();
+    reader
+        .alerts(query)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.record.id)
+        .collect()
+}
+
+fn filters_select_by_time_namespace_severity_rule_and_class(store: &dyn Store) {
+    let mut writer = store.writer().unwrap();
+    writer
+        .commit(
+            &[
+                record("a", 100, "shop", "db", Severity::Critical),
+                record("b", 200, "web", "shop", Severity::Low),
+                record("c", 300, "web", "db", Severity::Low),
+            ],
+            1_000,
+        )
+        .unwrap();
+    let all = AlertQuery::default();
+    assert_eq!(ids(store, &all), ["c", "b", "a"], "newest first");
+    let shop = AlertQuery {
+        namespace: Some("shop".into()),
+        ..AlertQuery::default()
+    };
+    assert_eq!(
+        ids(store, &shop),
+        ["b", "a"],
+        "either side of the connection"
+    );
+    let critical = AlertQuery {
+        min_severity: Some(Severity::High),
+        ..AlertQuery::default()
+    };
+    assert_eq!(ids(store, &critical), ["a"]);
+    let window = AlertQuery {
+        since_us: Some(200),
+        until_us: Some(300),
+        ..AlertQuery::default()
+    };
+    assert_eq!(
+        ids(store, &window),
+        ["b"],
+        "since is inclusive, until is not"
+    );
+    let blocked = AlertQuery {
+        class: Some("blocked-attempt".into()),
+        rule: Some("FLOW-003".into()),
+        limit: Some(1),
+        ..AlertQuery::default()
+    };
+    assert_eq!(ids(store, &blocked), ["c"]);
+    let workload = AlertQuery {
+        workload: Some("shop/db[StatefulSet]".into()),
+        ..AlertQuery::default()
+    };
+    assert_eq!(ids(store, &workload), ["b"]);
+    let stored = store.reader().unwrap().alerts(&all).unwrap();
+    assert_eq!(
+        stored[2].record,
+        record("a", 100, "shop", "db", Severity::Critical)
+    );
+    assert_eq!(stored[2].received_us, 1_000);
+}
+
+fn an_update_raises_the_count_and_a_redelivery_changes_nothing(store: &dyn Store) {
+    let mut writer = store.writer().unwrap();
+    let first = record("x", 100, "shop", "db", Severity::Critical);
+    writer.commit(std::slice::from_ref(&first), 1).unwrap();
+    let mut update = first.clone();
+    update.connections = 7;
+    update.last_seen_us = Some(900);
+    update.summary = "seven".into();
+    update.doc = "{\"connections\":7}".into();
+    writer.commit(&[update.clone()], 2).unwrap();
+    // The original arriving late (a retry that crossed the update) must
+    // not undo it.
+    writer.commit(&[first], 3).unwrap();
+    let stored = store
+        .reader()
+        .unwrap()
+        .alerts(&AlertQuery::default())
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].record, update);
+    assert_eq!(stored[0].deliveries, 3);
+    assert_eq!(stored[0].received_us, 1, "first committed at 1");
+}
+
+fn retention_drops_the_old_and_keeps_the_newest(store: &dyn Store) {
+    let mut writer = store.writer().unwrap();
+    let batch: Vec<AlertRecord> = (0..10)
+        .map(|i| record(&format!("r{i}"), i * 100, "shop", "db", Severity::Low))
+        .collect();
+    writer.commit(&batch, 0).unwrap();
+    let by_age = Retention {
+        max_age_us: Some(500),
+        max_alerts: None,
+    };
+    assert_eq!(
+        writer.prune(&by_age, 1_000).unwrap(),
+        5,
+        "0..=400 are older than 500"
+    );
+    let by_count = Retention {
+        max_age_us: None,
+        max_alerts: Some(2),
+    };
+    assert_eq!(writer.prune(&by_count, 1_000).unwrap(), 3);
+    assert_eq!(ids(store, &AlertQuery::default()), ["r9", "r8"]);
+    assert_eq!(store.reader().unwrap().count().unwrap(), 2);
+}
+
+fn group_commit_answers_every_batch_once_its_transaction_ended(store: &dyn Store) {
+    let (handle, thread) =
+        Committer::spawn(store.writer().unwrap(), CommitterOptions::default(), || 42);
+    let (done, replies) = mpsc::channel();
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let handle = handle.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for b in 0..50 {
+                    let batch = (0..20)
+                        .map(|i| record(&format!("{t}-{b}-{i}"), i, "shop", "db", Severity::Low))
+                        .collect();
+                    let done = done.clone();
+                    handle
+                        .submit(batch, Box::new(move |r| done.send(r).unwrap()))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(done);
+    for s in senders {
+        s.join().unwrap();
+    }
+    let stats = Arc::clone(handle.stats());
+    drop(handle);
+    let outcomes: Vec<_> = replies.iter().collect();
+    thread.join().unwrap();
+    assert_eq!(outcomes.len(), 200);
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(store.reader().unwrap().count().unwrap(), 4 * 50 * 20);
+    let transactions = stats
+        .transactions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (1..=200).contains(&transactions),
+        "{transactions} transactions"
+    );
+}
+
+macro_rules! suite {
+    ($make:ident, $($test:ident),*) => {
+        $(
+            #[test]
+            fn $test() {
+                let store = $make(stringify!($test));
+                super::$test(store.as_ref());
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    use super::sqlite;
+    suite!(
+        sqlite,
+        filters_select_by_time_namespace_severity_rule_and_class,
+        an_update_raises_the_count_and_a_redelivery_changes_nothing,
+        retention_drops_the_old_and_keeps_the_newest,
+        group_commit_answers_every_batch_once_its_transaction_ended
+    );
+}
+
+#[test]
+fn a_sqlite_store_keeps_its_alerts_across_a_reopen() {
+    let path = scratch("reopen");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .writer()
+            .unwrap()
+            .commit(&[record("kept", 1, "a", "b", Severity::Info)], 1)
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(ids(&store, &AlertQuery::default()), ["kept"]);
+}
