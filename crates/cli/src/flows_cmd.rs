@@ -123,6 +123,8 @@ pub struct VerifyArgs {
     /// `baseline:` with volume_factor, volume_min_bytes).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub send: crate::send::SendArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -322,6 +324,7 @@ fn verify(args: &VerifyArgs, input_args: &InputArgs) -> Result<Outcome> {
     let inventory = inventory(&args.traffic, input_args)?;
     let report = verify_inventory(&inventory, args, input_args, &config, baseline.as_ref())?;
     print!("{}", flows_render::render(&report, args.output));
+    crate::send::deliver(&args.send, &report.alerts)?;
     let failed = args
         .fail_on
         .is_some_and(|t| report.alerts.iter().any(|a| a.severity >= t));

@@ -138,6 +138,8 @@ pub struct ScanArgs {
     /// With --follow: milliseconds between polls.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub interval_ms: u64,
+    #[command(flatten)]
+    pub send: crate::send::SendArgs,
 }
 
 pub fn run(command: &LogsCommand, input: &crate::input::InputArgs) -> Result<Outcome> {
@@ -230,6 +232,7 @@ fn scan(args: &ScanArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
         scan_one(&mut scanner, &path, &mut alerts)?;
     }
     print!("{}", render(&alerts, args.output, &scanner));
+    crate::send::deliver(&args.send, &alerts)?;
     let failed = args
         .fail_on
         .is_some_and(|t| alerts.iter().any(|a| a.severity >= t));

@@ -16,6 +16,8 @@ mod logs_cmd;
 mod probe_cmd;
 mod reach;
 mod render;
+mod send;
+mod serve_cmd;
 mod timeline_cmd;
 
 use std::process::ExitCode;
@@ -139,6 +141,12 @@ enum Command {
     /// Run inside a pod's network namespace by `probe` (internal).
     #[command(name = "__probe-attempts", hide = true)]
     ProbeAttempts { timeout_ms: u64, interval_ms: u64 },
+    /// The monitoring server: receives alerts (`--send`, agents), keeps
+    /// them in its store and serves them back (`/api/v1/alerts`).
+    Serve(serve_cmd::ServeArgs),
+    /// Make a bearer token for the server: prints it once and appends its
+    /// hash to the tokens file.
+    Token(serve_cmd::TokenArgs),
     /// Run the main job on the bundled example cluster.
     Demo,
     /// Write a synthetic cluster (seeded, deterministic) as YAML to stdout.
@@ -176,6 +184,8 @@ fn main() -> ExitCode {
             timeout_ms,
             interval_ms,
         } => probe_cmd::attempts(timeout_ms, interval_ms),
+        Command::Serve(args) => serve_cmd::run(&args),
+        Command::Token(args) => serve_cmd::token(&args),
         Command::Demo => demo::run(),
         Command::Gen(args) => bench::generate_cluster(&args),
         Command::Bench(args) => bench::run(&args),

@@ -28,6 +28,14 @@ struct Job {
 #[error("the store's committer has stopped")]
 pub struct CommitterClosed;
 
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("the store's queue is full")]
+    Full,
+    #[error("the store's committer has stopped")]
+    Closed,
+}
+
 /// Figures for metrics, updated by the committer's thread.
 #[derive(Debug, Default)]
 pub struct CommitStats {
@@ -60,6 +68,23 @@ impl CommitHandle {
             Err(TrySendError::Full(job)) => self.jobs.send(job).map_err(|_| CommitterClosed),
             Err(TrySendError::Disconnected(_)) => Err(CommitterClosed),
         };
+        if sent.is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Queues `batch` unless the queue is full; an async caller answers
+    /// "try later" then rather than block its runtime.
+    pub fn try_submit(&self, batch: Vec<AlertRecord>, reply: Reply) -> Result<(), SubmitError> {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self
+            .jobs
+            .try_send(Job { batch, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => SubmitError::Full,
+                TrySendError::Disconnected(_) => SubmitError::Closed,
+            });
         if sent.is_err() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         }

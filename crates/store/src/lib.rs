@@ -16,7 +16,7 @@ mod query;
 mod sqlite;
 
 pub use committer::{
-    CommitHandle, CommitStats, Committer, CommitterClosed, CommitterOptions, Reply,
+    CommitHandle, CommitStats, Committer, CommitterClosed, CommitterOptions, Reply, SubmitError,
 };
 pub use query::{AlertQuery, Retention};
 pub use sqlite::SqliteStore;
@@ -83,6 +83,8 @@ pub trait AlertWriter: Send {
 pub trait AlertReader: Send {
     fn alerts(&mut self, query: &AlertQuery) -> Result<Vec<StoredAlert>, StoreError>;
     fn count(&mut self) -> Result<u64, StoreError>;
+    /// Which of `ids` the store does not hold (the durability checks).
+    fn missing(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError>;
 }
 
 /// A store: hands out its writer once and readers on demand.

@@ -192,6 +192,19 @@ impl AlertReader for SqliteReader {
             .query_row("SELECT count(*) FROM alerts", [], |r| r.get(0))?;
         Ok(n as u64)
     }
+
+    fn missing(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT 1 FROM alerts WHERE id = ?1")?;
+        let mut missing = Vec::new();
+        for id in ids {
+            if !statement.exists([id])? {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
 }
 
 /// A row back into a record; a severity rank or count out of range (the

@@ -168,6 +168,8 @@ fn retention_drops_the_old_and_keeps_the_newest(store: &dyn Store) {
     assert_eq!(writer.prune(&by_count, 1_000).unwrap(), 3);
     assert_eq!(ids(store, &AlertQuery::default()), ["r9", "r8"]);
     assert_eq!(store.reader().unwrap().count().unwrap(), 2);
+    let asked = ["r9".to_string(), "r0".to_string()];
+    assert_eq!(store.reader().unwrap().missing(&asked).unwrap(), ["r0"]);
 }
 
 fn group_commit_answers_every_batch_once_its_transaction_ended(store: &dyn Store) {

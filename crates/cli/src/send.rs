@@ -1,0 +1,100 @@
+//! `--send URL`: offline commands deliver their alerts to `palisade serve`
+//! besides printing them. Unsent alerts wait in the spool for the next run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use palisade_detect::Alert;
+use palisade_send::{SendOptions, Sender, wire_line};
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SendArgs {
+    /// Also deliver the alerts to a palisade server (`http://host:port`).
+    /// What cannot be delivered now waits in the spool for the next run.
+    #[arg(long, value_name = "URL")]
+    pub send: Option<String>,
+    /// The bearer token for --send, read from this file.
+    #[arg(long, value_name = "FILE", requires = "send")]
+    pub token_file: Option<PathBuf>,
+    /// Where undelivered alerts wait (default: the user's state directory,
+    /// `palisade/spool.jsonl`).
+    #[arg(long, value_name = "FILE", requires = "send")]
+    pub spool: Option<PathBuf>,
+    /// Who the alerts come from (default: this host's name). Alerts keep
+    /// their id across runs from one origin, so resending is harmless.
+    #[arg(long, value_name = "NAME", requires = "send")]
+    pub origin: Option<String>,
+    /// Seconds to keep retrying an unreachable server before leaving the
+    /// alerts in the spool.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", requires = "send")]
+    pub send_patience: u64,
+}
+
+/// Delivers `alerts` when --send is given, and says on stderr what became
+/// of them. An error only when nothing could be delivered nor spooled.
+pub fn deliver(args: &SendArgs, alerts: &[Alert]) -> Result<()> {
+    let Some(server) = &args.send else {
+        return Ok(());
+    };
+    let origin = args.origin.clone().unwrap_or_else(host_name);
+    let lines: Vec<String> = alerts.iter().map(|a| wire_line(a, &origin)).collect();
+    let sender = Sender::new(SendOptions {
+        server: server.clone(),
+        token: read_token(args)?,
+        batch: 1000,
+        patience: Duration::from_secs(args.send_patience),
+        spool: args
+            .spool
+            .clone()
+            .unwrap_or_else(|| state_dir().join("spool.jsonl")),
+    })?;
+    let report = sender.send(&lines)?;
+    eprintln!(
+        "sent to {server}: {} delivered ({} from earlier runs), {} refused, {} left in the spool",
+        report.delivered,
+        report.from_spool,
+        report.rejected.len(),
+        report.spooled
+    );
+    for reason in &report.rejected {
+        eprintln!("refused: {reason}");
+    }
+    if let Some(why) = &report.stopped {
+        eprintln!("stopped sending: {why}");
+    }
+    Ok(())
+}
+
+pub fn read_token(args: &SendArgs) -> Result<Option<String>> {
+    let Some(path) = &args.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(anyhow!("{}: the token file is empty", path.display()));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// The kernel's idea of this host's name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `$XDG_STATE_HOME/palisade`, else `~/.local/state/palisade`, else
+/// `./.palisade`.
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("palisade");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/palisade"),
+        None => PathBuf::from(".palisade"),
+    }
+}

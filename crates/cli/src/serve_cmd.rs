@@ -1,0 +1,163 @@
+//! `palisade serve`: the monitoring server, and `palisade token`, which
+//! makes its bearer tokens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use palisade_server::{DEFAULT_MAX_BODY, Scope, ServeOptions, Tokens, new_token};
+use palisade_store::{CommitterOptions, Retention, SqliteStore, Store};
+
+use crate::Outcome;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen. Off loopback, --tokens is required.
+    #[arg(long, default_value = "127.0.0.1:8470", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The store: `sqlite:PATH` (default: the user's state directory,
+    /// `palisade/alerts.db`).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Bearer tokens with their scopes (`palisade token` makes them).
+    /// Without it, authentication is off, which only loopback allows.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Forget alerts first seen longer ago than this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<u64>,
+    /// Keep at most this many alerts (the newest).
+    #[arg(long, value_name = "N")]
+    pub retention_alerts: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    /// Who the token is for (an agent's node, a CI job): one word.
+    pub name: String,
+    /// What it may do: ingest, read, admin (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ingest",
+        value_name = "SCOPES"
+    )]
+    pub scopes: Vec<String>,
+    /// The server's tokens file, to which the token's hash is appended.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: PathBuf,
+}
+
+pub fn run(args: &ServeArgs) -> Result<Outcome> {
+    let store = open_store(args.store.as_deref())?;
+    let tokens = match &args.tokens {
+        Some(path) => Tokens::load(path)?,
+        None => Tokens::default(),
+    };
+    let day_us = 86_400 * 1_000_000i64;
+    let committer = CommitterOptions {
+        retention: Retention {
+            max_age_us: args.retention_days.map(|d| {
+                i64::try_from(d)
+                    .unwrap_or(i64::MAX / day_us)
+                    .saturating_mul(day_us)
+            }),
+            max_alerts: args.retention_alerts,
+        },
+        prune_every: Duration::from_secs(60),
+        ..CommitterOptions::default()
+    };
+    let auth = if tokens.is_empty() {
+        "off: loopback only"
+    } else {
+        "bearer tokens"
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!("palisade serve: listening on http://{addr} (authentication {auth})");
+        let options = ServeOptions {
+            store,
+            tokens,
+            max_body_bytes: args.max_body,
+            committer,
+        };
+        let counters = palisade_server::serve(listener, options, shutdown_signal()).await?;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "palisade serve: stopped; {} alerts accepted, {} refused as invalid, {} requests refused by authentication, {} answered busy",
+            n(&counters.accepted),
+            n(&counters.rejected),
+            n(&counters.refused_auth),
+            n(&counters.busy)
+        );
+        Ok(Outcome::Clean)
+    })
+}
+
+fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>> {
+    let path = match url {
+        None => {
+            let dir = crate::send::state_dir();
+            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+            dir.join("alerts.db")
+        }
+        Some(url) => match url.split_once(':') {
+            Some(("sqlite", path)) if !path.is_empty() => PathBuf::from(path),
+            _ => return Err(anyhow!("--store {url}: expected sqlite:PATH")),
+        },
+    };
+    Ok(Arc::new(SqliteStore::open(&path)?))
+}
+
+/// SIGINT or SIGTERM: stop taking requests, commit what was taken.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the server still stops with its process.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+pub fn token(args: &TokenArgs) -> Result<Outcome> {
+    let scopes = args
+        .scopes
+        .iter()
+        .map(|s| {
+            Scope::parse(s).ok_or_else(|| anyhow!("unknown scope {s:?} (ingest, read, admin)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (token, line) = new_token(&args.name, &scopes)?;
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.tokens)
+        .with_context(|| args.tokens.display().to_string())?;
+    writeln!(file, "{line}").with_context(|| args.tokens.display().to_string())?;
+    println!("{token}");
+    eprintln!(
+        "the token above is shown once; {} now holds its hash for {}",
+        args.tokens.display(),
+        args.name
+    );
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,323 @@
+//! `palisade serve` and `--send`, through the built binary: alerts of an
+//! offline run arrive in the store once, a run while the server is down
+//! waits in the spool, every refusal has its status and reason, and
+//! nothing acknowledged is lost when the server is killed with SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use palisade_store::{AlertQuery, SqliteStore, Store};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("palisade-serve-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Starts the server and waits for the line that gives its address.
+    fn start(db: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .arg(format!("sqlite:{}", db.display()))
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Server { child, url }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn verify_and_send(url: &str, spool: &Path, extra: &[&str]) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .current_dir(root)
+        .args([
+            "flows",
+            "verify",
+            "--policy",
+            ".",
+            "--endpoints",
+            "endpoints.txt",
+        ])
+        .args(["traffic.pcap", "-o", "json", "--send", url, "--spool"])
+        .arg(spool)
+        .args(["--origin", "ci-runner"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stored(db: &Path) -> Vec<palisade_store::StoredAlert> {
+    let store = SqliteStore::open(db).unwrap();
+    let query = AlertQuery {
+        limit: Some(100_000),
+        ..AlertQuery::default()
+    };
+    store.reader().unwrap().alerts(&query).unwrap()
+}
+
+#[test]
+fn an_offline_run_lands_once_and_a_rerun_changes_nothing() {
+    let dir = scratch("once");
+    let db = dir.join("alerts.db");
+    let server = Server::start(&db, &[]);
+    let said = verify_and_send(&server.url, &dir.join("spool"), &[]);
+    assert!(
+        said.contains("5 delivered (0 from earlier runs), 0 refused, 0 left"),
+        "{said}"
+    );
+    verify_and_send(&server.url, &dir.join("spool"), &[]);
+    let client = reqwest::blocking::Client::new();
+    let listed = client
+        .get(format!(
+            "{}/api/v1/alerts?severity=critical&namespace=database",
+            server.url
+        ))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["count"], 1, "{listed}");
+    let bypass = &listed["alerts"][0];
+    assert_eq!(bypass["alert"]["rule"], "FLOW-001");
+    assert_eq!(bypass["alert"]["origin"], "ci-runner");
+    assert_eq!(bypass["deliveries"], 2, "the rerun redelivered it");
+    server.stop();
+    let all = stored(&db);
+    assert_eq!(all.len(), 5, "the rerun added nothing");
+}
+
+#[test]
+fn alerts_wait_in_the_spool_while_the_server_is_down() {
+    let dir = scratch("spool");
+    let db = dir.join("alerts.db");
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let said = verify_and_send(
+        &format!("http://127.0.0.1:{port}"),
+        &dir.join("spool"),
+        &["--send-patience", "1"],
+    );
+    assert!(said.contains("0 delivered"), "{said}");
+    assert!(said.contains("5 left in the spool"), "{said}");
+    assert!(said.contains("Connection refused"), "{said}");
+    let server = Server::start(&db, &[]);
+    let said = verify_and_send(&server.url, &dir.join("spool"), &[]);
+    assert!(
+        said.contains("10 delivered (5 from earlier runs)"),
+        "{said}"
+    );
+    assert!(said.contains("0 left in the spool"), "{said}");
+    server.stop();
+    assert_eq!(
+        stored(&db).len(),
+        5,
+        "the spooled copies were the same alerts"
+    );
+}
+
+const ALERT: &str = r#"{"id":"ID","origin":"o","rule":"FLOW-001","severity":"critical","summary":"s","protocol":"TCP","first_seen":"2026-12-02T10:00:00Z"}"#;
+
+fn alert(id: &str) -> String {
+    ALERT.replace("ID", id)
+}
+
+#[test]
+fn every_refusal_has_its_status_and_reason() {
+    let dir = scratch("refusals");
+    let tokens = dir.join("tokens");
+    let token = |name: &str, scopes: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["token", name, "--scopes", scopes, "--tokens"])
+            .arg(&tokens)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let ingest = token("node-a", "ingest");
+    let read = token("grafana", "read");
+    let tokens_arg = tokens.display().to_string();
+    let server = Server::start(
+        &dir.join("alerts.db"),
+        &["--tokens", &tokens_arg, "--max-body", "2000"],
+    );
+    let client = reqwest::blocking::Client::new();
+    let post = |token: Option<&str>, body: String| {
+        let mut request = client
+            .post(format!("{}/api/v1/ingest/alerts", server.url))
+            .body(body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().unwrap())
+    };
+    let (status, _) = post(None, alert("a"));
+    assert_eq!(status, 401, "no token");
+    let (status, _) = post(Some("pal_guess"), alert("a"));
+    assert_eq!(status, 401, "unknown token");
+    let (status, body) = post(Some(&read), alert("a"));
+    assert_eq!(status, 403, "a read token cannot ingest");
+    assert!(body.contains("`ingest` scope"), "{body}");
+    let (status, body) = post(Some(&ingest), "[{\"id\":".into());
+    assert_eq!(status, 400, "malformed JSON");
+    assert!(body.contains("not a JSON array"), "{body}");
+    let (status, _) = post(Some(&ingest), format!("{}\n", alert("x")).repeat(40));
+    assert_eq!(status, 413, "larger than --max-body");
+    let (status, body) = post(
+        Some(&ingest),
+        format!("{}\n{{\"id\":\"bad\"}}\n{}\n", alert("a"), alert("b")),
+    );
+    assert_eq!(status, 422, "one bad item: {body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["accepted"], 2, "the good ones are committed: {body}");
+    assert_eq!(answer["rejected"][0]["index"], 1);
+    let listed = |token: &str| {
+        client
+            .get(format!("{}/api/v1/alerts", server.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        listed(&ingest).status().as_u16(),
+        403,
+        "an ingest token cannot read"
+    );
+    let body: serde_json::Value = serde_json::from_str(&listed(&read).text().unwrap()).unwrap();
+    assert_eq!(body["count"], 2);
+    let bad_filter = client
+        .get(format!("{}/api/v1/alerts?since=yesterday", server.url))
+        .bearer_auth(&read)
+        .send()
+        .unwrap();
+    assert_eq!(bad_filter.status().as_u16(), 400);
+    server.stop();
+}
+
+#[test]
+fn a_public_listener_without_tokens_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--store"])
+        .arg(format!(
+            "sqlite:{}",
+            scratch("public").join("a.db").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("without authentication"), "{said}");
+}
+
+/// Senders post batches of new alerts as fast as the server answers and
+/// note every id it acknowledged; the server is killed with SIGKILL at a
+/// random moment, restarted, killed again. Every acknowledged id must be
+/// in the store at the end.
+#[test]
+fn nothing_acknowledged_is_lost_when_the_server_is_killed() {
+    let dir = scratch("kill");
+    let db = dir.join("alerts.db");
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut next_id = 0u64;
+    for round in 0..4u64 {
+        let server = Server::start(&db, &[]);
+        let stop_at = Instant::now() + Duration::from_millis(300 + (round * 211) % 500);
+        let senders: Vec<_> = (0..4u64)
+            .map(|t| {
+                let url = format!("{}/api/v1/ingest/alerts", server.url);
+                let acked = acked.clone();
+                let first = next_id + t * 1_000_000;
+                std::thread::spawn(move || send_until_refused(&url, first, &acked))
+            })
+            .collect();
+        next_id += 10_000_000;
+        let now = Instant::now();
+        std::thread::sleep(stop_at.saturating_duration_since(now));
+        server.kill();
+        for s in senders {
+            s.join().unwrap();
+        }
+    }
+    let acked = acked.lock().unwrap();
+    eprintln!("{} alerts acknowledged across four kills", acked.len());
+    assert!(
+        acked.len() > 1000,
+        "the senders got through: {}",
+        acked.len()
+    );
+    let store = SqliteStore::open(&db).unwrap();
+    let lost = store.reader().unwrap().missing(&acked).unwrap();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged alerts lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(3)]
+    );
+}
+
+fn send_until_refused(url: &str, first: u64, acked: &Mutex<Vec<String>>) {
+    let client = reqwest::blocking::Client::new();
+    let mut id = first;
+    loop {
+        let ids: Vec<String> = (id..id + 100).map(|i| format!("k{i}")).collect();
+        id += 100;
+        let body: String = ids.iter().map(|i| alert(i) + "\n").collect();
+        match client.post(url).body(body).send() {
+            Ok(r) if r.status().as_u16() == 200 => acked.lock().unwrap().extend(ids),
+            Ok(_) => continue,
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Sends alerts to `palisade serve` so that none is lost: each alert goes
+//! to the spool file before the first attempt, and leaves it only once
+//! the server answered that it committed it (or refused it for good). A
+//! sender killed at any point, or a server that is down, leaves the unsent
+//! alerts in the spool, and the next run sends them first.
+//!
+//! Retries follow the usual contract: connect errors, timeouts, 408, 429
+//! and 5xx are retried with exponential backoff and jitter, honouring
+//! `Retry-After`; other 4xx are not (the batch would fail again). A body
+//! too large (413) is split in halves until it fits.
+
+mod spool;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use palisade_detect::Alert;
+use serde::{Deserialize, Serialize};
+
+pub use spool::Spool;
+
+/// The ingest endpoint, under the server's base URL.
+pub const INGEST_PATH: &str = "/api/v1/ingest/alerts";
+
+#[derive(Clone, Debug)]
+pub struct SendOptions {
+    /// The server's base URL, `http://host:port`.
+    pub server: String,
+    pub token: Option<String>,
+    /// Alerts per request.
+    pub batch: usize,
+    /// Give up retrying (and leave the rest in the spool) after this long.
+    pub patience: Duration,
+    pub spool: PathBuf,
+}
+
+/// The alert as the server takes it: its own fields plus id and origin.
+#[derive(Serialize)]
+struct WireAlert<'a> {
+    id: String,
+    origin: &'a str,
+    #[serde(flatten)]
+    alert: &'a Alert,
+}
+
+/// One line of the wire format (JSON lines) for `alert` from `origin`.
+pub fn wire_line(alert: &Alert, origin: &str) -> String {
+    let wire = WireAlert {
+        id: alert.id(origin),
+        origin,
+        alert,
+    };
+    // An Alert holds only strings, numbers and maps with string keys:
+    // serializing it cannot fail.
+    serde_json::to_string(&wire).unwrap_or_default()
+}
+
+/// What became of the alerts of one [`Sender::send`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Committed by the server (including ones left by earlier runs).
+    pub delivered: usize,
+    /// Of those, how many came from the spool.
+    pub from_spool: usize,
+    /// Refused by the server for good, with its reason (not retried).
+    pub rejected: Vec<String>,
+    /// Still in the spool, for the next run.
+    pub spooled: usize,
+    /// Why sending stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("spool {path}: {reason}")]
+    Spool { path: String, reason: String },
+    #[error("{0}")]
+    Client(String),
+}
+
+pub struct Sender {
+    options: SendOptions,
+    client: reqwest::blocking::Client,
+    url: String,
+}
+
+/// The outcome of one request.
+enum Attempt {
+    Committed {
+        rejected: Vec<String>,
+    },
+    TooLarge,
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
+    Refused(String),
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    rejected: Vec<RejectedItem>,
+}
+
+#[derive(Deserialize)]
+struct RejectedItem {
+    index: usize,
+    reason: String,
+}
+
+impl Sender {
+    pub fn new(options: SendOptions) -> Result<Sender, SendError> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| SendError::Client(e.to_string()))?;
+        let url = format!("{}{INGEST_PATH}", options.server.trim_end_matches('/'));
+        Ok(Sender {
+            options,
+            client,
+            url,
+        })
+    }
+
+    /// Spools `lines` (wire lines), then sends the whole spool, oldest
+    /// first, until it is empty or the server cannot be reached within
+    /// the patience.
+    pub fn send(&self, lines: &[String]) -> Result<SendReport, SendError> {
+        let mut spool = Spool::open(&self.options.spool)?;
+        let from_spool = spool.pending().len();
+        spool.append(lines)?;
+        let mut report = SendReport::default();
+        let deadline = Instant::now() + self.options.patience;
+        let mut batch = self.options.batch.max(1);
+        let mut backoff = Backoff::new();
+        while !spool.pending().is_empty() {
+            let take = batch.min(spool.pending().len());
+            match self.attempt(&spool.pending()[..take]) {
+                Attempt::Committed { rejected } => {
+                    report.delivered += take - rejected.len();
+                    report.rejected.extend(rejected);
+                    spool.acknowledge(take)?;
+                    backoff = Backoff::new();
+                }
+                Attempt::TooLarge if take > 1 => batch = take / 2,
+                Attempt::TooLarge => {
+                    report
+                        .rejected
+                        .push("an alert larger than the server's body limit".into());
+                    spool.acknowledge(1)?;
+                }
+                Attempt::Retry { after, why } => {
+                    let wait = after.unwrap_or_else(|| backoff.next());
+                    if Instant::now() + wait > deadline {
+                        report.stopped = Some(why);
+                        break;
+                    }
+                    std::thread::sleep(wait);
+                }
+                Attempt::Refused(why) => {
+                    report.stopped = Some(why);
+                    break;
+                }
+            }
+        }
+        report.from_spool = from_spool.min(report.delivered);
+        report.spooled = spool.pending().len();
+        Ok(report)
+    }
+
+    fn attempt(&self, lines: &[String]) -> Attempt {
+        let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            body.push_str(line);
+            body.push('\n');
+        }
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/x-ndjson")
+            .body(body);
+        if let Some(token) = &self.options.token {
+            request = request.bearer_auth(token);
+        }
+        let response = match request.send() {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Retry {
+                    after: None,
+                    why: format!("{}: {}", self.options.server, error_chain(&e)),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(300)));
+        let text = response.text().unwrap_or_default();
+        match status {
+            200 | 422 => {
+                let answer: Answer = serde_json::from_str(&text).unwrap_or(Answer {
+                    rejected: Vec::new(),
+                });
+                let rejected = answer
+                    .rejected
+                    .into_iter()
+                    .map(|r| format!("alert {} of the batch: {}", r.index, r.reason))
+                    .collect();
+                Attempt::Committed { rejected }
+            }
+            413 => Attempt::TooLarge,
+            408 | 429 | 500..=599 => Attempt::Retry {
+                after,
+                why: format!("the server answered {status}: {}", text.trim()),
+            },
+            _ => Attempt::Refused(format!("the server answered {status}: {}", text.trim())),
+        }
+    }
+}
+
+/// reqwest's errors say "error sending request" and keep the cause inside.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Exponential backoff from 100 ms to 10 s with full jitter, so that many
+/// senders cut off by one outage do not all come back at the same moment.
+struct Backoff {
+    next_ms: u64,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next_ms: 100 }
+    }
+
+    fn next(&mut self) -> Duration {
+        let ceiling = self.next_ms;
+        self.next_ms = (self.next_ms * 2).min(10_000);
+        Duration::from_millis(ceiling / 2 + jitter() % (ceiling / 2 + 1))
+    }
+}
+
+/// Enough randomness for spreading retries: the clock's nanoseconds.
+fn jitter() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_seconds_and_stays_above_half() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<u128> = (0..10).map(|_| backoff.next().as_millis()).collect();
+        assert!((50..=100).contains(&waits[0]), "{waits:?}");
+        assert!((5_000..=10_000).contains(&waits[9]), "{waits:?}");
+    }
+}

@@ -1,0 +1,250 @@
+//! The HTTP endpoints: routing, authentication per endpoint, and the
+//! translation between requests and the store.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use palisade_flow::parse_rfc3339;
+use palisade_inventory::severity::Severity;
+use palisade_store::{AlertQuery, StoredAlert, SubmitError};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::auth::{Refusal, Scope};
+use crate::ingest::{Rejected, check_body};
+use crate::{AppState, count, now_us};
+
+type Shared = State<Arc<AppState>>;
+
+pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/api/v1/ingest/alerts", post(ingest_alerts))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// An error answer: a status and a JSON body that says why.
+struct Failure {
+    status: StatusCode,
+    reason: String,
+    retry_after: Option<u32>,
+}
+
+impl Failure {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    fn busy(reason: impl Into<String>) -> Failure {
+        Failure {
+            retry_after: Some(1),
+            ..Failure::new(StatusCode::SERVICE_UNAVAILABLE, reason)
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.reason });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Lets the request through when its bearer token holds `scope`, or when
+/// authentication is off (no tokens: only on loopback).
+fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), Failure> {
+    if state.tokens.is_empty() {
+        return Ok(());
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match state.tokens.authorize(token, scope) {
+        Ok(_) => Ok(()),
+        Err(refusal) => {
+            count(&state.counters.refused_auth, 1);
+            Err(match refusal {
+                Refusal::Unauthenticated => {
+                    Failure::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+                }
+                Refusal::Forbidden => Failure::new(
+                    StatusCode::FORBIDDEN,
+                    format!("the token lacks the `{scope}` scope"),
+                ),
+            })
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct IngestAnswer {
+    accepted: usize,
+    rejected: Vec<Rejected>,
+}
+
+async fn ingest_alerts(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Ingest)?;
+    count(&state.counters.requests, 1);
+    let checked = check_body(&body, now_us())
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let accepted = checked.records.len();
+    count(&state.counters.rejected, checked.rejected.len());
+    if accepted > 0 {
+        commit(&state, checked.records).await?;
+        count(&state.counters.accepted, accepted);
+    }
+    let status = if checked.rejected.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let answer = IngestAnswer {
+        accepted,
+        rejected: checked.rejected,
+    };
+    Ok((status, axum::Json(answer)).into_response())
+}
+
+/// Hands the records to the committer and waits for their transaction:
+/// the answer to the sender is the store's.
+async fn commit(
+    state: &AppState,
+    records: Vec<palisade_store::AlertRecord>,
+) -> Result<(), Failure> {
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let reply = Box::new(move |result| {
+        let _ = done.send(result);
+    });
+    match state.commit.try_submit(records, reply) {
+        Ok(()) => {}
+        Err(SubmitError::Full) => {
+            count(&state.counters.busy, 1);
+            return Err(Failure::busy("the store is behind; retry"));
+        }
+        Err(SubmitError::Closed) => return Err(Failure::busy("the store is shutting down")),
+    }
+    match outcome.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(Failure::busy(format!("the store failed: {reason}"))),
+        Err(_) => Err(Failure::busy("the store stopped before committing")),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlertParams {
+    since: Option<String>,
+    until: Option<String>,
+    namespace: Option<String>,
+    workload: Option<String>,
+    rule: Option<String>,
+    severity: Option<String>,
+    class: Option<String>,
+    origin: Option<String>,
+    limit: Option<usize>,
+}
+
+impl AlertParams {
+    fn query(self) -> Result<AlertQuery, Failure> {
+        let time = |name: &str, value: Option<String>| -> Result<Option<i64>, Failure> {
+            value
+                .map(|v| {
+                    parse_rfc3339(&v).map_err(|e| {
+                        Failure::new(StatusCode::BAD_REQUEST, format!("`{name}` `{v}`: {e}"))
+                    })
+                })
+                .transpose()
+        };
+        let min_severity = self
+            .severity
+            .map(|s| {
+                Severity::parse(&s).ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("`severity` `{s}` is unknown"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(AlertQuery {
+            since_us: time("since", self.since)?,
+            until_us: time("until", self.until)?,
+            namespace: self.namespace,
+            workload: self.workload,
+            rule: self.rule,
+            min_severity,
+            class: self.class,
+            origin: self.origin,
+            limit: self.limit,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ListedAlert<'a> {
+    received: String,
+    deliveries: u64,
+    alert: &'a RawValue,
+}
+
+async fn list_alerts(
+    State(state): Shared,
+    headers: HeaderMap,
+    Query(params): Query<AlertParams>,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Read)?;
+    let query = params.query()?;
+    let store = state.store.clone();
+    let alerts = tokio::task::spawn_blocking(move || store.reader()?.alerts(&query))
+        .await
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Failure::busy(e.to_string()))?;
+    listing(&alerts)
+}
+
+fn listing(alerts: &[StoredAlert]) -> Result<Response, Failure> {
+    let mut listed = Vec::with_capacity(alerts.len());
+    for stored in alerts {
+        // The document was checked as JSON when it came in.
+        let alert: &RawValue = serde_json::from_str(&stored.record.doc).map_err(|e| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("stored alert {}: {e}", stored.record.id),
+            )
+        })?;
+        listed.push(ListedAlert {
+            received: palisade_detect::rfc3339(stored.received_us),
+            deliveries: stored.deliveries,
+            alert,
+        });
+    }
+    let body = serde_json::json!({ "count": listed.len(), "alerts": listed });
+    Ok(axum::Json(body).into_response())
+}

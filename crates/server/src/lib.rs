@@ -1,0 +1,113 @@
+//! `palisade serve`: receives alerts over HTTP, acknowledges them once the
+//! store has committed them, and serves them back through a read API.
+//!
+//! Endpoints (all JSON):
+//! - `POST /api/v1/ingest/alerts` (scope `ingest`): a JSON array or JSON
+//!   lines of alerts, each with its `id` and `origin`. 200 when every item
+//!   was committed; 422 when some were refused (the others are committed;
+//!   the body lists each refused index and why); 400 when the body is not
+//!   a batch; 413 when it is too large; 503 with `Retry-After` when the
+//!   store is behind or failing.
+//! - `GET /api/v1/alerts` (scope `read`): filters `since`, `until`
+//!   (RFC 3339), `namespace`, `workload`, `rule`, `severity` (and above),
+//!   `class`, `origin`, `limit`.
+//! - `GET /healthz`: no authentication.
+//!
+//! On a loopback listener authentication may be off (no tokens); any other
+//! listener refuses to start without tokens.
+
+mod api;
+pub mod auth;
+pub mod ingest;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use palisade_store::{CommitHandle, Committer, CommitterOptions, Store, StoreError};
+
+pub use auth::{Scope, Tokens, new_token};
+
+/// Bodies larger than this are refused with 413 unless configured.
+pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+
+pub struct ServeOptions {
+    pub store: Arc<dyn Store>,
+    pub tokens: Tokens,
+    pub max_body_bytes: usize,
+    pub committer: CommitterOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "{0} is not a loopback address: refusing to listen there without authentication (give --tokens)"
+    )]
+    NeedsAuthentication(SocketAddr),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the server counts, for its summary and (next) its metrics.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    pub requests: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub refused_auth: AtomicU64,
+    pub busy: AtomicU64,
+}
+
+pub(crate) struct AppState {
+    tokens: Tokens,
+    commit: CommitHandle,
+    store: Arc<dyn Store>,
+    counters: Arc<IngestCounters>,
+}
+
+/// Serves on `listener` until `shutdown` resolves, then lets the store
+/// commit what it was given before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Arc<IngestCounters>, ServeError> {
+    let addr = listener.local_addr()?;
+    if options.tokens.is_empty() && !addr.ip().is_loopback() {
+        return Err(ServeError::NeedsAuthentication(addr));
+    }
+    let (commit, committer) = Committer::spawn(options.store.writer()?, options.committer, now_us);
+    let counters = Arc::new(IngestCounters::default());
+    let state = Arc::new(AppState {
+        tokens: options.tokens,
+        commit,
+        store: options.store,
+        counters: counters.clone(),
+    });
+    let app = api::router(state, options.max_body_bytes);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    finish(committer).await;
+    Ok(counters)
+}
+
+/// The committer ends once the last handle (held by the router's state)
+/// is gone and its queue is drained.
+async fn finish(committer: JoinHandle<()>) {
+    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+}
+
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn count(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
