@@ -78,6 +78,9 @@ impl EventSource for ConntrackSensor {
     }
 }
 
+/// Where else an alert goes once it is written.
+pub type Forward = Box<dyn Fn(&Alert) + Send>;
+
 pub struct AgentOptions {
     pub settings: Settings,
     /// Repeats of an alert within this long only count (see [`LiveAlerts`]).
@@ -93,6 +96,8 @@ pub struct AgentOptions {
     pub process_baseline: Option<ProcessBaseline>,
     /// Thresholds of the scan and burst detectors (FLOW-201 to 204).
     pub scans: ScanOptions,
+    /// Also hands every alert written to this (a server's forwarder).
+    pub forward: Option<Forward>,
 }
 
 impl AgentOptions {
@@ -106,6 +111,7 @@ impl AgentOptions {
             cgroup_root,
             process_baseline: None,
             scans: ScanOptions::default(),
+            forward: None,
         }
     }
 }
@@ -809,6 +815,9 @@ impl Agent {
         self.alerts_sent += 1;
         serde_json::to_writer(&mut *out, &alert)?;
         out.write_all(b"\n")?;
+        if let Some(forward) = &self.options.forward {
+            forward(&alert);
+        }
         out.flush()
     }
 

@@ -16,6 +16,7 @@ use palisade_agent::metrics::serve;
 use palisade_agent::runtime::RuntimeOptions;
 use palisade_agent::watch::PolicyWatch;
 use palisade_agent::{Agent, AgentOptions, EventSource, Reload, say};
+use palisade_send::{ForwardHandle, Forwarder};
 use palisade_sense::cgroup_mounts;
 use palisade_sense::conntrack::ConntrackSensor;
 use palisade_sense::ebpf::Sensor;
@@ -87,6 +88,20 @@ pub struct AgentArgs {
     /// restart resumes there (without it, a restart starts at the end).
     #[arg(long, value_name = "FILE")]
     pub log_state: Option<PathBuf>,
+    /// Deliver alerts to a palisade server (`http://host:port`) besides
+    /// the output; while it is away they wait in the spool.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The bearer token for --server, read from this file.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Where alerts wait for the server (default: the user's state
+    /// directory, `palisade/agent-spool.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    pub spool: Option<PathBuf>,
+    /// This node's name, the origin of its alerts (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
     #[command(flatten)]
     pub semantics: SemanticsArgs,
 }
@@ -135,16 +150,41 @@ impl Write for SharedOutput {
 
 /// The log follower's loop: polls twice a second until `stop`, writes each
 /// alert as a JSON line, and keeps its place after every poll.
-fn follow_logs(mut follower: LogFollower, mut out: SharedOutput, stop: &AtomicBool) -> Result<()> {
+fn follow_logs(
+    mut follower: LogFollower,
+    mut out: SharedOutput,
+    forward: Option<ForwardHandle>,
+    stop: &AtomicBool,
+) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         for alert in follower.poll()? {
             let line = serde_json::to_string(&alert).context("encoding an alert")?;
             writeln!(out, "{line}").context("writing alerts")?;
+            if let Some(forward) = &forward {
+                forward.forward(&alert);
+            }
         }
         follower.save()?;
         std::thread::sleep(Duration::from_millis(500));
     }
     Ok(())
+}
+
+/// The server's forwarder, when the agent is given --server.
+fn forwarder(args: &AgentArgs) -> Result<Option<Forwarder>> {
+    let Some(server) = &args.server else {
+        if args.spool.is_some() || args.token_file.is_some() {
+            return Err(anyhow!("--spool and --token-file go with --server"));
+        }
+        return Ok(None);
+    };
+    let spool = args
+        .spool
+        .clone()
+        .unwrap_or_else(|| crate::send::state_dir().join("agent-spool.jsonl"));
+    let options = crate::send::options(server, args.token_file.as_deref(), spool, 2)?;
+    let origin = args.node.clone().unwrap_or_else(crate::send::host_name);
+    Ok(Some(Forwarder::start(options, &origin)?))
 }
 
 /// The log follower, when the agent is asked to follow logs.
@@ -203,6 +243,11 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
                 .map_err(|e| anyhow!("starting the conntrack sensor: {e}"))?,
         ),
     };
+    let forwarder = forwarder(args)?;
+    if let Some(forwarder) = &forwarder {
+        let handle = forwarder.handle();
+        options.forward = Some(Box::new(move |alert| handle.forward(alert)));
+    }
     let mut agent = Agent::new(options);
     if let Some(addr) = args.metrics_addr {
         let listener = TcpListener::bind(addr).with_context(|| format!("metrics on {addr}"))?;
@@ -226,8 +271,9 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
     let mut out = SharedOutput::new(Arc::clone(&target));
     let logs = log_follower(args, input_args)?.map(|follower| {
         let (out, stop) = (SharedOutput::new(Arc::clone(&target)), Arc::clone(&stop));
+        let forward = forwarder.as_ref().map(Forwarder::handle);
         std::thread::spawn(move || {
-            let followed = follow_logs(follower, out, &stop);
+            let followed = follow_logs(follower, out, forward, &stop);
             if let Err(e) = &followed {
                 // The agent stops rather than run on half blind.
                 say(&format!("following logs failed: {e:#}"));
@@ -267,11 +313,26 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
             .map_err(|_| anyhow!("the log follower panicked"))?
             .context("following logs")?;
     }
+    // The agent's own handle goes with it, so the forwarder sees the end
+    // of its queue once the agent is dropped.
+    let (alerts_sent, lost) = (agent.alerts_sent, sensor.lost());
+    drop(agent);
+    let forwarded = match forwarder {
+        Some(forwarder) => {
+            let stats = forwarder.stop()?;
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            format!(
+                "; {} delivered to the server, {} refused by it, {} waiting in the spool",
+                n(&stats.delivered),
+                n(&stats.rejected),
+                n(&stats.pending)
+            )
+        }
+        None => String::new(),
+    };
     watched?;
     say(&format!(
-        "stopped; {} alerts sent, {} events lost",
-        agent.alerts_sent,
-        sensor.lost()
+        "stopped; {alerts_sent} alerts sent, {lost} events lost{forwarded}"
     ));
     Ok(Outcome::Clean)
 }

@@ -144,6 +144,9 @@ enum Command {
     /// The monitoring server: receives alerts (`--send`, agents), keeps
     /// them in its store and serves them back (`/api/v1/alerts`).
     Serve(serve_cmd::ServeArgs),
+    /// The server and this node's agent in one process, on SQLite: alerts
+    /// go to the store and the read API on http://127.0.0.1:8470 (root).
+    Up(Box<serve_cmd::UpArgs>),
     /// Make a bearer token for the server: prints it once and appends its
     /// hash to the tokens file.
     Token(serve_cmd::TokenArgs),
@@ -186,6 +189,7 @@ fn main() -> ExitCode {
         } => probe_cmd::attempts(timeout_ms, interval_ms),
         Command::Serve(args) => serve_cmd::run(&args),
         Command::Token(args) => serve_cmd::token(&args),
+        Command::Up(args) => serve_cmd::up(*args, &cli.input),
         Command::Demo => demo::run(),
         Command::Gen(args) => bench::generate_cluster(&args),
         Command::Bench(args) => bench::run(&args),

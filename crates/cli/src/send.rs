@@ -1,7 +1,7 @@
 //! `--send URL`: offline commands deliver their alerts to `palisade serve`
 //! besides printing them. Unsent alerts wait in the spool for the next run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -39,16 +39,17 @@ pub fn deliver(args: &SendArgs, alerts: &[Alert]) -> Result<()> {
     };
     let origin = args.origin.clone().unwrap_or_else(host_name);
     let lines: Vec<String> = alerts.iter().map(|a| wire_line(a, &origin)).collect();
-    let sender = Sender::new(SendOptions {
-        server: server.clone(),
-        token: read_token(args)?,
-        batch: 1000,
-        patience: Duration::from_secs(args.send_patience),
-        spool: args
-            .spool
-            .clone()
-            .unwrap_or_else(|| state_dir().join("spool.jsonl")),
-    })?;
+    let spool = args
+        .spool
+        .clone()
+        .unwrap_or_else(|| state_dir().join("spool.jsonl"));
+    let options = options(
+        server,
+        args.token_file.as_deref(),
+        spool,
+        args.send_patience,
+    )?;
+    let mut sender = Sender::new(options)?;
     let report = sender.send(&lines)?;
     eprintln!(
         "sent to {server}: {} delivered ({} from earlier runs), {} refused, {} left in the spool",
@@ -66,16 +67,29 @@ pub fn deliver(args: &SendArgs, alerts: &[Alert]) -> Result<()> {
     Ok(())
 }
 
-pub fn read_token(args: &SendArgs) -> Result<Option<String>> {
-    let Some(path) = &args.token_file else {
-        return Ok(None);
-    };
+/// How to reach `server`, with the token read from `token_file`.
+pub fn options(
+    server: &str,
+    token_file: Option<&Path>,
+    spool: PathBuf,
+    patience_seconds: u64,
+) -> Result<SendOptions> {
+    Ok(SendOptions {
+        server: server.to_string(),
+        token: token_file.map(read_token).transpose()?,
+        batch: 1000,
+        patience: Duration::from_secs(patience_seconds),
+        spool,
+    })
+}
+
+fn read_token(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     let token = text.trim();
     if token.is_empty() {
         return Err(anyhow!("{}: the token file is empty", path.display()));
     }
-    Ok(Some(token.to_string()))
+    Ok(token.to_string())
 }
 
 /// The kernel's idea of this host's name.

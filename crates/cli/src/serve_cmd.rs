@@ -37,6 +37,14 @@ pub struct ServeArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub agent: crate::agent_cmd::AgentArgs,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct TokenArgs {
     /// Who the token is for (an agent's node, a CI job): one word.
     pub name: String,
@@ -54,6 +62,16 @@ pub struct TokenArgs {
 }
 
 pub fn run(args: &ServeArgs) -> Result<Outcome> {
+    serve_until(args, None, shutdown_signal())
+}
+
+/// Serves until `shutdown`; the bound address goes to `ready` once the
+/// server listens (for `palisade up`, whose agent sends to it).
+pub fn serve_until(
+    args: &ServeArgs,
+    ready: Option<std::sync::mpsc::Sender<SocketAddr>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Outcome> {
     let store = open_store(args.store.as_deref())?;
     let tokens = match &args.tokens {
         Some(path) => Tokens::load(path)?,
@@ -87,13 +105,16 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         eprintln!("palisade serve: listening on http://{addr} (authentication {auth})");
+        if let Some(ready) = ready {
+            let _ = ready.send(addr);
+        }
         let options = ServeOptions {
             store,
             tokens,
             max_body_bytes: args.max_body,
             committer,
         };
-        let counters = palisade_server::serve(listener, options, shutdown_signal()).await?;
+        let counters = palisade_server::serve(listener, options, shutdown).await?;
         let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         eprintln!(
             "palisade serve: stopped; {} alerts accepted, {} refused as invalid, {} requests refused by authentication, {} answered busy",
@@ -160,4 +181,38 @@ pub fn token(args: &TokenArgs) -> Result<Outcome> {
         args.name
     );
     Ok(Outcome::Clean)
+}
+
+/// `palisade up`: the server and this node's agent in one process. The
+/// agent sends to the server over loopback like any agent; when it stops
+/// (SIGTERM, SIGINT), its forwarder delivers what is left, and only then
+/// does the server stop.
+pub fn up(args: UpArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
+    if args.agent.server.is_some() {
+        return Err(anyhow!("`palisade up` runs its own server: drop --server"));
+    }
+    let (ready, listening) = std::sync::mpsc::channel();
+    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serve = args.serve;
+    let server = std::thread::Builder::new()
+        .name("server".into())
+        .spawn(move || {
+            serve_until(&serve, Some(ready), async {
+                let _ = stopped.await;
+            })
+        })?;
+    let Ok(addr) = listening.recv() else {
+        // The server failed before it listened; its error says why.
+        return match server.join() {
+            Ok(result) => result,
+            Err(_) => Err(anyhow!("the server panicked")),
+        };
+    };
+    let mut agent = args.agent;
+    agent.server = Some(format!("http://{addr}"));
+    let watched = crate::agent_cmd::run(&agent, input);
+    let _ = stop_server.send(());
+    let served = server.join().map_err(|_| anyhow!("the server panicked"))?;
+    watched?;
+    served
 }

@@ -10,20 +10,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{KillOnDrop, Lab, client_and_db, skip_or_fail, start_agent, stop_agent as stop};
+use lab::{
+    KillOnDrop, Lab, client_and_db, pod_manifest, skip_or_fail, start_agent, stop_agent as stop,
+};
 
 fn manifests(lab: &Lab) -> String {
-    let pod = |name: &str| {
-        let p = lab.pod(name);
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: {}\n  labels: {{app: {name}}}\nspec:\n  containers: [{{name: main, image: example}}]\nstatus:\n  podIP: {}\n",
-            p.uid, p.ip
-        )
-    };
     format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}---\n{}",
-        pod("client"),
-        pod("db")
+        pod_manifest(lab, "client", ""),
+        pod_manifest(lab, "db", "")
     )
 }
 

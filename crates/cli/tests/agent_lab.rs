@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use lab::{KillOnDrop, Lab, PodSpec, client_and_db, skip_or_fail};
+use lab::{KillOnDrop, Lab, PodSpec, client_and_db, shop_manifests, skip_or_fail};
 use serde_json::Value;
 
 /// An agent sees the whole node: two labs at once would see each other.
@@ -29,22 +29,6 @@ static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn pods() -> Vec<PodSpec> {
     client_and_db(&[5432, 6379, 6380])
-}
-
-fn manifests(lab: &Lab) -> String {
-    let pod = |name: &str| {
-        let p = lab.pod(name);
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: {}\n  labels: {{app: {name}}}\nspec:\n  containers: [{{name: main, image: example}}]\nstatus:\n  podIP: {}\n  podIPs: [{{ip: {}}}]\n",
-            p.uid, p.ip, p.ip
-        )
-    };
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}---\n{}---\n{}",
-        pod("client"),
-        pod("db"),
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-ingress, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n    ports: [{port: 5432}, {port: 8080}]\n"
-    )
 }
 
 const RAW_SOCKET: &str =
@@ -151,7 +135,7 @@ fn the_agent_raises_the_labs_bypass_drops_raw_socket_and_exec_live() {
     let dir = std::env::temp_dir().join(format!("palisade-agent-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("shop.yaml");
-    std::fs::write(&policy, manifests(&lab)).unwrap();
+    std::fs::write(&policy, shop_manifests(&lab, &[5432, 8080])).unwrap();
     let output = dir.join("alerts.jsonl");
     let metrics_addr = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -271,7 +255,7 @@ fn the_conntrack_sensor_raises_the_labs_connection_alerts() {
     let dir = std::env::temp_dir().join(format!("palisade-agent-ct-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("shop.yaml");
-    std::fs::write(&policy, manifests(&lab)).unwrap();
+    std::fs::write(&policy, shop_manifests(&lab, &[5432, 8080])).unwrap();
     let output = dir.join("alerts.jsonl");
     let (mut agent, _lines, _) = match start_agent(&policy, &output, &["--sensor", "conntrack"]) {
         Ok(started) => started,

@@ -9,17 +9,11 @@ mod lab;
 
 use std::process::Command;
 
-use lab::{Lab, client_and_db, skip_or_fail};
+use lab::{Lab, client_and_db, pod_manifest, skip_or_fail};
 use serde_json::Value;
 
 fn manifests(lab: &Lab) -> String {
-    let pod = |name: &str, ports: &str| {
-        let p = lab.pod(name);
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: {}\n  labels: {{app: {name}}}\nspec:\n  containers:\n  - name: main\n    image: example\n    ports: [{ports}]\nstatus:\n  podIP: {}\n",
-            p.uid, p.ip
-        )
-    };
+    let pod = |name: &str, ports: &str| pod_manifest(lab, name, ports);
     format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}---\n{}---\n{}---\n{}",
         pod("client", ""),

@@ -9,6 +9,7 @@
 //! `Retry-After`; other 4xx are not (the batch would fail again). A body
 //! too large (413) is split in halves until it fits.
 
+mod forward;
 mod spool;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use palisade_detect::Alert;
 use serde::{Deserialize, Serialize};
 
+pub use forward::{ForwardHandle, ForwardStats, Forwarder};
 pub use spool::Spool;
 
 /// The ingest endpoint, under the server's base URL.
@@ -78,10 +80,12 @@ pub enum SendError {
     Client(String),
 }
 
+/// Holds the spool (locked) for as long as it lives.
 pub struct Sender {
     options: SendOptions,
     client: reqwest::blocking::Client,
     url: String,
+    spool: Spool,
 }
 
 /// The outcome of one request.
@@ -117,18 +121,25 @@ impl Sender {
             .build()
             .map_err(|e| SendError::Client(e.to_string()))?;
         let url = format!("{}{INGEST_PATH}", options.server.trim_end_matches('/'));
+        let spool = Spool::open(&options.spool)?;
         Ok(Sender {
             options,
             client,
             url,
+            spool,
         })
+    }
+
+    /// Alerts waiting in the spool.
+    pub fn pending(&self) -> usize {
+        self.spool.pending().len()
     }
 
     /// Spools `lines` (wire lines), then sends the whole spool, oldest
     /// first, until it is empty or the server cannot be reached within
     /// the patience.
-    pub fn send(&self, lines: &[String]) -> Result<SendReport, SendError> {
-        let mut spool = Spool::open(&self.options.spool)?;
+    pub fn send(&mut self, lines: &[String]) -> Result<SendReport, SendError> {
+        let spool = &mut self.spool;
         let from_spool = spool.pending().len();
         spool.append(lines)?;
         let mut report = SendReport::default();
@@ -137,7 +148,12 @@ impl Sender {
         let mut backoff = Backoff::new();
         while !spool.pending().is_empty() {
             let take = batch.min(spool.pending().len());
-            match self.attempt(&spool.pending()[..take]) {
+            match attempt(
+                &self.client,
+                &self.url,
+                &self.options,
+                &spool.pending()[..take],
+            ) {
                 Attempt::Committed { rejected } => {
                     report.delivered += take - rejected.len();
                     report.rejected.extend(rejected);
@@ -169,57 +185,62 @@ impl Sender {
         report.spooled = spool.pending().len();
         Ok(report)
     }
+}
 
-    fn attempt(&self, lines: &[String]) -> Attempt {
-        let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-        for line in lines {
-            body.push_str(line);
-            body.push('\n');
+/// One request with `lines` as its body.
+fn attempt(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    options: &SendOptions,
+    lines: &[String],
+) -> Attempt {
+    let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for line in lines {
+        body.push_str(line);
+        body.push('\n');
+    }
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/x-ndjson")
+        .body(body);
+    if let Some(token) = &options.token {
+        request = request.bearer_auth(token);
+    }
+    let response = match request.send() {
+        Ok(r) => r,
+        Err(e) => {
+            return Attempt::Retry {
+                after: None,
+                why: format!("{}: {}", options.server, error_chain(&e)),
+            };
         }
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header("content-type", "application/x-ndjson")
-            .body(body);
-        if let Some(token) = &self.options.token {
-            request = request.bearer_auth(token);
+    };
+    let status = response.status().as_u16();
+    let after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(300)));
+    let text = response.text().unwrap_or_default();
+    match status {
+        200 | 422 => {
+            let answer: Answer = serde_json::from_str(&text).unwrap_or(Answer {
+                rejected: Vec::new(),
+            });
+            let rejected = answer
+                .rejected
+                .into_iter()
+                .map(|r| format!("alert {} of the batch: {}", r.index, r.reason))
+                .collect();
+            Attempt::Committed { rejected }
         }
-        let response = match request.send() {
-            Ok(r) => r,
-            Err(e) => {
-                return Attempt::Retry {
-                    after: None,
-                    why: format!("{}: {}", self.options.server, error_chain(&e)),
-                };
-            }
-        };
-        let status = response.status().as_u16();
-        let after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(300)));
-        let text = response.text().unwrap_or_default();
-        match status {
-            200 | 422 => {
-                let answer: Answer = serde_json::from_str(&text).unwrap_or(Answer {
-                    rejected: Vec::new(),
-                });
-                let rejected = answer
-                    .rejected
-                    .into_iter()
-                    .map(|r| format!("alert {} of the batch: {}", r.index, r.reason))
-                    .collect();
-                Attempt::Committed { rejected }
-            }
-            413 => Attempt::TooLarge,
-            408 | 429 | 500..=599 => Attempt::Retry {
-                after,
-                why: format!("the server answered {status}: {}", text.trim()),
-            },
-            _ => Attempt::Refused(format!("the server answered {status}: {}", text.trim())),
-        }
+        413 => Attempt::TooLarge,
+        408 | 429 | 500..=599 => Attempt::Retry {
+            after,
+            why: format!("the server answered {status}: {}", text.trim()),
+        },
+        _ => Attempt::Refused(format!("the server answered {status}: {}", text.trim())),
     }
 }
 

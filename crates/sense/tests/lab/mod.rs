@@ -64,6 +64,29 @@ pub fn client_and_db(db_ports: &[u16]) -> Vec<PodSpec> {
     ]
 }
 
+/// The manifest of a lab pod in namespace `shop`, labelled `app: NAME`,
+/// with its uid and address; `ports` is the YAML flow list of its
+/// container ports (empty for none).
+pub fn pod_manifest(lab: &Lab, name: &str, ports: &str) -> String {
+    let p = lab.pod(name);
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: {}\n  labels: {{app: {name}}}\nspec:\n  containers:\n  - name: main\n    image: example\n    ports: [{ports}]\nstatus:\n  podIP: {}\n  podIPs: [{{ip: {}}}]\n",
+        p.uid, p.ip, p.ip
+    )
+}
+
+/// Namespace `shop`, the client and db pods, and a policy letting the
+/// client reach db on `allowed` ports only.
+pub fn shop_manifests(lab: &Lab, allowed: &[u16]) -> String {
+    let ports: Vec<String> = allowed.iter().map(|p| format!("{{port: {p}}}")).collect();
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}---\n{}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db-ingress, namespace: shop}}\nspec:\n  podSelector: {{matchLabels: {{app: db}}}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: client}}}}}}]\n    ports: [{}]\n",
+        pod_manifest(lab, "client", ""),
+        pod_manifest(lab, "db", ""),
+        ports.join(", ")
+    )
+}
+
 pub struct Lab {
     pub id: String,
     node_netns: String,

@@ -1,0 +1,82 @@
+//! `palisade up` on the lab: the server and the node's agent in one
+//! process. A bypass made in the lab must reach the store, through the
+//! agent's forwarder and the server's ingest, and be listed by the read
+//! API within seconds; on SIGTERM the process exits 0 with nothing left
+//! in the spool. Root and BPF only.
+
+#[path = "../../sense/tests/lab/mod.rs"]
+mod lab;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab::{Lab, client_and_db, shop_manifests, skip_or_fail, start_agent, stop_agent};
+
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+fn listed(url: &str) -> serde_json::Value {
+    let text = reqwest::blocking::get(url)
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+#[test]
+fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
+    let test = "a_bypass_in_the_lab_reaches_the_store_of_palisade_up";
+    let mut lab = match Lab::start(&client_and_db(&[5432, 6379])) {
+        Ok(lab) => lab,
+        Err(why) => return skip_or_fail(test, &why),
+    };
+    let dir = std::env::temp_dir().join(format!("palisade-up-lab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("shop.yaml");
+    std::fs::write(&policy, shop_manifests(&lab, &[5432])).unwrap();
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+    command
+        .args([
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--node",
+            "lab-node",
+        ])
+        .arg("--store")
+        .arg(format!("sqlite:{}", dir.join("alerts.db").display()))
+        .arg("--spool")
+        .arg(dir.join("spool.jsonl"))
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--output")
+        .arg(dir.join("alerts.jsonl"));
+    let Some(up) = start_agent(command) else {
+        return skip_or_fail(test, "palisade up did not start its agent");
+    };
+
+    lab.serve_tcp("db", 6379).unwrap();
+    assert!(lab.connect_tcp("client", "db", 6379, Duration::from_millis(700)));
+    let url = format!("http://127.0.0.1:{port}/api/v1/alerts?rule=FLOW-001&namespace=shop");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut answer = listed(&url);
+    while answer["count"] != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        answer = listed(&url);
+    }
+    assert_eq!(answer["count"], 1, "{answer}");
+    let bypass = &answer["alerts"][0]["alert"];
+    assert_eq!(bypass["origin"], "lab-node");
+    assert_eq!(bypass["port"], 6379);
+    assert_eq!(bypass["src"]["pod"], "client");
+    assert_eq!(bypass["dst"]["pod"], "db");
+    assert_eq!(bypass["process"]["pod_uid"], lab.pod("client").uid.as_str());
+
+    stop_agent(up);
+    let spool = std::fs::read_to_string(dir.join("spool.jsonl")).unwrap_or_default();
+    assert!(spool.is_empty(), "everything was delivered: {spool}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
