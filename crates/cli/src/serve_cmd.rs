@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use palisade_server::{DEFAULT_MAX_BODY, Scope, ServeOptions, Tokens, new_token};
+use palisade_sinks::{Route, SinksFile, Worker};
 use palisade_store::{CommitterOptions, Retention, SqliteStore, Store};
 
 use crate::Outcome;
@@ -34,6 +35,10 @@ pub struct ServeArgs {
     /// Keep at most this many alerts (the newest).
     #[arg(long, value_name = "N")]
     pub retention_alerts: Option<u64>,
+    /// Server configuration (YAML): `sinks:`, where alerts are delivered
+    /// and which (docs/server.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,6 +95,9 @@ pub fn serve_until(
         prune_every: Duration::from_secs(60),
         ..CommitterOptions::default()
     };
+    // The sinks' HTTP clients are made outside the async runtime, whose
+    // threads must not own blocking clients.
+    let sinks = sinks(args.config.as_deref())?;
     let auth = if tokens.is_empty() {
         "off: loopback only"
     } else {
@@ -113,6 +121,7 @@ pub fn serve_until(
             tokens,
             max_body_bytes: args.max_body,
             committer,
+            sinks,
         };
         let counters = palisade_server::serve(listener, options, shutdown).await?;
         let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -125,6 +134,22 @@ pub fn serve_until(
         );
         Ok(Outcome::Clean)
     })
+}
+
+fn sinks(config: Option<&std::path::Path>) -> Result<Vec<(Worker, Route)>> {
+    let Some(path) = config else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let file: SinksFile = palisade_inventory::yaml::from_str(&text)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let built =
+        palisade_sinks::build(&file.sinks).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(built
+        .into_iter()
+        .zip(&file.sinks)
+        .map(|(sink, config)| (Worker::new(sink, config.max_attempts()), config.route()))
+        .collect())
 }
 
 fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>> {

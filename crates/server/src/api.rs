@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use palisade_flow::parse_rfc3339;
 use palisade_inventory::severity::Severity;
-use palisade_store::{AlertQuery, StoredAlert, SubmitError};
+use palisade_store::{AlertQuery, AlertRecord, Delivery, StoredAlert, SubmitError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -25,6 +25,7 @@ pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
     Router::new()
         .route("/api/v1/ingest/alerts", post(ingest_alerts))
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/sinks", get(list_sinks))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -118,8 +119,10 @@ async fn ingest_alerts(
     let accepted = checked.records.len();
     count(&state.counters.rejected, checked.rejected.len());
     if accepted > 0 {
-        commit(&state, checked.records).await?;
+        let deliveries = route(&state, &checked.records);
+        commit(&state, checked.records, deliveries).await?;
         count(&state.counters.accepted, accepted);
+        state.bell.ring();
     }
     let status = if checked.rejected.is_empty() {
         StatusCode::OK
@@ -133,17 +136,33 @@ async fn ingest_alerts(
     Ok((status, axum::Json(answer)).into_response())
 }
 
+/// The deliveries each record's routes call for (made only if the record
+/// is new to the store).
+fn route(state: &AppState, records: &[AlertRecord]) -> Vec<Delivery> {
+    let mut deliveries = Vec::new();
+    for record in records {
+        for sink in state.sinks.iter().filter(|s| s.route.admits(record)) {
+            deliveries.push(Delivery {
+                alert_id: record.id.clone(),
+                sink: sink.name.clone(),
+            });
+        }
+    }
+    deliveries
+}
+
 /// Hands the records to the committer and waits for their transaction:
 /// the answer to the sender is the store's.
 async fn commit(
     state: &AppState,
-    records: Vec<palisade_store::AlertRecord>,
+    records: Vec<AlertRecord>,
+    deliveries: Vec<Delivery>,
 ) -> Result<(), Failure> {
     let (done, outcome) = tokio::sync::oneshot::channel();
     let reply = Box::new(move |result| {
         let _ = done.send(result);
     });
-    match state.commit.try_submit(records, reply) {
+    match state.commit.try_submit(records, deliveries, reply) {
         Ok(()) => {}
         Err(SubmitError::Full) => {
             count(&state.counters.busy, 1);
@@ -247,4 +266,38 @@ fn listing(alerts: &[StoredAlert]) -> Result<Response, Failure> {
     }
     let body = serde_json::json!({ "count": listed.len(), "alerts": listed });
     Ok(axum::Json(body).into_response())
+}
+
+/// Each sink's deliveries: made, waiting, retried, dead, and its last
+/// error (the dashboard's status strip).
+async fn list_sinks(State(state): Shared, headers: HeaderMap) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Read)?;
+    let store = state.store.clone();
+    let depths = tokio::task::spawn_blocking(move || store.reader()?.outbox())
+        .await
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Failure::busy(e.to_string()))?;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let sinks: Vec<serde_json::Value> = state
+        .sinks
+        .iter()
+        .map(|sink| {
+            let depth = depths.iter().find(|d| d.sink == sink.name);
+            let last_error = sink
+                .stats
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            serde_json::json!({
+                "name": sink.name,
+                "pending": depth.map_or(0, |d| d.pending),
+                "dead": depth.map_or(0, |d| d.dead),
+                "delivered": n(&sink.stats.delivered),
+                "retried": n(&sink.stats.retried),
+                "last_error": last_error,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "sinks": sinks })).into_response())
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
+use palisade_sinks::{Bell, Route, SinkStats, Worker};
 use palisade_store::{CommitHandle, Committer, CommitterOptions, Store, StoreError};
 
 pub use auth::{Scope, Tokens, new_token};
@@ -38,6 +39,15 @@ pub struct ServeOptions {
     pub tokens: Tokens,
     pub max_body_bytes: usize,
     pub committer: CommitterOptions,
+    /// Deliveries: each sink's worker and its route.
+    pub sinks: Vec<(Worker, Route)>,
+}
+
+/// A sink as the server sees it: where alerts go and how that goes.
+pub(crate) struct SinkEntry {
+    pub name: String,
+    pub route: Route,
+    pub stats: Arc<SinkStats>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +77,8 @@ pub(crate) struct AppState {
     commit: CommitHandle,
     store: Arc<dyn Store>,
     counters: Arc<IngestCounters>,
+    sinks: Vec<SinkEntry>,
+    bell: Arc<Bell>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets the store
@@ -82,24 +94,55 @@ pub async fn serve(
     }
     let (commit, committer) = Committer::spawn(options.store.writer()?, options.committer, now_us);
     let counters = Arc::new(IngestCounters::default());
+    let bell = Arc::new(Bell::default());
+    let stop_sinks = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut sinks = Vec::new();
+    let mut workers = Vec::new();
+    for (worker, route) in options.sinks {
+        sinks.push(SinkEntry {
+            name: worker.sink.name().to_string(),
+            route,
+            stats: worker.stats.clone(),
+        });
+        let store = options.store.clone();
+        let handle = worker.spawn(
+            store,
+            commit.clone(),
+            bell.clone(),
+            stop_sinks.clone(),
+            now_us,
+        )?;
+        workers.push(handle);
+    }
     let state = Arc::new(AppState {
         tokens: options.tokens,
         commit,
         store: options.store,
         counters: counters.clone(),
+        sinks,
+        bell: bell.clone(),
     });
     let app = api::router(state, options.max_body_bytes);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
-    finish(committer).await;
+    stop_sinks.store(true, Ordering::Relaxed);
+    bell.ring();
+    finish(workers, committer).await;
     Ok(counters)
 }
 
-/// The committer ends once the last handle (held by the router's state)
-/// is gone and its queue is drained.
-async fn finish(committer: JoinHandle<()>) {
-    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+/// The workers finish the batch in hand; the committer ends once the last
+/// handle (the workers' and the router's state) is gone and its queue is
+/// drained.
+async fn finish(workers: Vec<JoinHandle<()>>, committer: JoinHandle<()>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
+        }
+        committer.join()
+    })
+    .await;
 }
 
 pub(crate) fn now_us() -> i64 {

@@ -11,15 +11,32 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{AlertRecord, AlertWriter, Retention};
+use crate::{AlertRecord, AlertWriter, Delivery, Retention, Settlement};
 
 /// Called once per submitted batch, from the committer's thread, with the
 /// outcome of the transaction that held it.
 pub type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 struct Job {
-    batch: Vec<AlertRecord>,
+    work: Work,
     reply: Reply,
+}
+
+enum Work {
+    Alerts {
+        batch: Vec<AlertRecord>,
+        deliveries: Vec<Delivery>,
+    },
+    Settle(Vec<Settlement>),
+}
+
+impl Work {
+    fn size(&self) -> usize {
+        match self {
+            Work::Alerts { batch, .. } => batch.len(),
+            Work::Settle(settled) => settled.len(),
+        }
+    }
 }
 
 /// The committer has stopped (its writer failed to start or it was shut
@@ -60,9 +77,15 @@ impl CommitHandle {
     /// Queues `batch`; `reply` gets the outcome once its transaction ended.
     /// Blocks while the queue is full, which is how back-pressure reaches
     /// the senders.
-    pub fn submit(&self, batch: Vec<AlertRecord>, reply: Reply) -> Result<(), CommitterClosed> {
+    pub fn submit(
+        &self,
+        batch: Vec<AlertRecord>,
+        deliveries: Vec<Delivery>,
+        reply: Reply,
+    ) -> Result<(), CommitterClosed> {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        let job = Job { batch, reply };
+        let work = Work::Alerts { batch, deliveries };
+        let job = Job { work, reply };
         let sent = match self.jobs.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job)) => self.jobs.send(job).map_err(|_| CommitterClosed),
@@ -76,11 +99,17 @@ impl CommitHandle {
 
     /// Queues `batch` unless the queue is full; an async caller answers
     /// "try later" then rather than block its runtime.
-    pub fn try_submit(&self, batch: Vec<AlertRecord>, reply: Reply) -> Result<(), SubmitError> {
+    pub fn try_submit(
+        &self,
+        batch: Vec<AlertRecord>,
+        deliveries: Vec<Delivery>,
+        reply: Reply,
+    ) -> Result<(), SubmitError> {
+        let work = Work::Alerts { batch, deliveries };
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .jobs
-            .try_send(Job { batch, reply })
+            .try_send(Job { work, reply })
             .map_err(|e| match e {
                 TrySendError::Full(_) => SubmitError::Full,
                 TrySendError::Disconnected(_) => SubmitError::Closed,
@@ -89,6 +118,19 @@ impl CommitHandle {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         }
         sent
+    }
+
+    /// Queues the outcomes of delivery attempts (the sinks' side).
+    pub fn settle(&self, settled: Vec<Settlement>, reply: Reply) -> Result<(), CommitterClosed> {
+        let job = Job {
+            work: Work::Settle(settled),
+            reply,
+        };
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.jobs.send(job).map_err(|_| {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            CommitterClosed
+        })
     }
 
     pub fn stats(&self) -> &Arc<CommitStats> {
@@ -169,11 +211,11 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut group = vec![first];
-        let mut records: usize = group[0].batch.len();
+        let mut records: usize = group[0].work.size();
         while records < options.max_records {
             match queue.try_recv() {
                 Ok(job) => {
-                    records += job.batch.len();
+                    records += job.work.size();
                     group.push(job);
                 }
                 Err(_) => break,
@@ -183,30 +225,55 @@ fn run(
     }
 }
 
+/// The alerts of the whole group in one transaction, and its settlements
+/// in another.
 fn commit_group(
     writer: &mut dyn AlertWriter,
     group: Vec<Job>,
     clock: fn() -> i64,
     stats: &CommitStats,
 ) {
-    let mut all = Vec::with_capacity(group.iter().map(|j| j.batch.len()).sum());
+    let mut all = Vec::with_capacity(group.iter().map(|j| j.work.size()).sum());
+    let mut all_deliveries = Vec::new();
+    let mut settled = Vec::new();
     let mut replies = Vec::with_capacity(group.len());
+    let mut settle_replies = Vec::new();
     for job in group {
-        all.extend(job.batch);
-        replies.push(job.reply);
+        match job.work {
+            Work::Alerts { batch, deliveries } => {
+                all.extend(batch);
+                all_deliveries.extend(deliveries);
+                replies.push(job.reply);
+            }
+            Work::Settle(s) => {
+                settled.extend(s);
+                settle_replies.push(job.reply);
+            }
+        }
+    }
+    if !settle_replies.is_empty() {
+        let outcome = writer.settle(&settled).map_err(|e| e.to_string());
+        answer(settle_replies, &outcome, stats);
+    }
+    if replies.is_empty() {
+        return;
     }
     let started = Instant::now();
-    let outcome = writer.commit(&all, clock()).map_err(|e| e.to_string());
+    let outcome = writer
+        .commit(&all, &all_deliveries, clock())
+        .map_err(|e| e.to_string());
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-    match &outcome {
-        Ok(()) => {
-            stats.transactions.fetch_add(1, Ordering::Relaxed);
-            stats.records.fetch_add(all.len() as u64, Ordering::Relaxed);
-        }
-        Err(_) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
-        }
+    if outcome.is_ok() {
+        stats.transactions.fetch_add(1, Ordering::Relaxed);
+        stats.records.fetch_add(all.len() as u64, Ordering::Relaxed);
+    }
+    answer(replies, &outcome, stats);
+}
+
+fn answer(replies: Vec<Reply>, outcome: &Result<(), String>, stats: &CommitStats) {
+    if outcome.is_err() {
+        stats.failures.fetch_add(1, Ordering::Relaxed);
     }
     stats
         .queued

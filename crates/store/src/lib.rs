@@ -71,10 +71,65 @@ pub enum StoreError {
     Corrupt { id: String, reason: String },
 }
 
+/// An alert a sink is to receive. Deliveries are created in the same
+/// transaction as the alert's first commit, so an acknowledged alert is
+/// always delivered (or dead-lettered); an update or redelivery of the
+/// alert creates none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub alert_id: String,
+    pub sink: String,
+}
+
+/// What became of one attempt to deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sink took it: the delivery is done and forgotten.
+    Delivered,
+    /// Try again at this time.
+    Retry { next_at_us: i64, error: String },
+    /// Given up (refused for good, or too many attempts): kept as a dead
+    /// letter with its reason.
+    Dead { error: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub sink: String,
+    pub alert_id: String,
+    pub outcome: Outcome,
+}
+
+/// A delivery that is due, with its alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub alert: StoredAlert,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When the delivery was created (its alert first committed).
+    pub created_us: i64,
+}
+
+/// Deliveries waiting and dead, per sink.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub sink: String,
+    pub pending: u64,
+    pub dead: u64,
+}
+
 /// The one writer of a store.
 pub trait AlertWriter: Send {
-    /// Commits every record of `batch` or none; durable when it returns Ok.
-    fn commit(&mut self, batch: &[AlertRecord], now_us: i64) -> Result<(), StoreError>;
+    /// Commits every record of `batch`, and the deliveries of those first
+    /// seen, or nothing; durable when it returns Ok.
+    fn commit(
+        &mut self,
+        batch: &[AlertRecord],
+        deliveries: &[Delivery],
+        now_us: i64,
+    ) -> Result<(), StoreError>;
+    /// Records the outcomes of delivery attempts.
+    fn settle(&mut self, settled: &[Settlement]) -> Result<(), StoreError>;
     /// Deletes what the retention no longer keeps; returns how many alerts.
     fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError>;
 }
@@ -85,6 +140,10 @@ pub trait AlertReader: Send {
     fn count(&mut self) -> Result<u64, StoreError>;
     /// Which of `ids` the store does not hold (the durability checks).
     fn missing(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Deliveries to `sink` due by `now_us`, the longest waiting first.
+    fn due(&mut self, sink: &str, now_us: i64, limit: usize) -> Result<Vec<Due>, StoreError>;
+    /// Deliveries waiting and dead-lettered, per sink.
+    fn outbox(&mut self) -> Result<Vec<OutboxDepth>, StoreError>;
 }
 
 /// A store: hands out its writer once and readers on demand.

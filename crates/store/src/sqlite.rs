@@ -3,6 +3,7 @@
 //! process and of the machine. Readers use their own connections, which
 //! WAL lets read while the writer writes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use rusqlite::{Connection, OpenFlags, Row, params, params_from_iter};
 
 use crate::query::{Param, severity_of_rank, severity_rank};
 use crate::{
-    AlertQuery, AlertReader, AlertRecord, AlertWriter, Retention, Store, StoreError, StoredAlert,
+    AlertQuery, AlertReader, AlertRecord, AlertWriter, Delivery, Due, OutboxDepth, Outcome,
+    Retention, Settlement, Store, StoreError, StoredAlert,
 };
 
 const SCHEMA: &str = "
@@ -38,7 +40,22 @@ CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (time_us);
 CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_us);
 CREATE INDEX IF NOT EXISTS alerts_by_src_namespace ON alerts (src_namespace, time_us);
 CREATE INDEX IF NOT EXISTS alerts_by_dst_namespace ON alerts (dst_namespace, time_us);
+CREATE TABLE IF NOT EXISTS outbox (
+    sink TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at_us INTEGER NOT NULL,
+    created_us INTEGER NOT NULL,
+    last_error TEXT,
+    PRIMARY KEY (sink, alert_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, state, next_at_us);
 ";
+
+/// Outbox states; a delivered row is deleted.
+const PENDING: i64 = 0;
+const DEAD: i64 = 1;
 
 /// A redelivery changes nothing but the delivery count; an update raises
 /// the count of connections and moves last-seen forward, and its document
@@ -57,7 +74,11 @@ ON CONFLICT (id) DO UPDATE SET
                        coalesce(excluded.last_seen_us, last_seen_us)),
     summary = CASE WHEN excluded.connections > connections THEN excluded.summary ELSE summary END,
     doc = CASE WHEN excluded.connections > connections THEN excluded.doc ELSE doc END
+RETURNING deliveries
 ";
+
+const ENQUEUE: &str = "INSERT OR IGNORE INTO outbox
+    (sink, alert_id, state, attempts, next_at_us, created_us) VALUES (?1, ?2, 0, 0, ?3, ?3)";
 
 const COLUMNS: &str = "id, origin, time_us, rule, severity, class, src_namespace, src_workload,
     dst_namespace, dst_workload, protocol, port, connections, last_seen_us, summary, doc,
@@ -111,30 +132,78 @@ struct SqliteWriter {
 }
 
 impl AlertWriter for SqliteWriter {
-    fn commit(&mut self, batch: &[AlertRecord], now_us: i64) -> Result<(), StoreError> {
+    fn commit(
+        &mut self,
+        batch: &[AlertRecord],
+        deliveries: &[Delivery],
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        let mut sinks_of: HashMap<&str, Vec<&str>> = HashMap::new();
+        for d in deliveries {
+            sinks_of.entry(&d.alert_id).or_default().push(&d.sink);
+        }
         let tx = self.conn.transaction()?;
         {
             let mut upsert = tx.prepare_cached(UPSERT)?;
+            let mut enqueue = tx.prepare_cached(ENQUEUE)?;
             for a in batch {
-                upsert.execute(params![
-                    a.id,
-                    a.origin,
-                    a.time_us,
-                    now_us,
-                    a.rule,
-                    severity_rank(a.severity),
-                    a.class,
-                    a.src_namespace,
-                    a.src_workload,
-                    a.dst_namespace,
-                    a.dst_workload,
-                    a.protocol,
-                    a.port,
-                    i64::try_from(a.connections).unwrap_or(i64::MAX),
-                    a.last_seen_us,
-                    a.summary,
-                    a.doc,
-                ])?;
+                let deliveries: i64 = upsert.query_row(
+                    params![
+                        a.id,
+                        a.origin,
+                        a.time_us,
+                        now_us,
+                        a.rule,
+                        severity_rank(a.severity),
+                        a.class,
+                        a.src_namespace,
+                        a.src_workload,
+                        a.dst_namespace,
+                        a.dst_workload,
+                        a.protocol,
+                        a.port,
+                        i64::try_from(a.connections).unwrap_or(i64::MAX),
+                        a.last_seen_us,
+                        a.summary,
+                        a.doc,
+                    ],
+                    |row| row.get(0),
+                )?;
+                // Only the first commit of an alert enqueues its deliveries.
+                if deliveries == 1 {
+                    for sink in sinks_of.get(a.id.as_str()).into_iter().flatten() {
+                        enqueue.execute(params![sink, a.id, now_us])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn settle(&mut self, settled: &[Settlement]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut done =
+                tx.prepare_cached("DELETE FROM outbox WHERE sink = ?1 AND alert_id = ?2")?;
+            let mut later = tx.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_at_us = ?3, last_error = ?4
+                 WHERE sink = ?1 AND alert_id = ?2",
+            )?;
+            let mut dead = tx.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, state = ?3, last_error = ?4
+                 WHERE sink = ?1 AND alert_id = ?2",
+            )?;
+            for s in settled {
+                match &s.outcome {
+                    Outcome::Delivered => done.execute(params![s.sink, s.alert_id])?,
+                    Outcome::Retry { next_at_us, error } => {
+                        later.execute(params![s.sink, s.alert_id, next_at_us, error])?
+                    }
+                    Outcome::Dead { error } => {
+                        dead.execute(params![s.sink, s.alert_id, DEAD, error])?
+                    }
+                };
             }
         }
         tx.commit()?;
@@ -155,6 +224,12 @@ impl AlertWriter for SqliteWriter {
                 "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts
                  ORDER BY time_us DESC, id DESC LIMIT -1 OFFSET ?1)",
                 [i64::try_from(keep).unwrap_or(i64::MAX)],
+            )?;
+        }
+        if pruned > 0 {
+            tx.execute(
+                "DELETE FROM outbox WHERE alert_id NOT IN (SELECT id FROM alerts)",
+                [],
             )?;
         }
         tx.commit()?;
@@ -204,6 +279,45 @@ impl AlertReader for SqliteReader {
             }
         }
         Ok(missing)
+    }
+
+    fn due(&mut self, sink: &str, now_us: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, attempts, created_us FROM outbox JOIN alerts ON id = alert_id
+             WHERE sink = ?1 AND state = {PENDING} AND next_at_us <= ?2
+             ORDER BY next_at_us LIMIT ?3"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![sink, now_us, limit], |row| {
+            let attempts: i64 = row.get(18)?;
+            let created_us: i64 = row.get(19)?;
+            Ok(read_row(row)?.map(|alert| Due {
+                alert,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                created_us,
+            }))
+        })?;
+        let mut due = Vec::new();
+        for row in rows {
+            due.push(row??);
+        }
+        Ok(due)
+    }
+
+    fn outbox(&mut self) -> Result<Vec<OutboxDepth>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT sink, sum(state = {PENDING}), sum(state = {DEAD}) FROM outbox GROUP BY sink ORDER BY sink"
+        ))?;
+        let rows = statement.query_map([], |row| {
+            let (pending, dead): (i64, i64) = (row.get(1)?, row.get(2)?);
+            Ok(OutboxDepth {
+                sink: row.get(0)?,
+                pending: pending as u64,
+                dead: dead as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 

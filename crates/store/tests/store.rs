@@ -7,7 +7,8 @@ use std::sync::mpsc;
 
 use palisade_inventory::severity::Severity;
 use palisade_store::{
-    AlertQuery, AlertRecord, Committer, CommitterOptions, Retention, SqliteStore, Store,
+    AlertQuery, AlertRecord, Committer, CommitterOptions, Delivery, OutboxDepth, Outcome,
+    Retention, Settlement, SqliteStore, Store,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -73,6 +74,7 @@ fn filters_select_by_time_namespace_severity_rule_and_class(store: &dyn Store) {
                 record("b", 200, "web", "shop", Severity::Low),
                 record("c", 300, "web", "db", Severity::Low),
             ],
+            &[],
             1_000,
         )
         .unwrap();
@@ -125,16 +127,16 @@ fn filters_select_by_time_namespace_severity_rule_and_class(store: &dyn Store) {
 fn an_update_raises_the_count_and_a_redelivery_changes_nothing(store: &dyn Store) {
     let mut writer = store.writer().unwrap();
     let first = record("x", 100, "shop", "db", Severity::Critical);
-    writer.commit(std::slice::from_ref(&first), 1).unwrap();
+    writer.commit(std::slice::from_ref(&first), &[], 1).unwrap();
     let mut update = first.clone();
     update.connections = 7;
     update.last_seen_us = Some(900);
     update.summary = "seven".into();
     update.doc = "{\"connections\":7}".into();
-    writer.commit(&[update.clone()], 2).unwrap();
+    writer.commit(&[update.clone()], &[], 2).unwrap();
     // The original arriving late (a retry that crossed the update) must
     // not undo it.
-    writer.commit(&[first], 3).unwrap();
+    writer.commit(&[first], &[], 3).unwrap();
     let stored = store
         .reader()
         .unwrap()
@@ -151,7 +153,7 @@ fn retention_drops_the_old_and_keeps_the_newest(store: &dyn Store) {
     let batch: Vec<AlertRecord> = (0..10)
         .map(|i| record(&format!("r{i}"), i * 100, "shop", "db", Severity::Low))
         .collect();
-    writer.commit(&batch, 0).unwrap();
+    writer.commit(&batch, &[], 0).unwrap();
     let by_age = Retention {
         max_age_us: Some(500),
         max_alerts: None,
@@ -187,7 +189,7 @@ fn group_commit_answers_every_batch_once_its_transaction_ended(store: &dyn Store
                         .collect();
                     let done = done.clone();
                     handle
-                        .submit(batch, Box::new(move |r| done.send(r).unwrap()))
+                        .submit(batch, Vec::new(), Box::new(move |r| done.send(r).unwrap()))
                         .unwrap();
                 }
             })
@@ -213,6 +215,99 @@ fn group_commit_answers_every_batch_once_its_transaction_ended(store: &dyn Store
     );
 }
 
+fn deliveries_are_made_once_retried_when_due_and_dead_lettered(store: &dyn Store) {
+    let mut writer = store.writer().unwrap();
+    let to = |id: &str, sink: &str| Delivery {
+        alert_id: id.into(),
+        sink: sink.into(),
+    };
+    let a = record("a", 100, "shop", "db", Severity::Critical);
+    let b = record("b", 200, "shop", "db", Severity::Low);
+    writer
+        .commit(
+            &[a.clone(), b.clone()],
+            &[to("a", "hook"), to("a", "am"), to("b", "hook")],
+            1_000,
+        )
+        .unwrap();
+    // A redelivery or update of a committed alert makes no new delivery.
+    writer
+        .commit(std::slice::from_ref(&a), &[to("a", "hook")], 2_000)
+        .unwrap();
+    let mut reader = store.reader().unwrap();
+    let due = reader.due("hook", 1_000, 10).unwrap();
+    let ids: Vec<&str> = due.iter().map(|d| d.alert.record.id.as_str()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"a") && ids.contains(&"b"));
+    assert!(due.iter().all(|d| d.attempts == 0 && d.created_us == 1_000));
+    assert_eq!(
+        reader.due("hook", 999, 10).unwrap().len(),
+        0,
+        "not due before it was made"
+    );
+    writer
+        .settle(&[
+            Settlement {
+                sink: "hook".into(),
+                alert_id: "a".into(),
+                outcome: Outcome::Delivered,
+            },
+            Settlement {
+                sink: "hook".into(),
+                alert_id: "b".into(),
+                outcome: Outcome::Retry {
+                    next_at_us: 5_000,
+                    error: "503".into(),
+                },
+            },
+            Settlement {
+                sink: "am".into(),
+                alert_id: "a".into(),
+                outcome: Outcome::Dead {
+                    error: "400 bad labels".into(),
+                },
+            },
+        ])
+        .unwrap();
+    assert!(
+        reader.due("hook", 4_999, 10).unwrap().is_empty(),
+        "waits for its time"
+    );
+    let retry = reader.due("hook", 5_000, 10).unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(
+        (retry[0].alert.record.id.as_str(), retry[0].attempts),
+        ("b", 1)
+    );
+    assert!(
+        reader.due("am", i64::MAX, 10).unwrap().is_empty(),
+        "dead is not due"
+    );
+    let depth = reader.outbox().unwrap();
+    assert_eq!(
+        depth,
+        vec![
+            OutboxDepth {
+                sink: "am".into(),
+                pending: 0,
+                dead: 1
+            },
+            OutboxDepth {
+                sink: "hook".into(),
+                pending: 1,
+                dead: 0
+            },
+        ]
+    );
+    // Retention takes an alert's deliveries with it.
+    let keep_none = Retention {
+        max_age_us: None,
+        max_alerts: Some(0),
+    };
+    writer.prune(&keep_none, 0).unwrap();
+    assert!(reader.outbox().unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($make:ident, $($test:ident),*) => {
         $(
@@ -232,7 +327,8 @@ mod sqlite {
         filters_select_by_time_namespace_severity_rule_and_class,
         an_update_raises_the_count_and_a_redelivery_changes_nothing,
         retention_drops_the_old_and_keeps_the_newest,
-        group_commit_answers_every_batch_once_its_transaction_ended
+        group_commit_answers_every_batch_once_its_transaction_ended,
+        deliveries_are_made_once_retried_when_due_and_dead_lettered
     );
 }
 
@@ -244,7 +340,7 @@ fn a_sqlite_store_keeps_its_alerts_across_a_reopen() {
         store
             .writer()
             .unwrap()
-            .commit(&[record("kept", 1, "a", "b", Severity::Info)], 1)
+            .commit(&[record("kept", 1, "a", "b", Severity::Info)], &[], 1)
             .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
