@@ -26,6 +26,7 @@ pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/ingest/alerts", post(ingest_alerts))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/sinks", get(list_sinks))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -120,8 +121,22 @@ async fn ingest_alerts(
     count(&state.counters.rejected, checked.rejected.len());
     if accepted > 0 {
         let deliveries = route(&state, &checked.records);
+        let by_rule: Vec<(String, String)> = checked
+            .records
+            .iter()
+            .map(|r| (r.rule.clone(), r.severity.as_str().to_string()))
+            .collect();
         commit(&state, checked.records, deliveries).await?;
         count(&state.counters.accepted, accepted);
+        let mut counts = state
+            .counters
+            .by_rule
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for key in by_rule {
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        drop(counts);
         state.bell.ring();
     }
     let status = if checked.rejected.is_empty() {
@@ -300,4 +315,18 @@ async fn list_sinks(State(state): Shared, headers: HeaderMap) -> Result<Response
         })
         .collect();
     Ok(axum::Json(serde_json::json!({ "sinks": sinks })).into_response())
+}
+
+/// Prometheus metrics (scope `read` when tokens are configured:
+/// Prometheus sends one with `authorization.credentials_file`).
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Read)?;
+    let store = state.store.clone();
+    let outbox = tokio::task::spawn_blocking(move || store.reader()?.outbox())
+        .await
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Failure::busy(e.to_string()))?;
+    let text = crate::metrics::render(&state, &outbox);
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }

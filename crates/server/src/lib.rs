@@ -19,6 +19,7 @@
 mod api;
 pub mod auth;
 pub mod ingest;
+mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +71,8 @@ pub struct IngestCounters {
     pub rejected: AtomicU64,
     pub refused_auth: AtomicU64,
     pub busy: AtomicU64,
+    /// Committed alerts by (rule, severity): bounded by the rules loaded.
+    pub by_rule: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 pub(crate) struct AppState {
