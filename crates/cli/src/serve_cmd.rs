@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use palisade_server::{DEFAULT_MAX_BODY, Scope, ServeOptions, Tokens, new_token};
 use palisade_sinks::{Route, SinksFile, Worker};
-use palisade_store::{CommitterOptions, Retention, SqliteStore, Store};
+use palisade_store::{CommitterOptions, PostgresStore, Retention, SqliteStore, Store};
 
 use crate::Outcome;
 
@@ -19,7 +19,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8470", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// The store: `sqlite:PATH` (default: the user's state directory,
-    /// `palisade/alerts.db`).
+    /// `palisade/alerts.db`), or `postgres://USER:PASSWORD@HOST/DB` for
+    /// several replicas sharing one store.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Bearer tokens with their scopes (`palisade token` makes them).
@@ -159,9 +160,16 @@ fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>> {
             std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
             dir.join("alerts.db")
         }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            return Ok(Arc::new(PostgresStore::open(url, None)?));
+        }
         Some(url) => match url.split_once(':') {
             Some(("sqlite", path)) if !path.is_empty() => PathBuf::from(path),
-            _ => return Err(anyhow!("--store {url}: expected sqlite:PATH")),
+            _ => {
+                return Err(anyhow!(
+                    "--store {url}: expected sqlite:PATH or postgres://USER:PASSWORD@HOST/DB"
+                ));
+            }
         },
     };
     Ok(Arc::new(SqliteStore::open(&path)?))

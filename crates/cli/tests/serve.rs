@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use palisade_store::{AlertQuery, SqliteStore, Store};
+use palisade_store::{AlertQuery, PostgresStore, SqliteStore, Store};
 use support::{Server, scratch};
 
 fn verify_and_send(url: &str, spool: &Path, extra: &[&str]) -> String {
@@ -215,38 +215,64 @@ fn a_public_listener_without_tokens_is_refused() {
 /// in the store at the end.
 #[test]
 fn nothing_acknowledged_is_lost_when_the_server_is_killed() {
-    let dir = scratch("kill");
-    let db = dir.join("alerts.db");
+    let db = scratch("kill").join("alerts.db");
+    let acked = acknowledged_across_kills(&format!("sqlite:{}", db.display()));
+    let store = SqliteStore::open(&db).unwrap();
+    assert_none_lost(&store, &acked);
+}
+
+/// The same on PostgreSQL (the database `.ci/run` starts).
+#[test]
+fn nothing_acknowledged_is_lost_when_a_postgres_backed_server_is_killed() {
+    let Ok(url) = std::env::var("PALISADE_TEST_POSTGRES") else {
+        let required = std::env::var("PALISADE_PRIVILEGED_TESTS").is_ok_and(|v| v == "require");
+        assert!(!required, "PALISADE_TEST_POSTGRES is not set");
+        return eprintln!("SKIPPED: set PALISADE_TEST_POSTGRES to a PostgreSQL URL");
+    };
+    let acked = acknowledged_across_kills(&url);
+    let store = PostgresStore::open(&url, None).unwrap();
+    assert_none_lost(&store, &acked);
+}
+
+fn acknowledged_across_kills(store: &str) -> Vec<String> {
+    // Ids unique to this run: a database outlives test runs.
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut next_id = 0u64;
     for round in 0..4u64 {
-        let server = Server::start(&db, &[]);
+        let server = Server::on_store(store, &[]);
         let stop_at = Instant::now() + Duration::from_millis(300 + (round * 211) % 500);
         let senders: Vec<_> = (0..4u64)
             .map(|t| {
                 let url = format!("{}/api/v1/ingest/alerts", server.url);
-                let acked = acked.clone();
-                let first = next_id + t * 1_000_000;
-                std::thread::spawn(move || send_until_refused(&url, first, &acked))
+                let (acked, prefix) = (acked.clone(), format!("k{run}-{round}-{t}-"));
+                std::thread::spawn(move || send_until_refused(&url, &prefix, &acked))
             })
             .collect();
-        next_id += 10_000_000;
-        let now = Instant::now();
-        std::thread::sleep(stop_at.saturating_duration_since(now));
+        std::thread::sleep(stop_at.saturating_duration_since(Instant::now()));
         server.kill();
         for s in senders {
             s.join().unwrap();
         }
     }
-    let acked = acked.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
     eprintln!("{} alerts acknowledged across four kills", acked.len());
     assert!(
         acked.len() > 1000,
         "the senders got through: {}",
         acked.len()
     );
-    let store = SqliteStore::open(&db).unwrap();
-    let lost = store.reader().unwrap().missing(&acked).unwrap();
+    acked
+}
+
+fn assert_none_lost(store: &dyn Store, acked: &[String]) {
+    let lost = store.reader().unwrap().missing(acked).unwrap();
     assert!(
         lost.is_empty(),
         "{} acknowledged alerts lost, e.g. {:?}",
@@ -255,11 +281,11 @@ fn nothing_acknowledged_is_lost_when_the_server_is_killed() {
     );
 }
 
-fn send_until_refused(url: &str, first: u64, acked: &Mutex<Vec<String>>) {
+fn send_until_refused(url: &str, prefix: &str, acked: &Mutex<Vec<String>>) {
     let client = reqwest::blocking::Client::new();
-    let mut id = first;
+    let mut id = 0u64;
     loop {
-        let ids: Vec<String> = (id..id + 100).map(|i| format!("k{i}")).collect();
+        let ids: Vec<String> = (id..id + 100).map(|i| format!("{prefix}{i}")).collect();
         id += 100;
         let body: String = ids.iter().map(|i| alert(i) + "\n").collect();
         match client.post(url).body(body).send() {

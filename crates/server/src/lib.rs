@@ -95,7 +95,14 @@ pub async fn serve(
     if options.tokens.is_empty() && !addr.ip().is_loopback() {
         return Err(ServeError::NeedsAuthentication(addr));
     }
-    let (commit, committer) = Committer::spawn(options.store.writer()?, options.committer, now_us);
+    // Store clients may block (PostgreSQL's runs its own runtime), so
+    // they are made, and finally dropped, off the async threads.
+    let store = options.store.clone();
+    let writer = tokio::task::spawn_blocking(move || store.writer())
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    let (commit, committer) = Committer::spawn(writer, options.committer, now_us);
+    let keep_store = options.store.clone();
     let counters = Arc::new(IngestCounters::default());
     let bell = Arc::new(Bell::default());
     let stop_sinks = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -131,19 +138,20 @@ pub async fn serve(
         .await?;
     stop_sinks.store(true, Ordering::Relaxed);
     bell.ring();
-    finish(workers, committer).await;
+    finish(workers, committer, keep_store).await;
     Ok(counters)
 }
 
 /// The workers finish the batch in hand; the committer ends once the last
 /// handle (the workers' and the router's state) is gone and its queue is
 /// drained.
-async fn finish(workers: Vec<JoinHandle<()>>, committer: JoinHandle<()>) {
+async fn finish(workers: Vec<JoinHandle<()>>, committer: JoinHandle<()>, store: Arc<dyn Store>) {
     let _ = tokio::task::spawn_blocking(move || {
         for worker in workers {
             let _ = worker.join();
         }
-        committer.join()
+        let _ = committer.join();
+        drop(store);
     })
     .await;
 }

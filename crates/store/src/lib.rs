@@ -12,12 +12,14 @@
 //! figures, and a redelivery of the same alert changes nothing.
 
 mod committer;
+mod postgres;
 mod query;
 mod sqlite;
 
 pub use committer::{
     CommitHandle, CommitStats, Committer, CommitterClosed, CommitterOptions, Reply, SubmitError,
 };
+pub use postgres::PostgresStore;
 pub use query::{AlertQuery, Retention};
 pub use sqlite::SqliteStore;
 
@@ -65,6 +67,8 @@ pub struct StoredAlert {
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(String),
     #[error("store {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("stored record {id}: {reason}")]
@@ -116,6 +120,21 @@ pub struct OutboxDepth {
     pub sink: String,
     pub pending: u64,
     pub dead: u64,
+}
+
+/// PostgreSQL's error says "db error" and keeps the server's message
+/// inside; this is what a user needs to read.
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> StoreError {
+        let text = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
+        };
+        StoreError::Postgres(text)
+    }
 }
 
 /// The one writer of a store.

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use palisade_inventory::severity::Severity;
 use palisade_store::{
     AlertQuery, AlertRecord, Committer, CommitterOptions, Delivery, OutboxDepth, Outcome,
-    Retention, Settlement, SqliteStore, Store,
+    PostgresStore, Retention, Settlement, SqliteStore, Store,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -318,6 +318,46 @@ macro_rules! suite {
             }
         )*
     };
+}
+
+/// A store in its own schema of the test database that `.ci/run` starts
+/// (`PALISADE_TEST_POSTGRES`); `None` when there is none (a loud skip, or
+/// a failure when privileged tests are required, as in CI).
+fn postgres(test: &str) -> Option<Box<dyn Store>> {
+    let Ok(url) = std::env::var("PALISADE_TEST_POSTGRES") else {
+        let required = std::env::var("PALISADE_PRIVILEGED_TESTS").is_ok_and(|v| v == "require");
+        assert!(!required, "{test}: PALISADE_TEST_POSTGRES is not set");
+        eprintln!("SKIPPED {test}: set PALISADE_TEST_POSTGRES to a PostgreSQL URL");
+        return None;
+    };
+    let schema = format!("test_{}_{test}", std::process::id());
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .unwrap();
+    Some(Box::new(PostgresStore::open(&url, Some(&schema)).unwrap()))
+}
+
+mod postgres {
+    macro_rules! pg_suite {
+        ($($test:ident),*) => {
+            $(
+                #[test]
+                fn $test() {
+                    if let Some(store) = super::postgres(stringify!($test)) {
+                        super::$test(store.as_ref());
+                    }
+                }
+            )*
+        };
+    }
+    pg_suite!(
+        filters_select_by_time_namespace_severity_rule_and_class,
+        an_update_raises_the_count_and_a_redelivery_changes_nothing,
+        retention_drops_the_old_and_keeps_the_newest,
+        group_commit_answers_every_batch_once_its_transaction_ended,
+        deliveries_are_made_once_retried_when_due_and_dead_lettered
+    );
 }
 
 mod sqlite {

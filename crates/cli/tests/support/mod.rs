@@ -30,9 +30,13 @@ pub struct Server {
 impl Server {
     /// Starts the server and waits for the line that gives its address.
     pub fn start(db: &Path, extra: &[&str]) -> Server {
+        Server::on_store(&format!("sqlite:{}", db.display()), extra)
+    }
+
+    /// A server on any store URL (`postgres://...`).
+    pub fn on_store(store: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
-            .arg(format!("sqlite:{}", db.display()))
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
