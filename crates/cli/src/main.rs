@@ -187,7 +187,7 @@ fn main() -> ExitCode {
             timeout_ms,
             interval_ms,
         } => probe_cmd::attempts(timeout_ms, interval_ms),
-        Command::Serve(args) => serve_cmd::run(&args),
+        Command::Serve(args) => serve_cmd::run(&args, &cli.input),
         Command::Token(args) => serve_cmd::token(&args),
         Command::Up(args) => serve_cmd::up(*args, &cli.input),
         Command::Demo => demo::run(),

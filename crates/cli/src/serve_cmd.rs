@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use palisade_server::graph::Declared;
 use palisade_server::{DEFAULT_MAX_BODY, Scope, ServeOptions, Tokens, new_token};
 use palisade_sinks::{Route, SinksFile, Worker};
 use palisade_store::{CommitterOptions, PostgresStore, Retention, SqliteStore, Store};
@@ -40,6 +41,10 @@ pub struct ServeArgs {
     /// and which (docs/server.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The cluster's manifests (files, directories, dumps): the dashboard
+    /// shows what their policies allow beside what was observed.
+    #[arg(long = "manifests", value_name = "PATH")]
+    pub manifests: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,14 +72,33 @@ pub struct TokenArgs {
     pub tokens: PathBuf,
 }
 
-pub fn run(args: &ServeArgs) -> Result<Outcome> {
-    serve_until(args, None, shutdown_signal())
+pub fn run(args: &ServeArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
+    let declared = declared(
+        &args.manifests,
+        &palisade_policy::Settings::default(),
+        input,
+    )?;
+    serve_until(args, declared, None, shutdown_signal())
+}
+
+/// What the manifests' policies allow, for the graph.
+fn declared(
+    paths: &[PathBuf],
+    settings: &palisade_policy::Settings,
+    input: &crate::input::InputArgs,
+) -> Result<Option<Declared>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let inventory = crate::input::load(paths, input)?;
+    Ok(Some(Declared::new(&inventory, settings)))
 }
 
 /// Serves until `shutdown`; the bound address goes to `ready` once the
 /// server listens (for `palisade up`, whose agent sends to it).
 pub fn serve_until(
     args: &ServeArgs,
+    declared: Option<Declared>,
     ready: Option<std::sync::mpsc::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Outcome> {
@@ -123,6 +147,7 @@ pub fn serve_until(
             max_body_bytes: args.max_body,
             committer,
             sinks,
+            declared,
         };
         let counters = palisade_server::serve(listener, options, shutdown).await?;
         let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -227,10 +252,16 @@ pub fn up(args: UpArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
     let (ready, listening) = std::sync::mpsc::channel();
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let serve = args.serve;
+    let policy = if serve.manifests.is_empty() {
+        &args.agent.policy
+    } else {
+        &serve.manifests
+    };
+    let declared = declared(policy, &args.agent.semantics.settings(), input)?;
     let server = std::thread::Builder::new()
         .name("server".into())
         .spawn(move || {
-            serve_until(&serve, Some(ready), async {
+            serve_until(&serve, declared, Some(ready), async {
                 let _ = stopped.await;
             })
         })?;

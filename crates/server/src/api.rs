@@ -27,6 +27,10 @@ pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/sinks", get(list_sinks))
         .route("/metrics", get(metrics))
+        .route("/api/v1/graph", get(graph))
+        .route("/api/v1/events", get(events))
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/{file}", get(crate::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -77,14 +81,18 @@ impl IntoResponse for Failure {
 /// Lets the request through when its bearer token holds `scope`, or when
 /// authentication is off (no tokens: only on loopback).
 fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), Failure> {
-    if state.tokens.is_empty() {
-        return Ok(());
-    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    authorize_token(state, token, scope)
+}
+
+fn authorize_token(state: &AppState, token: Option<&str>, scope: Scope) -> Result<(), Failure> {
+    if state.tokens.is_empty() {
+        return Ok(());
+    }
     match state.tokens.authorize(token, scope) {
         Ok(_) => Ok(()),
         Err(refusal) => {
@@ -126,6 +134,11 @@ async fn ingest_alerts(
             .iter()
             .map(|r| (r.rule.clone(), r.severity.as_str().to_string()))
             .collect();
+        let docs: Vec<Arc<str>> = checked
+            .records
+            .iter()
+            .map(|r| Arc::from(r.doc.as_str()))
+            .collect();
         commit(&state, checked.records, deliveries).await?;
         count(&state.counters.accepted, accepted);
         let mut counts = state
@@ -138,6 +151,10 @@ async fn ingest_alerts(
         }
         drop(counts);
         state.bell.ring();
+        for doc in docs {
+            // No dashboard listening is not an error.
+            let _ = state.live.send(doc);
+        }
     }
     let status = if checked.rejected.is_empty() {
         StatusCode::OK
@@ -329,4 +346,96 @@ async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, F
     let text = crate::metrics::render(&state, &outbox);
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+#[derive(Deserialize)]
+struct GraphParams {
+    since: Option<String>,
+    namespace: Option<String>,
+    /// Above this many workloads the graph is per namespace (default 300).
+    max_nodes: Option<usize>,
+}
+
+/// The connectivity graph: declared edges and the alerts of the window.
+async fn graph(
+    State(state): Shared,
+    headers: HeaderMap,
+    Query(params): Query<GraphParams>,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Read)?;
+    let since_us =
+        match params.since {
+            Some(v) => Some(parse_rfc3339(&v).map_err(|e| {
+                Failure::new(StatusCode::BAD_REQUEST, format!("`since` `{v}`: {e}"))
+            })?),
+            None => None,
+        };
+    let query = AlertQuery {
+        since_us,
+        namespace: params.namespace.clone(),
+        limit: Some(palisade_store::MAX_LIMIT),
+        ..AlertQuery::default()
+    };
+    let worker_state = state.clone();
+    let graph = tokio::task::spawn_blocking(move || {
+        let alerts = worker_state.store.reader()?.alerts(&query)?;
+        Ok::<_, palisade_store::StoreError>(crate::graph::build(
+            worker_state.declared.as_ref(),
+            &alerts,
+            params.max_nodes.unwrap_or(300),
+            params.namespace.as_deref(),
+        ))
+    })
+    .await
+    .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| Failure::busy(e.to_string()))?;
+    Ok(axum::Json(graph).into_response())
+}
+
+#[derive(Deserialize)]
+struct EventParams {
+    /// Browsers' EventSource cannot send headers: the token may come here.
+    access_token: Option<String>,
+}
+
+/// Server-sent events: `alert` with each committed alert's document;
+/// `lagged` with how many a slow listener missed.
+async fn events(
+    State(state): Shared,
+    headers: HeaderMap,
+    Query(params): Query<EventParams>,
+) -> Result<Response, Failure> {
+    if params.access_token.is_some() {
+        authorize_token(&state, params.access_token.as_deref(), Scope::Read)?;
+    } else {
+        authorize(&state, &headers, Scope::Read)?;
+    }
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let receiver = state.live.subscribe();
+    let closing = state.closing.clone();
+    let stream = futures_util::stream::unfold(
+        (receiver, closing),
+        |(mut receiver, mut closing)| async move {
+            if *closing.borrow() {
+                return None;
+            }
+            let event = tokio::select! {
+                received = receiver.recv() => match received {
+                    Ok(doc) => Event::default().event("alert").data(doc.as_ref()),
+                    Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+                    Err(RecvError::Closed) => return None,
+                },
+                // The server is stopping (or its sender is gone).
+                _ = closing.changed() => return None,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (receiver, closing),
+            ))
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

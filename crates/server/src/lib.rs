@@ -18,6 +18,8 @@
 
 mod api;
 pub mod auth;
+mod dashboard;
+pub mod graph;
 pub mod ingest;
 mod metrics;
 
@@ -42,6 +44,8 @@ pub struct ServeOptions {
     pub committer: CommitterOptions,
     /// Deliveries: each sink's worker and its route.
     pub sinks: Vec<(Worker, Route)>,
+    /// What the declared policies allow, for the dashboard's graph.
+    pub declared: Option<graph::Declared>,
 }
 
 /// A sink as the server sees it: where alerts go and how that goes.
@@ -82,6 +86,12 @@ pub(crate) struct AppState {
     counters: Arc<IngestCounters>,
     sinks: Vec<SinkEntry>,
     bell: Arc<Bell>,
+    declared: Option<graph::Declared>,
+    /// Each committed alert's document, for the dashboard's live view.
+    live: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Turns true when the server stops: live streams end then, or a
+    /// graceful shutdown would wait for them forever.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets the store
@@ -124,6 +134,7 @@ pub async fn serve(
         )?;
         workers.push(handle);
     }
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         tokens: options.tokens,
         commit,
@@ -131,8 +142,15 @@ pub async fn serve(
         counters: counters.clone(),
         sinks,
         bell: bell.clone(),
+        declared: options.declared,
+        live: tokio::sync::broadcast::channel(1024).0,
+        closing: closing_rx,
     });
     let app = api::router(state, options.max_body_bytes);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

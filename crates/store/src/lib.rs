@@ -20,7 +20,7 @@ pub use committer::{
     CommitHandle, CommitStats, Committer, CommitterClosed, CommitterOptions, Reply, SubmitError,
 };
 pub use postgres::PostgresStore;
-pub use query::{AlertQuery, Retention};
+pub use query::{AlertQuery, MAX_LIMIT, Retention};
 pub use sqlite::SqliteStore;
 
 use palisade_inventory::severity::Severity;
