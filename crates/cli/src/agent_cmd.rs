@@ -88,9 +88,11 @@ pub struct AgentArgs {
     /// restart resumes there (without it, a restart starts at the end).
     #[arg(long, value_name = "FILE")]
     pub log_state: Option<PathBuf>,
-    /// Deliver alerts to a palisade server (`http://host:port`) besides
-    /// the output; while it is away they wait in the spool.
-    #[arg(long, value_name = "URL")]
+    /// Deliver alerts to a palisade server (`http://host:port`), or to
+    /// NATS JetStream (`nats://host:4222`, subject
+    /// `palisade.alerts.<node>`), besides the output; while it is away
+    /// they wait in the spool.
+    #[arg(long, visible_alias = "nats", value_name = "URL")]
     pub server: Option<String>,
     /// The bearer token for --server, read from this file.
     #[arg(long, value_name = "FILE")]

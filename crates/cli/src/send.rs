@@ -10,8 +10,9 @@ use palisade_send::{SendOptions, Sender, wire_line};
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SendArgs {
-    /// Also deliver the alerts to a palisade server (`http://host:port`).
-    /// What cannot be delivered now waits in the spool for the next run.
+    /// Also deliver the alerts to a palisade server (`http://host:port`)
+    /// or to NATS JetStream (`nats://host:4222`). What cannot be delivered
+    /// now waits in the spool for the next run.
     #[arg(long, value_name = "URL")]
     pub send: Option<String>,
     /// The bearer token for --send, read from this file.
@@ -49,7 +50,7 @@ pub fn deliver(args: &SendArgs, alerts: &[Alert]) -> Result<()> {
         spool,
         args.send_patience,
     )?;
-    let mut sender = Sender::new(options)?;
+    let mut sender = Sender::new(options, &origin)?;
     let report = sender.send(&lines)?;
     eprintln!(
         "sent to {server}: {} delivered ({} from earlier runs), {} refused, {} left in the spool",

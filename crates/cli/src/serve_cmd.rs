@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use palisade_server::bus::NatsOptions;
 use palisade_server::graph::Declared;
 use palisade_server::{DEFAULT_MAX_BODY, Scope, ServeOptions, Tokens, new_token};
 use palisade_sinks::{Route, SinksFile, Worker};
@@ -41,6 +42,17 @@ pub struct ServeArgs {
     /// and which (docs/server.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Also take alerts from NATS JetStream (`nats://host:4222`): every
+    /// replica given the same URL shares one durable consumer.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// The durable consumer's name (replicas of one deployment share it).
+    #[arg(long, default_value = "palisade-serve", value_name = "NAME")]
+    pub nats_consumer: String,
+    /// Seconds a fetched message may go unacknowledged before it is handed
+    /// to another replica.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub nats_ack_wait: u64,
     /// The cluster's manifests (files, directories, dumps): the dashboard
     /// shows what their policies allow beside what was observed.
     #[arg(long = "manifests", value_name = "PATH")]
@@ -148,6 +160,11 @@ pub fn serve_until(
             committer,
             sinks,
             declared,
+            nats: args.nats.as_ref().map(|url| NatsOptions {
+                url: url.clone(),
+                consumer: args.nats_consumer.clone(),
+                ack_wait: Duration::from_secs(args.nats_ack_wait.max(1)),
+            }),
         };
         let counters = palisade_server::serve(listener, options, shutdown).await?;
         let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);

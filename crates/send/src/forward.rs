@@ -55,7 +55,7 @@ impl Forwarder {
     /// starts the thread. `options.patience` bounds one round of retries,
     /// after which new alerts are spooled and retrying goes on.
     pub fn start(options: SendOptions, origin: &str) -> Result<Forwarder, SendError> {
-        let mut sender = Sender::new(options)?;
+        let mut sender = Sender::new(options, origin)?;
         let (lines, queue) = mpsc::channel();
         let stats = Arc::new(ForwardStats::default());
         let thread_stats = stats.clone();

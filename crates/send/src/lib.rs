@@ -10,6 +10,7 @@
 //! too large (413) is split in halves until it fits.
 
 mod forward;
+mod nats;
 mod spool;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use palisade_detect::Alert;
 use serde::{Deserialize, Serialize};
 
 pub use forward::{ForwardHandle, ForwardStats, Forwarder};
+pub use nats::{STREAM, SUBJECTS, message_id, stream_config, subject};
 pub use spool::Spool;
 
 /// The ingest endpoint, under the server's base URL.
@@ -26,7 +28,7 @@ pub const INGEST_PATH: &str = "/api/v1/ingest/alerts";
 
 #[derive(Clone, Debug)]
 pub struct SendOptions {
-    /// The server's base URL, `http://host:port`.
+    /// The server's base URL, `http://host:port`, or `nats://host:port`.
     pub server: String,
     pub token: Option<String>,
     /// Alerts per request.
@@ -83,13 +85,17 @@ pub enum SendError {
 /// Holds the spool (locked) for as long as it lives.
 pub struct Sender {
     options: SendOptions,
-    client: reqwest::blocking::Client,
-    url: String,
+    transport: Box<dyn Transport>,
     spool: Spool,
 }
 
+/// How batches leave: HTTP to the server's ingest, or JetStream.
+trait Transport: Send {
+    fn attempt(&mut self, lines: &[String]) -> Attempt;
+}
+
 /// The outcome of one request.
-enum Attempt {
+pub(crate) enum Attempt {
     Committed {
         rejected: Vec<String>,
     },
@@ -114,18 +120,18 @@ struct RejectedItem {
 }
 
 impl Sender {
-    pub fn new(options: SendOptions) -> Result<Sender, SendError> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| SendError::Client(e.to_string()))?;
-        let url = format!("{}{INGEST_PATH}", options.server.trim_end_matches('/'));
+    /// A sender to `options.server`: `http(s)://` is the server's ingest,
+    /// `nats://` a JetStream stream (subject `palisade.alerts.<origin>`).
+    pub fn new(options: SendOptions, origin: &str) -> Result<Sender, SendError> {
+        let transport: Box<dyn Transport> = if options.server.starts_with("nats://") {
+            Box::new(nats::JetStream::connect(&options.server, origin)?)
+        } else {
+            Box::new(Http::new(&options)?)
+        };
         let spool = Spool::open(&options.spool)?;
         Ok(Sender {
             options,
-            client,
-            url,
+            transport,
             spool,
         })
     }
@@ -148,12 +154,7 @@ impl Sender {
         let mut backoff = Backoff::new();
         while !spool.pending().is_empty() {
             let take = batch.min(spool.pending().len());
-            match attempt(
-                &self.client,
-                &self.url,
-                &self.options,
-                &spool.pending()[..take],
-            ) {
+            match self.transport.attempt(&spool.pending()[..take]) {
                 Attempt::Committed { rejected } => {
                     report.delivered += take - rejected.len();
                     report.rejected.extend(rejected);
@@ -187,23 +188,48 @@ impl Sender {
     }
 }
 
+struct Http {
+    client: reqwest::blocking::Client,
+    url: String,
+    server: String,
+    token: Option<String>,
+}
+
+impl Http {
+    fn new(options: &SendOptions) -> Result<Http, SendError> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| SendError::Client(e.to_string()))?;
+        Ok(Http {
+            client,
+            url: format!("{}{INGEST_PATH}", options.server.trim_end_matches('/')),
+            server: options.server.clone(),
+            token: options.token.clone(),
+        })
+    }
+}
+
+impl Transport for Http {
+    fn attempt(&mut self, lines: &[String]) -> Attempt {
+        post(self, lines)
+    }
+}
+
 /// One request with `lines` as its body.
-fn attempt(
-    client: &reqwest::blocking::Client,
-    url: &str,
-    options: &SendOptions,
-    lines: &[String],
-) -> Attempt {
+fn post(http: &Http, lines: &[String]) -> Attempt {
     let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
         body.push_str(line);
         body.push('\n');
     }
-    let mut request = client
-        .post(url)
+    let mut request = http
+        .client
+        .post(&http.url)
         .header("content-type", "application/x-ndjson")
         .body(body);
-    if let Some(token) = &options.token {
+    if let Some(token) = &http.token {
         request = request.bearer_auth(token);
     }
     let response = match request.send() {
@@ -211,7 +237,7 @@ fn attempt(
         Err(e) => {
             return Attempt::Retry {
                 after: None,
-                why: format!("{}: {}", options.server, error_chain(&e)),
+                why: format!("{}: {}", http.server, error_chain(&e)),
             };
         }
     };

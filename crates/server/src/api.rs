@@ -37,7 +37,7 @@ pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
 }
 
 /// An error answer: a status and a JSON body that says why.
-struct Failure {
+pub(crate) struct Failure {
     status: StatusCode,
     reason: String,
     retry_after: Option<u32>,
@@ -128,33 +128,7 @@ async fn ingest_alerts(
     let accepted = checked.records.len();
     count(&state.counters.rejected, checked.rejected.len());
     if accepted > 0 {
-        let deliveries = route(&state, &checked.records);
-        let by_rule: Vec<(String, String)> = checked
-            .records
-            .iter()
-            .map(|r| (r.rule.clone(), r.severity.as_str().to_string()))
-            .collect();
-        let docs: Vec<Arc<str>> = checked
-            .records
-            .iter()
-            .map(|r| Arc::from(r.doc.as_str()))
-            .collect();
-        commit(&state, checked.records, deliveries).await?;
-        count(&state.counters.accepted, accepted);
-        let mut counts = state
-            .counters
-            .by_rule
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for key in by_rule {
-            *counts.entry(key).or_insert(0) += 1;
-        }
-        drop(counts);
-        state.bell.ring();
-        for doc in docs {
-            // No dashboard listening is not an error.
-            let _ = state.live.send(doc);
-        }
+        store_alerts(&state, checked.records).await?;
     }
     let status = if checked.rejected.is_empty() {
         StatusCode::OK
@@ -166,6 +140,38 @@ async fn ingest_alerts(
         rejected: checked.rejected,
     };
     Ok((status, axum::Json(answer)).into_response())
+}
+
+/// Commits checked alerts with their deliveries, and tells the sinks,
+/// the metrics and the dashboard; the way in of every ingest path.
+pub(crate) async fn store_alerts(
+    state: &AppState,
+    records: Vec<AlertRecord>,
+) -> Result<(), Failure> {
+    let accepted = records.len();
+    let deliveries = route(state, &records);
+    let by_rule: Vec<(String, String)> = records
+        .iter()
+        .map(|r| (r.rule.clone(), r.severity.as_str().to_string()))
+        .collect();
+    let docs: Vec<Arc<str>> = records.iter().map(|r| Arc::from(r.doc.as_str())).collect();
+    commit(state, records, deliveries).await?;
+    count(&state.counters.accepted, accepted);
+    let mut counts = state
+        .counters
+        .by_rule
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for key in by_rule {
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    drop(counts);
+    state.bell.ring();
+    for doc in docs {
+        // No dashboard listening is not an error.
+        let _ = state.live.send(doc);
+    }
+    Ok(())
 }
 
 /// The deliveries each record's routes call for (made only if the record

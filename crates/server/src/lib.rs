@@ -18,6 +18,7 @@
 
 mod api;
 pub mod auth;
+pub mod bus;
 mod dashboard;
 pub mod graph;
 pub mod ingest;
@@ -46,6 +47,8 @@ pub struct ServeOptions {
     pub sinks: Vec<(Worker, Route)>,
     /// What the declared policies allow, for the dashboard's graph.
     pub declared: Option<graph::Declared>,
+    /// Also consume alerts from NATS JetStream.
+    pub nats: Option<bus::NatsOptions>,
 }
 
 /// A sink as the server sees it: where alerts go and how that goes.
@@ -75,6 +78,9 @@ pub struct IngestCounters {
     pub rejected: AtomicU64,
     pub refused_auth: AtomicU64,
     pub busy: AtomicU64,
+    /// Messages fetched from NATS, and failures of the bus connection.
+    pub bus_received: AtomicU64,
+    pub bus_errors: AtomicU64,
     /// Committed alerts by (rule, severity): bounded by the rules loaded.
     pub by_rule: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
@@ -146,6 +152,9 @@ pub async fn serve(
         live: tokio::sync::broadcast::channel(1024).0,
         closing: closing_rx,
     });
+    let bus = options
+        .nats
+        .map(|nats| tokio::spawn(bus::consume(state.clone(), nats, state.closing.clone())));
     let app = api::router(state, options.max_body_bytes);
     let shutdown = async move {
         shutdown.await;
@@ -154,6 +163,10 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    if let Some(bus) = bus {
+        // It finishes the batch in hand: committed, then acknowledged.
+        let _ = bus.await;
+    }
     stop_sinks.store(true, Ordering::Relaxed);
     bell.ring();
     finish(workers, committer, keep_store).await;

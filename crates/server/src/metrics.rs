@@ -106,6 +106,19 @@ pub(crate) fn render(state: &AppState, outbox: &[OutboxDepth]) -> String {
         );
     }
 
+    e.family(
+        "palisade_bus_messages_total",
+        "counter",
+        "Messages fetched from NATS JetStream.",
+    );
+    e.sample("palisade_bus_messages_total", &[], load(&c.bus_received));
+    e.family(
+        "palisade_bus_errors_total",
+        "counter",
+        "Failures of the NATS connection (each followed by a reconnect).",
+    );
+    e.sample("palisade_bus_errors_total", &[], load(&c.bus_errors));
+
     let s = state.commit.stats();
     e.family(
         "palisade_store_transactions_total",
