@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// to another replica.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub nats_ack_wait: u64,
+    /// Log rule files (docs/logs.md) over the built-in rules, for pushed
+    /// audit events (`/api/v1/ingest/k8s-audit`) and Fluent Bit records
+    /// (`/api/v1/ingest/fluent-bit`).
+    #[arg(long = "log-rules", value_name = "FILE")]
+    pub log_rules: Vec<PathBuf>,
     /// The cluster's manifests (files, directories, dumps): the dashboard
     /// shows what their policies allow beside what was observed.
     #[arg(long = "manifests", value_name = "PATH")]
@@ -135,6 +140,7 @@ pub fn serve_until(
     // The sinks' HTTP clients are made outside the async runtime, whose
     // threads must not own blocking clients.
     let sinks = sinks(args.config.as_deref())?;
+    let scanner = crate::logs_cmd::scanner(&args.log_rules)?;
     let auth = if tokens.is_empty() {
         "off: loopback only"
     } else {
@@ -160,6 +166,7 @@ pub fn serve_until(
             committer,
             sinks,
             declared,
+            scanner,
             nats: args.nats.as_ref().map(|url| NatsOptions {
                 url: url.clone(),
                 consumer: args.nats_consumer.clone(),

@@ -295,3 +295,66 @@ fn send_until_refused(url: &str, prefix: &str, acked: &Mutex<Vec<String>>) {
         }
     }
 }
+
+/// The audit webhook backend's `EventList` and Fluent Bit's `json_lines`
+/// go through the log rules; their alerts are stored.
+#[test]
+fn pushed_audit_events_and_fluent_bit_records_raise_stored_alerts() {
+    let dir = scratch("pushed-logs");
+    let server = Server::start(&dir.join("alerts.db"), &[]);
+    let client = reqwest::blocking::Client::new();
+    let event_list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"9c1f","stage":"ResponseComplete","verb":"delete","user":{"username":"mallory","groups":["system:authenticated"]},"sourceIPs":["192.0.2.7"],"objectRef":{"resource":"networkpolicies","namespace":"shop","name":"db-ingress","apiGroup":"networking.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-12-02T10:00:00.000000Z","stageTimestamp":"2026-12-02T10:00:00.010000Z"}]}"#;
+    let posted = client
+        .post(format!("{}/api/v1/ingest/k8s-audit", server.url))
+        .body(event_list)
+        .send()
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 200);
+    let answer: serde_json::Value = serde_json::from_str(&posted.text().unwrap()).unwrap();
+    assert_eq!(answer["alerts"], 1, "{answer}");
+    let failures: String = (10..40)
+        .map(|s| format!("{{\"date\":17962056{s}.25,\"log\":\"dial tcp 10.0.0.9:5432: connect: connection refused\",\"kubernetes\":{{\"pod_name\":\"web-1\",\"namespace_name\":\"shop\",\"container_name\":\"app\"}}}}\n"))
+        .collect();
+    let posted = client
+        .post(format!("{}/api/v1/ingest/fluent-bit", server.url))
+        .body(failures)
+        .send()
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 200);
+    let answer: serde_json::Value = serde_json::from_str(&posted.text().unwrap()).unwrap();
+    assert_eq!(
+        (answer["records"].as_u64(), answer["alerts"].as_u64()),
+        (Some(30), Some(1)),
+        "{answer}"
+    );
+    let bad = client
+        .post(format!("{}/api/v1/ingest/k8s-audit", server.url))
+        .body("{not json\n")
+        .send()
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400, "a body with nothing readable");
+    let listed = client
+        .get(format!("{}/api/v1/alerts?namespace=shop", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let rules: Vec<&str> = listed["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alert"]["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"AUDIT-001"), "{listed}");
+    assert!(rules.contains(&"LOG-001"), "{listed}");
+    let deleted = listed["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["alert"]["rule"] == "AUDIT-001")
+        .unwrap();
+    assert_eq!(deleted["alert"]["actor"]["user"], "mallory");
+    assert_eq!(deleted["alert"]["origin"], "k8s-audit");
+    server.stop();
+}

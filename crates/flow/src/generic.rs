@@ -56,7 +56,7 @@ pub(crate) mod time;
 pub use fields::CsvHeader;
 pub use lines::{LOST_EVENTS_REASON, MAX_LINE_BYTES, ParsedLine, UNREADABLE_REASON, record_line};
 pub use sniff::sniff;
-pub use time::parse_rfc3339;
+pub use time::{parse_epoch_seconds, parse_rfc3339};
 
 use fields::{Field, Values};
 use lines::{LineReader, read_independent_lines};

@@ -281,7 +281,9 @@ fn json_record(text: &str, source: Option<&LogSource>) -> Option<Record> {
             container: k.container_name.unwrap_or_default(),
         })
     });
-    let time = record.time.or(record.date.map(|d| d.to_string()));
+    let time = record
+        .time
+        .or(record.date.as_ref().and_then(fluent_bit_date));
     Some((
         own.or_else(|| source.cloned()),
         stream,
@@ -289,6 +291,21 @@ fn json_record(text: &str, source: Option<&LogSource>) -> Option<Record> {
         partial,
         message,
     ))
+}
+
+/// Fluent Bit's `date` as RFC 3339: its `json_date_format` writes epoch
+/// seconds (`double`, the default, or `epoch`) or text (`iso8601`,
+/// `java_sql_timestamp`); text that is no epoch number is kept as it is.
+fn fluent_bit_date(date: &serde_json::Value) -> Option<String> {
+    let text = match date {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    match palisade_flow::generic::parse_epoch_seconds(&text) {
+        Ok(micros) => Some(palisade_detect::rfc3339(micros)),
+        Err(_) => Some(text),
+    }
 }
 
 fn stream_of(text: &str) -> Option<Stream> {

@@ -24,6 +24,8 @@ type Shared = State<Arc<AppState>>;
 pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
     Router::new()
         .route("/api/v1/ingest/alerts", post(ingest_alerts))
+        .route("/api/v1/ingest/k8s-audit", post(ingest_audit))
+        .route("/api/v1/ingest/fluent-bit", post(ingest_fluent_bit))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/sinks", get(list_sinks))
         .route("/metrics", get(metrics))
@@ -444,4 +446,45 @@ async fn events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// The Kubernetes API server's audit webhook backend posts `EventList`s.
+async fn ingest_audit(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    ingest_logs(state, headers, body, crate::logs::Kind::Audit).await
+}
+
+/// Fluent Bit's `http` output with `format json_lines`.
+async fn ingest_fluent_bit(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    ingest_logs(state, headers, body, crate::logs::Kind::Container).await
+}
+
+async fn ingest_logs(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: crate::logs::Kind,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Ingest)?;
+    count(&state.counters.requests, 1);
+    let scanner = state.scanner.clone();
+    let (answer, records) =
+        tokio::task::spawn_blocking(move || crate::logs::scan(&scanner, kind, &body))
+            .await
+            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if answer.records == 0 && answer.skipped > 0 {
+        let reason = format!("no record could be read: {}", answer.diagnostics.join("; "));
+        return Err(Failure::new(StatusCode::BAD_REQUEST, reason));
+    }
+    if !records.is_empty() {
+        store_alerts(&state, records).await?;
+    }
+    Ok(axum::Json(answer).into_response())
 }

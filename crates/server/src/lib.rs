@@ -22,6 +22,7 @@ pub mod bus;
 mod dashboard;
 pub mod graph;
 pub mod ingest;
+mod logs;
 mod metrics;
 
 use std::future::Future;
@@ -49,6 +50,8 @@ pub struct ServeOptions {
     pub declared: Option<graph::Declared>,
     /// Also consume alerts from NATS JetStream.
     pub nats: Option<bus::NatsOptions>,
+    /// The log rules for pushed audit events and container logs.
+    pub scanner: palisade_logs::Scanner,
 }
 
 /// A sink as the server sees it: where alerts go and how that goes.
@@ -98,6 +101,7 @@ pub(crate) struct AppState {
     /// Turns true when the server stops: live streams end then, or a
     /// graceful shutdown would wait for them forever.
     closing: tokio::sync::watch::Receiver<bool>,
+    scanner: Arc<std::sync::Mutex<palisade_logs::Scanner>>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets the store
@@ -151,6 +155,7 @@ pub async fn serve(
         declared: options.declared,
         live: tokio::sync::broadcast::channel(1024).0,
         closing: closing_rx,
+        scanner: Arc::new(std::sync::Mutex::new(options.scanner)),
     });
     let bus = options
         .nats
