@@ -64,12 +64,45 @@ pub struct ServeArgs {
     pub manifests: Vec<PathBuf>,
 }
 
+/// `palisade up`: the server's options that make sense beside an agent
+/// (the agent's own, such as `--config` and `--log-rules`, keep their
+/// names).
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
-    #[command(flatten)]
-    pub serve: ServeArgs,
+    /// Where the server listens (the dashboard, the API).
+    #[arg(long, default_value = "127.0.0.1:8470", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The store: `sqlite:PATH` (default: the state directory's
+    /// `palisade/alerts.db`) or `postgres://...`.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The server's configuration (YAML: `sinks:`).
+    #[arg(long, value_name = "FILE")]
+    pub server_config: Option<PathBuf>,
+    /// Forget alerts first seen longer ago than this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<u64>,
     #[command(flatten)]
     pub agent: crate::agent_cmd::AgentArgs,
+}
+
+impl UpArgs {
+    fn serve(&self) -> ServeArgs {
+        ServeArgs {
+            listen: self.listen,
+            store: self.store.clone(),
+            tokens: None,
+            max_body: DEFAULT_MAX_BODY,
+            retention_days: self.retention_days,
+            retention_alerts: None,
+            config: self.server_config.clone(),
+            nats: None,
+            nats_consumer: "palisade-serve".into(),
+            nats_ack_wait: 30,
+            log_rules: Vec::new(),
+            manifests: Vec::new(),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -275,13 +308,8 @@ pub fn up(args: UpArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
     }
     let (ready, listening) = std::sync::mpsc::channel();
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serve = args.serve;
-    let policy = if serve.manifests.is_empty() {
-        &args.agent.policy
-    } else {
-        &serve.manifests
-    };
-    let declared = declared(policy, &args.agent.semantics.settings(), input)?;
+    let serve = args.serve();
+    let declared = declared(&args.agent.policy, &args.agent.semantics.settings(), input)?;
     let server = std::thread::Builder::new()
         .name("server".into())
         .spawn(move || {

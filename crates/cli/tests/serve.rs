@@ -358,3 +358,18 @@ fn pushed_audit_events_and_fluent_bit_records_raise_stored_alerts() {
     assert_eq!(deleted["alert"]["origin"], "k8s-audit");
     server.stop();
 }
+
+#[test]
+fn every_server_command_parses_its_arguments() {
+    for command in [["serve", "--help"], ["up", "--help"], ["token", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(command)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
