@@ -3,10 +3,14 @@
 //! once PostgreSQL has flushed its WAL (`synchronous_commit` on, the
 //! default), so an acknowledged alert survives a crash of either side.
 //!
+//! As in SQLite, a redelivery only counts, an update raises the count and
+//! replaces the document; GREATEST ignores NULLs, which is what last-seen
+//! wants, and in an UPDATE every right-hand side reads the old row.
+//!
 //! Readers come from a small pool of connections, so a query or a sink's
 //! look at the outbox does not pay for a new connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use postgres::types::ToSql;
@@ -59,28 +63,111 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, state, next_at_us);
 const PENDING: i64 = 0;
 const DEAD: i64 = 1;
 
-/// As SQLite's: a redelivery only counts, an update raises the count and
-/// replaces the document; GREATEST ignores NULLs, which is what last-seen
-/// wants. In an UPDATE every right-hand side reads the old row.
-const UPSERT: &str = "
+const ENQUEUE_MANY: &str = "INSERT INTO outbox
+    (sink, alert_id, state, attempts, next_at_us, created_us)
+    SELECT sink, alert_id, 0, 0, $3, $3 FROM unnest($1::text[], $2::text[]) AS d (sink, alert_id)
+    ON CONFLICT DO NOTHING";
+
+/// One statement per batch (a round trip per alert was the cost): the
+/// batch as column arrays. `xmax = 0` tells a row this statement inserted
+/// from one it updated.
+const UPSERT_MANY: &str = "
 INSERT INTO alerts (id, origin, time_us, received_us, rule, severity, class,
     src_namespace, src_workload, dst_namespace, dst_workload, protocol, port,
     connections, last_seen_us, summary, doc, deliveries)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1)
+SELECT id, origin, time_us, $4, rule, severity, class, src_namespace, src_workload,
+    dst_namespace, dst_workload, protocol, port, connections, last_seen_us, summary, doc, repeats
+FROM unnest($1::text[], $2::text[], $3::bigint[], $5::text[], $6::bigint[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[],
+    $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[])
+    AS b (id, origin, time_us, rule, severity, class, src_namespace, src_workload,
+          dst_namespace, dst_workload, protocol, port, connections, last_seen_us,
+          summary, doc, repeats)
 ON CONFLICT (id) DO UPDATE SET
-    deliveries = alerts.deliveries + 1,
+    deliveries = alerts.deliveries + EXCLUDED.deliveries,
     connections = GREATEST(alerts.connections, EXCLUDED.connections),
     last_seen_us = GREATEST(alerts.last_seen_us, EXCLUDED.last_seen_us),
     summary = CASE WHEN EXCLUDED.connections > alerts.connections
         THEN EXCLUDED.summary ELSE alerts.summary END,
     doc = CASE WHEN EXCLUDED.connections > alerts.connections
         THEN EXCLUDED.doc ELSE alerts.doc END
-RETURNING deliveries
+RETURNING id, xmax = 0
 ";
 
-const ENQUEUE: &str = "INSERT INTO outbox
-    (sink, alert_id, state, attempts, next_at_us, created_us) VALUES ($1, $2, 0, 0, $3, $3)
-    ON CONFLICT DO NOTHING";
+/// One statement cannot touch a row twice, so repeats of an id within a
+/// batch become one record: the one with the most connections (the
+/// first of equals), its last-seen the latest, and how many there were.
+fn merge_repeats(batch: &[AlertRecord]) -> Vec<(AlertRecord, i64)> {
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    let mut merged: Vec<(AlertRecord, i64)> = Vec::with_capacity(batch.len());
+    for a in batch {
+        match at.get(a.id.as_str()) {
+            Some(&i) => {
+                let (kept, repeats) = &mut merged[i];
+                *repeats += 1;
+                let last_seen = kept.last_seen_us.max(a.last_seen_us);
+                if a.connections > kept.connections {
+                    *kept = a.clone();
+                }
+                kept.last_seen_us = last_seen;
+            }
+            None => {
+                at.insert(&a.id, merged.len());
+                merged.push((a.clone(), 1));
+            }
+        }
+    }
+    merged
+}
+
+/// A batch as one array per column.
+#[derive(Default)]
+struct Columns {
+    id: Vec<String>,
+    origin: Vec<String>,
+    time_us: Vec<i64>,
+    rule: Vec<String>,
+    severity: Vec<i64>,
+    class: Vec<Option<String>>,
+    src_namespace: Vec<Option<String>>,
+    src_workload: Vec<Option<String>>,
+    dst_namespace: Vec<Option<String>>,
+    dst_workload: Vec<Option<String>>,
+    protocol: Vec<String>,
+    port: Vec<Option<i64>>,
+    connections: Vec<i64>,
+    last_seen_us: Vec<Option<i64>>,
+    summary: Vec<String>,
+    doc: Vec<String>,
+    repeats: Vec<i64>,
+}
+
+impl Columns {
+    fn of(merged: &[(AlertRecord, i64)]) -> Columns {
+        let mut c = Columns::default();
+        for (a, repeats) in merged {
+            c.id.push(a.id.clone());
+            c.origin.push(a.origin.clone());
+            c.time_us.push(a.time_us);
+            c.rule.push(a.rule.clone());
+            c.severity.push(severity_rank(a.severity));
+            c.class.push(a.class.clone());
+            c.src_namespace.push(a.src_namespace.clone());
+            c.src_workload.push(a.src_workload.clone());
+            c.dst_namespace.push(a.dst_namespace.clone());
+            c.dst_workload.push(a.dst_workload.clone());
+            c.protocol.push(a.protocol.clone());
+            c.port.push(a.port.map(i64::from));
+            c.connections
+                .push(i64::try_from(a.connections).unwrap_or(i64::MAX));
+            c.last_seen_us.push(a.last_seen_us);
+            c.summary.push(a.summary.clone());
+            c.doc.push(a.doc.clone());
+            c.repeats.push(*repeats);
+        }
+        c
+    }
+}
 
 const COLUMNS: &str = "id, origin, time_us, rule, severity, class, src_namespace, src_workload,
     dst_namespace, dst_workload, protocol, port, connections, last_seen_us, summary, doc,
@@ -190,45 +277,44 @@ impl AlertWriter for PostgresWriter {
         deliveries: &[Delivery],
         now_us: i64,
     ) -> Result<(), StoreError> {
-        let mut sinks_of: HashMap<&str, Vec<&str>> = HashMap::new();
-        for d in deliveries {
-            sinks_of.entry(&d.alert_id).or_default().push(&d.sink);
-        }
+        let columns = Columns::of(&merge_repeats(batch));
         let mut tx = self.client.transaction()?;
-        let upsert = tx.prepare(UPSERT)?;
-        let enqueue = tx.prepare(ENQUEUE)?;
-        for a in batch {
-            let severity = severity_rank(a.severity);
-            let port = a.port.map(i64::from);
-            let connections = i64::try_from(a.connections).unwrap_or(i64::MAX);
-            let row = tx.query_one(
-                &upsert,
-                &[
-                    &a.id,
-                    &a.origin,
-                    &a.time_us,
-                    &now_us,
-                    &a.rule,
-                    &severity,
-                    &a.class,
-                    &a.src_namespace,
-                    &a.src_workload,
-                    &a.dst_namespace,
-                    &a.dst_workload,
-                    &a.protocol,
-                    &port,
-                    &connections,
-                    &a.last_seen_us,
-                    &a.summary,
-                    &a.doc,
-                ],
-            )?;
-            let deliveries: i64 = row.get(0);
-            if deliveries == 1 {
-                for sink in sinks_of.get(a.id.as_str()).into_iter().flatten() {
-                    tx.execute(&enqueue, &[sink, &a.id, &now_us])?;
-                }
-            }
+        let rows = tx.query(
+            UPSERT_MANY,
+            &[
+                &columns.id,
+                &columns.origin,
+                &columns.time_us,
+                &now_us,
+                &columns.rule,
+                &columns.severity,
+                &columns.class,
+                &columns.src_namespace,
+                &columns.src_workload,
+                &columns.dst_namespace,
+                &columns.dst_workload,
+                &columns.protocol,
+                &columns.port,
+                &columns.connections,
+                &columns.last_seen_us,
+                &columns.summary,
+                &columns.doc,
+                &columns.repeats,
+            ],
+        )?;
+        // Only an alert's first commit enqueues its deliveries.
+        let inserted: HashSet<String> = rows
+            .iter()
+            .filter(|r| r.get::<_, bool>(1))
+            .map(|r| r.get(0))
+            .collect();
+        let (sinks, ids): (Vec<&str>, Vec<&str>) = deliveries
+            .iter()
+            .filter(|d| inserted.contains(&d.alert_id))
+            .map(|d| (d.sink.as_str(), d.alert_id.as_str()))
+            .unzip();
+        if !sinks.is_empty() {
+            tx.execute(ENQUEUE_MANY, &[&sinks, &ids, &now_us])?;
         }
         tx.commit()?;
         Ok(())

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     summary TEXT NOT NULL,
     doc TEXT NOT NULL,
     deliveries INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (time_us);
 CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule, time_us);
 CREATE INDEX IF NOT EXISTS alerts_by_src_namespace ON alerts (src_namespace, time_us);
@@ -109,6 +109,12 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     // would only survive a crash of the process).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // A rowid table (alert documents are too large for WITHOUT ROWID's
+    // clustered pages), a 64 MiB page cache, and checkpoints every 16 MiB
+    // of WAL rather than 4: measured, ingest goes from 32 k to the
+    // figures in BENCHMARKS.md.
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     Ok(conn)
 }

@@ -148,6 +148,36 @@ fn an_update_raises_the_count_and_a_redelivery_changes_nothing(store: &dyn Store
     assert_eq!(stored[0].received_us, 1, "first committed at 1");
 }
 
+fn repeats_within_one_batch_are_one_alert(store: &dyn Store) {
+    let mut writer = store.writer().unwrap();
+    let first = record("r", 100, "shop", "db", Severity::Critical);
+    let mut update = first.clone();
+    update.connections = 5;
+    update.last_seen_us = Some(700);
+    let to = Delivery {
+        alert_id: "r".into(),
+        sink: "hook".into(),
+    };
+    // A group commit can hold an alert, its redelivery and its update.
+    writer
+        .commit(
+            &[first.clone(), update.clone(), first],
+            &[to.clone(), to.clone(), to],
+            1,
+        )
+        .unwrap();
+    let stored = store
+        .reader()
+        .unwrap()
+        .alerts(&AlertQuery::default())
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].record, update);
+    assert_eq!(stored[0].deliveries, 3);
+    let due = store.reader().unwrap().due("hook", 1, 10).unwrap();
+    assert_eq!(due.len(), 1, "one delivery");
+}
+
 fn retention_drops_the_old_and_keeps_the_newest(store: &dyn Store) {
     let mut writer = store.writer().unwrap();
     let batch: Vec<AlertRecord> = (0..10)
@@ -356,7 +386,8 @@ mod postgres {
         an_update_raises_the_count_and_a_redelivery_changes_nothing,
         retention_drops_the_old_and_keeps_the_newest,
         group_commit_answers_every_batch_once_its_transaction_ended,
-        deliveries_are_made_once_retried_when_due_and_dead_lettered
+        deliveries_are_made_once_retried_when_due_and_dead_lettered,
+        repeats_within_one_batch_are_one_alert
     );
 }
 
@@ -368,7 +399,8 @@ mod sqlite {
         an_update_raises_the_count_and_a_redelivery_changes_nothing,
         retention_drops_the_old_and_keeps_the_newest,
         group_commit_answers_every_batch_once_its_transaction_ended,
-        deliveries_are_made_once_retried_when_due_and_dead_lettered
+        deliveries_are_made_once_retried_when_due_and_dead_lettered,
+        repeats_within_one_batch_are_one_alert
     );
 }
 
