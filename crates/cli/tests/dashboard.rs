@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::browser::{Browser, CHROMEDRIVER};
-use support::{Server, scratch};
+use support::{Server, have, post_alerts, scratch};
 
 fn alert(id: &str, rule: &str, severity: &str, port: u16) -> String {
     let class_dst = "\"dst\":{\"kind\":\"pod\",\"namespace\":\"database\",\"pod\":\"postgres-0\",\"workload\":\"database/postgres[StatefulSet]\"}";
@@ -20,30 +20,16 @@ fn alert(id: &str, rule: &str, severity: &str, port: u16) -> String {
     )
 }
 
-fn post(server: &Server, body: &str) {
-    let response = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/ingest/alerts", server.url))
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-}
-
 #[test]
 fn the_dashboard_shows_the_graph_live_alerts_and_filters_in_chromium() {
     let test = "the_dashboard_shows_the_graph_live_alerts_and_filters_in_chromium";
-    if !Path::new(CHROMEDRIVER).exists() || !Path::new("/usr/bin/chromium").exists() {
-        let required = std::env::var("PALISADE_PRIVILEGED_TESTS").is_ok_and(|v| v == "require");
-        assert!(
-            !required,
-            "{test}: chromium and chromium-driver are missing (`.ci/run` installs them)"
-        );
-        return eprintln!("SKIPPED {test}: chromium and chromium-driver are missing");
+    if !have(&[CHROMEDRIVER, "/usr/bin/chromium"], test) {
+        return;
     }
     let dir = scratch("dashboard");
     let shop = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
     let server = Server::start(&dir.join("alerts.db"), &["--manifests", shop]);
-    post(
+    post_alerts(
         &server,
         &format!(
             "{}\n{}\n",
@@ -88,7 +74,7 @@ fn the_dashboard_shows_the_graph_live_alerts_and_filters_in_chromium() {
         "return document.getElementById('live-state').textContent === 'live'",
         within
     ));
-    post(&server, &alert("b2", "FLOW-001", "critical", 5433));
+    post_alerts(&server, &alert("b2", "FLOW-001", "critical", 5433));
     assert!(
         browser.wait_for(
             "return document.querySelector('#alerts tbody tr[data-id=\"b2\"]') !== null",

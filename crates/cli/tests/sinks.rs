@@ -14,25 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::receiver::{Answer, Receiver, Request};
-use support::{Server, free_port, scratch};
+use support::{Server, free_port, have, post_alerts, scratch};
 
 const BYPASS: &str = r#"{"id":"bypass-1","origin":"node-a","time":"2026-12-02T10:00:00Z","first_seen":"2026-12-02T10:00:00Z","rule":"FLOW-001","name":"policy-bypass","severity":"critical","summary":"web/fe reached shop/db:5432, which the policy denies","src":{"kind":"pod","ip":"10.0.1.5","namespace":"web","pod":"fe-1","workload":"web/fe[Deployment]"},"dst":{"kind":"pod","ip":"10.0.2.9","namespace":"shop","pod":"db-0","workload":"shop/db[StatefulSet]"},"protocol":"TCP","port":5432,"connections":1,"evidence":{"records":[]}}"#;
 const BLOCKED: &str = r#"{"id":"blocked-1","origin":"node-a","first_seen":"2026-12-01T10:00:01Z","rule":"FLOW-003","name":"blocked-attempt","severity":"low","summary":"web/fe tried shop/db:9000, denied","src":{"kind":"pod","namespace":"web","workload":"web/fe[Deployment]"},"dst":{"kind":"pod","namespace":"shop","workload":"shop/db[StatefulSet]"},"protocol":"TCP","port":9000,"connections":4,"evidence":{"records":[]}}"#;
-
-/// Components the test needs; in CI (privileged tests required) their
-/// absence is a failure, elsewhere a loud skip.
-fn have(binary: &str, test: &str) -> bool {
-    if Path::new(binary).exists() {
-        return true;
-    }
-    let required = std::env::var("PALISADE_PRIVILEGED_TESTS").is_ok_and(|v| v == "require");
-    assert!(
-        !required,
-        "{test}: {binary} is missing (`.ci/run` installs it)"
-    );
-    eprintln!("SKIPPED {test}: {binary} is missing");
-    false
-}
 
 struct Daemon(Child);
 
@@ -106,15 +91,6 @@ fn rsyslog(dir: &Path, out: &Path) -> (Daemon, u16, u16) {
     (Daemon(child), udp, tcp)
 }
 
-fn post(server: &Server, body: &str) {
-    let response = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/ingest/alerts", server.url))
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-}
-
 fn sinks_status(server: &Server) -> Value {
     let text = reqwest::blocking::get(format!("{}/api/v1/sinks", server.url))
         .unwrap()
@@ -166,7 +142,10 @@ fn elasticsearch(request: &Request, _: usize) -> Answer {
 #[test]
 fn alerts_reach_every_sink_in_its_wire_format() {
     let test = "alerts_reach_every_sink_in_its_wire_format";
-    if !have("/usr/bin/prometheus-alertmanager", test) || !have("/usr/sbin/rsyslogd", test) {
+    if !have(
+        &["/usr/bin/prometheus-alertmanager", "/usr/sbin/rsyslogd"],
+        test,
+    ) {
         return;
     }
     let dir = scratch("sinks-all");
@@ -199,7 +178,7 @@ fn alerts_reach_every_sink_in_its_wire_format() {
     std::fs::write(dir.join("serve.yaml"), config).unwrap();
     let config_arg = dir.join("serve.yaml").display().to_string();
     let server = Server::start(&dir.join("alerts.db"), &["--config", &config_arg]);
-    post(&server, &format!("{BYPASS}\n{BLOCKED}\n"));
+    post_alerts(&server, &format!("{BYPASS}\n{BLOCKED}\n"));
     let within = Duration::from_secs(10);
 
     let hooks = webhook.wait_for(2, within);
@@ -360,7 +339,7 @@ fn refusals_are_dead_lettered_and_temporary_failures_retried() {
     let config_arg = dir.join("serve.yaml").display().to_string();
     let server = Server::start(&dir.join("alerts.db"), &["--config", &config_arg]);
     let third = BLOCKED.replace("blocked-1", "blocked-2");
-    post(&server, &format!("{BYPASS}\n{BLOCKED}\n{third}\n"));
+    post_alerts(&server, &format!("{BYPASS}\n{BLOCKED}\n{third}\n"));
     let within = Duration::from_secs(10);
     let mut status = Value::Null;
     let settled = wait_until(within, || {
@@ -405,7 +384,7 @@ fn a_delivery_pending_when_the_server_stops_is_made_after_it_restarts() {
     let config_arg = dir.join("serve.yaml").display().to_string();
     let db = dir.join("alerts.db");
     let server = Server::start(&db, &["--config", &config_arg]);
-    post(&server, BYPASS);
+    post_alerts(&server, BYPASS);
     let mut status = Value::Null;
     let tried = wait_until(Duration::from_secs(5), || {
         status = sinks_status(&server);

@@ -270,8 +270,9 @@ fn post(http: &Http, lines: &[String]) -> Attempt {
     }
 }
 
-/// reqwest's errors say "error sending request" and keep the cause inside.
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error with its causes: reqwest's say "error sending request" and
+/// keep the reason inside.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

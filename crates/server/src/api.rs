@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use palisade_flow::parse_rfc3339;
 use palisade_inventory::severity::Severity;
-use palisade_store::{AlertQuery, AlertRecord, Delivery, StoredAlert, SubmitError};
+use palisade_store::{
+    AlertQuery, AlertReader, AlertRecord, Delivery, StoreError, StoredAlert, SubmitError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -280,12 +282,21 @@ async fn list_alerts(
 ) -> Result<Response, Failure> {
     authorize(&state, &headers, Scope::Read)?;
     let query = params.query()?;
+    let alerts = read_store(&state, move |r| r.alerts(&query)).await?;
+    listing(&alerts)
+}
+
+/// A read of the store, off the async threads (store clients block); a
+/// store that fails answers "busy, retry".
+async fn read_store<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&mut dyn AlertReader) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Failure> {
     let store = state.store.clone();
-    let alerts = tokio::task::spawn_blocking(move || store.reader()?.alerts(&query))
+    tokio::task::spawn_blocking(move || read(store.reader()?.as_mut()))
         .await
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| Failure::busy(e.to_string()))?;
-    listing(&alerts)
+        .map_err(|e| Failure::busy(e.to_string()))
 }
 
 fn listing(alerts: &[StoredAlert]) -> Result<Response, Failure> {
@@ -312,11 +323,7 @@ fn listing(alerts: &[StoredAlert]) -> Result<Response, Failure> {
 /// error (the dashboard's status strip).
 async fn list_sinks(State(state): Shared, headers: HeaderMap) -> Result<Response, Failure> {
     authorize(&state, &headers, Scope::Read)?;
-    let store = state.store.clone();
-    let depths = tokio::task::spawn_blocking(move || store.reader()?.outbox())
-        .await
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| Failure::busy(e.to_string()))?;
+    let depths = read_store(&state, |r| r.outbox()).await?;
     let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let sinks: Vec<serde_json::Value> = state
         .sinks
@@ -346,11 +353,7 @@ async fn list_sinks(State(state): Shared, headers: HeaderMap) -> Result<Response
 /// Prometheus sends one with `authorization.credentials_file`).
 async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, Failure> {
     authorize(&state, &headers, Scope::Read)?;
-    let store = state.store.clone();
-    let outbox = tokio::task::spawn_blocking(move || store.reader()?.outbox())
-        .await
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| Failure::busy(e.to_string()))?;
+    let outbox = read_store(&state, |r| r.outbox()).await?;
     let text = crate::metrics::render(&state, &outbox);
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
@@ -384,19 +387,17 @@ async fn graph(
         limit: Some(palisade_store::MAX_LIMIT),
         ..AlertQuery::default()
     };
-    let worker_state = state.clone();
+    let alerts = read_store(&state, move |r| r.alerts(&query)).await?;
     let graph = tokio::task::spawn_blocking(move || {
-        let alerts = worker_state.store.reader()?.alerts(&query)?;
-        Ok::<_, palisade_store::StoreError>(crate::graph::build(
-            worker_state.declared.as_ref(),
+        crate::graph::build(
+            state.declared.as_ref(),
             &alerts,
             params.max_nodes.unwrap_or(300),
             params.namespace.as_deref(),
-        ))
+        )
     })
     .await
-    .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| Failure::busy(e.to_string()))?;
+    .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(axum::Json(graph).into_response())
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::format::{self, Item};
 use crate::{Attempt, Sink};
+use palisade_send::error_chain;
 
 #[derive(Clone, Debug)]
 pub enum HttpFormat {
@@ -419,16 +420,4 @@ fn truncate(text: &str, max: usize) -> &str {
         Some((at, _)) => &text[..at],
         None => text,
     }
-}
-
-/// reqwest's errors keep the cause inside ("error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

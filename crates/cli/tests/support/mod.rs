@@ -17,6 +17,33 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Whether every one of `paths` (programs a test runs) is installed; in
+/// CI (privileged tests required) a missing one is a failure, elsewhere a
+/// loud skip.
+pub fn have(paths: &[&str], test: &str) -> bool {
+    let missing: Vec<&&str> = paths.iter().filter(|p| !Path::new(p).exists()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let required = std::env::var("PALISADE_PRIVILEGED_TESTS").is_ok_and(|v| v == "require");
+    assert!(
+        !required,
+        "{test}: {missing:?} missing (`.ci/run` installs them)"
+    );
+    eprintln!("SKIPPED {test}: {missing:?} missing");
+    false
+}
+
+/// Posts `body` to the server's ingest; it must be taken whole.
+pub fn post_alerts(server: &Server, body: &str) {
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/ingest/alerts", server.url))
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
