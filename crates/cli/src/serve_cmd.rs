@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY, value_name = "BYTES")]
     pub max_body: usize,
+    /// Seconds a request may take, its body included; slower ones are
+    /// answered 408.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub request_timeout: u64,
     /// Forget alerts first seen longer ago than this many days.
     #[arg(long, value_name = "DAYS")]
     pub retention_days: Option<u64>,
@@ -93,6 +97,7 @@ impl UpArgs {
             store: self.store.clone(),
             tokens: None,
             max_body: DEFAULT_MAX_BODY,
+            request_timeout: 60,
             retention_days: self.retention_days,
             retention_alerts: None,
             config: self.server_config.clone(),
@@ -196,6 +201,7 @@ pub fn serve_until(
             store,
             tokens,
             max_body_bytes: args.max_body,
+            request_timeout: Duration::from_secs(args.request_timeout.max(1)),
             committer,
             sinks,
             declared,

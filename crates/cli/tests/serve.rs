@@ -373,3 +373,30 @@ fn every_server_command_parses_its_arguments() {
         );
     }
 }
+
+/// A client that sends its headers and then trickles (or stops sending)
+/// its body gets 408 once the request timeout passes; the server goes on
+/// serving others.
+#[test]
+fn a_slow_client_is_answered_408() {
+    use std::io::{Read, Write};
+    let dir = scratch("slow");
+    let server = Server::start(&dir.join("alerts.db"), &["--request-timeout", "1"]);
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.write_all(
+        b"POST /api/v1/ingest/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"id\":",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = [0u8; 64];
+    let n = slow.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let healthy = reqwest::blocking::get(format!("{}/healthz", server.url)).unwrap();
+    assert_eq!(healthy.status().as_u16(), 200);
+    server.stop();
+}

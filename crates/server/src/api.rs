@@ -23,7 +23,13 @@ use crate::{AppState, count, now_us};
 
 type Shared = State<Arc<AppState>>;
 
-pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
+pub(crate) fn router(
+    state: Arc<AppState>,
+    max_body: usize,
+    timeout: std::time::Duration,
+) -> Router {
+    // The live stream lasts as long as the page: no timeout there.
+    let live = Router::new().route("/api/v1/events", get(events));
     Router::new()
         .route("/api/v1/ingest/alerts", post(ingest_alerts))
         .route("/api/v1/ingest/k8s-audit", post(ingest_audit))
@@ -32,11 +38,15 @@ pub(crate) fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/sinks", get(list_sinks))
         .route("/metrics", get(metrics))
         .route("/api/v1/graph", get(graph))
-        .route("/api/v1/events", get(events))
         .route("/", get(crate::dashboard::index))
         .route("/assets/{file}", get(crate::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .merge(live)
         .with_state(state)
 }
 

@@ -43,6 +43,9 @@ pub struct ServeOptions {
     pub store: Arc<dyn Store>,
     pub tokens: Tokens,
     pub max_body_bytes: usize,
+    /// A request not answered within this (a client trickling its body,
+    /// a store far behind) is answered 408.
+    pub request_timeout: std::time::Duration,
     pub committer: CommitterOptions,
     /// Deliveries: each sink's worker and its route.
     pub sinks: Vec<(Worker, Route)>,
@@ -160,7 +163,7 @@ pub async fn serve(
     let bus = options
         .nats
         .map(|nats| tokio::spawn(bus::consume(state.clone(), nats, state.closing.clone())));
-    let app = api::router(state, options.max_body_bytes);
+    let app = api::router(state, options.max_body_bytes, options.request_timeout);
     let shutdown = async move {
         shutdown.await;
         let _ = closing.send(true);
