@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use palisade_audit::checks::{self, Check};
 use palisade_audit::{
     AuditOptions, Finding, PssLevel, PssVersion, Report, Severity, Suppressions, audit,
@@ -31,6 +31,8 @@ pub struct AuditArgs {
     /// Manifest files or directories (recursive), or `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub send: crate::send::SendArgs,
     #[arg(long, short, value_enum, default_value_t)]
     pub output: AuditFormat,
     /// Exit with code 2 when an unsuppressed finding has this severity or
@@ -114,6 +116,10 @@ pub fn run(args: &AuditArgs, input_args: &InputArgs) -> Result<Outcome> {
         eprintln!("note: {note}");
     }
     print!("{}", render(&report, args.output));
+    if args.send.send.is_some() {
+        let doc = serde_json::to_value(&report).context("encoding the report")?;
+        crate::send::deliver_audit(&args.send, &doc)?;
+    }
     let failed = args.fail_on.is_some_and(|t| report.fails(t));
     Ok(if failed {
         Outcome::Found

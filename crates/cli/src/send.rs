@@ -113,3 +113,34 @@ pub fn state_dir() -> PathBuf {
         None => PathBuf::from(".palisade"),
     }
 }
+
+/// `audit --send`: the report, with the run it came from, to the server.
+pub fn deliver_audit(args: &SendArgs, report: &serde_json::Value) -> Result<()> {
+    let Some(server) = &args.send else {
+        return Ok(());
+    };
+    if server.starts_with("nats://") {
+        return Err(anyhow!(
+            "audit runs go to the server over HTTP, not to NATS"
+        ));
+    }
+    let origin = args.origin.clone().unwrap_or_else(host_name);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let time = palisade_detect::rfc3339(now);
+    let mut doc = report.clone();
+    doc["run"] =
+        serde_json::json!({ "id": format!("{origin}@{time}"), "origin": origin, "time": time });
+    let spool = state_dir().join("spool.jsonl");
+    let options = options(
+        server,
+        args.token_file.as_deref(),
+        spool,
+        args.send_patience,
+    )?;
+    let answer =
+        palisade_send::post_document(&options, "/api/v1/ingest/findings", &doc.to_string())?;
+    eprintln!("sent to {server}: the audit run ({})", answer.trim());
+    Ok(())
+}

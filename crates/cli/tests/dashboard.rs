@@ -90,6 +90,27 @@ fn the_dashboard_shows_the_graph_live_alerts_and_filters_in_chromium() {
         within
     ), "the filter keeps the two critical alerts");
 
+    // Findings: an audit run sent to the server, its scores and findings.
+    let sent = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "audit",
+            shop,
+            "-o",
+            "json",
+            "--send",
+            &server.url,
+            "--origin",
+            "ci",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&sent.stderr).contains("sent to"));
+    browser.run("document.querySelector('nav button[data-page=findings]').click(); document.getElementById('g-apply').click()");
+    assert!(
+        browser.wait_for("return window.palisadeFindings > 0 && document.querySelectorAll('#scores .score').length > 0", within),
+        "the findings page shows the run"
+    );
+
     browser.run("document.querySelector('nav button[data-page=graph]').click()");
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");

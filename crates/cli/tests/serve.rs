@@ -400,3 +400,56 @@ fn a_slow_client_is_answered_408() {
     assert_eq!(healthy.status().as_u16(), 200);
     server.stop();
 }
+
+/// `audit --send`: the run's findings and scores are kept, and the latest
+/// run is listed, filtered by namespace and severity.
+#[test]
+fn an_audit_run_is_kept_and_listed_with_its_scores() {
+    let dir = scratch("findings");
+    let server = Server::start(&dir.join("alerts.db"), &[]);
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "audit",
+            root,
+            "-o",
+            "json",
+            "--send",
+            &server.url,
+            "--origin",
+            "ci",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("sent to"), "{said}");
+    let get = |query: &str| -> serde_json::Value {
+        let text = reqwest::blocking::get(format!("{}/api/v1/findings{query}", server.url))
+            .unwrap()
+            .text()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let all = get("");
+    let run = &all["runs"][0];
+    assert_eq!(run["run"]["origin"], "ci");
+    let findings = run["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "the shop's planted weaknesses");
+    assert!(run["summary"]["namespace_scores"].is_object(), "{run}");
+    let high = get("?severity=high");
+    let high = high["runs"][0]["findings"].as_array().unwrap();
+    assert!(high.len() < findings.len());
+    assert!(
+        high.iter()
+            .all(|f| f["severity"] == "high" || f["severity"] == "critical")
+    );
+    let legacy = get("?namespace=legacy");
+    assert!(
+        legacy["runs"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["resource"]["namespace"] == "legacy")
+    );
+    server.stop();
+}

@@ -283,6 +283,47 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Posts one JSON document (an audit run) to `path` of the server,
+/// retrying as alerts are retried; nothing is spooled, since a rerun of
+/// the audit makes the document again.
+pub fn post_document(options: &SendOptions, path: &str, body: &str) -> Result<String, SendError> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| SendError::Client(e.to_string()))?;
+    let url = format!("{}{path}", options.server.trim_end_matches('/'));
+    let deadline = Instant::now() + options.patience;
+    let mut backoff = Backoff::new();
+    loop {
+        let mut request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(token) = &options.token {
+            request = request.bearer_auth(token);
+        }
+        let why = match request.send() {
+            Ok(r) if r.status().is_success() => return Ok(r.text().unwrap_or_default()),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().unwrap_or_default();
+                let why = format!("the server answered {status}: {}", text.trim());
+                if !(status == 408 || status == 429 || status >= 500) {
+                    return Err(SendError::Client(why));
+                }
+                why
+            }
+            Err(e) => format!("{}: {}", options.server, error_chain(&e)),
+        };
+        let wait = backoff.next();
+        if Instant::now() + wait > deadline {
+            return Err(SendError::Client(why));
+        }
+        std::thread::sleep(wait);
+    }
+}
+
 /// Exponential backoff from 100 ms to 10 s with full jitter, so that many
 /// senders cut off by one outage do not all come back at the same moment.
 struct Backoff {

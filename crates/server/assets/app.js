@@ -187,6 +187,36 @@ function live() {
   });
 }
 
+// ---- findings (the latest audit run of each origin) ----
+async function loadFindings() {
+  const params = new URLSearchParams();
+  const ns = document.getElementById("g-namespace").value.trim();
+  const severity = document.getElementById("g-severity").value;
+  if (ns) params.set("namespace", ns);
+  if (severity) params.set("severity", severity);
+  const { runs } = await api("/api/v1/findings?" + params);
+  const scores = document.getElementById("scores");
+  const body = document.querySelector("#findings tbody");
+  scores.replaceChildren();
+  body.replaceChildren();
+  for (const r of runs) {
+    const entries = Object.entries((r.summary || {}).namespace_scores || {}).sort((a, b) => a[1] - b[1]);
+    scores.append(
+      el("h3", {}, `${r.run.origin} — audit of ${r.run.time}: ${r.run.findings} findings`),
+      el("div", { class: "score-row" }, ...entries.map(([name, score]) =>
+        el("span", { class: "score " + (score < 50 ? "bad" : score < 80 ? "fair" : "good") }, `${name} ${score}`)))
+    );
+    for (const f of r.findings) {
+      const res = f.resource || {};
+      body.append(el("tr", { class: f.severity }, el("td", {}, f.severity), el("td", {}, f.check),
+        el("td", {}, `${res.kind}/${res.namespace ? res.namespace + "/" : ""}${res.name}`), el("td", {}, f.message)));
+    }
+  }
+  document.getElementById("findings-info").textContent = runs.length ? "" : "no audit run yet: palisade audit PATH --send URL";
+  window.palisadeFindings = body.children.length;
+}
+document.getElementById("g-apply").addEventListener("click", () => loadFindings().catch(report));
+
 // ---- sinks ----
 async function loadSinks() {
   const box = document.getElementById("sinks");
@@ -215,6 +245,7 @@ function report(e) {
 function start() {
   loadGraph().catch(report);
   loadAlerts().catch(report);
+  loadFindings().catch(report);
   loadSinks();
   live();
 }

@@ -32,6 +32,8 @@ pub(crate) fn router(
     let live = Router::new().route("/api/v1/events", get(events));
     Router::new()
         .route("/api/v1/ingest/alerts", post(ingest_alerts))
+        .route("/api/v1/ingest/findings", post(ingest_findings))
+        .route("/api/v1/findings", get(list_findings))
         .route("/api/v1/ingest/k8s-audit", post(ingest_audit))
         .route("/api/v1/ingest/fluent-bit", post(ingest_fluent_bit))
         .route("/api/v1/alerts", get(list_alerts))
@@ -498,4 +500,126 @@ async fn ingest_logs(
         store_alerts(&state, records).await?;
     }
     Ok(axum::Json(answer).into_response())
+}
+
+#[derive(Deserialize)]
+struct RunHeader {
+    id: String,
+    origin: String,
+    #[serde(default)]
+    time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PostedRun {
+    run: RunHeader,
+    findings: Vec<serde_json::Value>,
+    summary: serde_json::Value,
+}
+
+/// One `palisade audit` run (`audit --send`): its JSON report with `run`
+/// (`id`, `origin`, `time`) added. A resend of a run id replaces it.
+async fn ingest_findings(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Ingest)?;
+    count(&state.counters.requests, 1);
+    let bad = |why: String| Failure::new(StatusCode::BAD_REQUEST, why);
+    let text = std::str::from_utf8(&body).map_err(|_| bad("the body is not UTF-8".into()))?;
+    let posted: PostedRun =
+        serde_json::from_str(text).map_err(|e| bad(format!("not an audit run: {e}")))?;
+    if posted.run.id.is_empty() || posted.run.origin.is_empty() || !posted.summary.is_object() {
+        return Err(bad(
+            "`run.id`, `run.origin` and `summary` are required".into()
+        ));
+    }
+    let time_us = match posted.run.time.as_deref() {
+        Some(t) => parse_rfc3339(t).map_err(|e| bad(format!("`run.time` `{t}`: {e}")))?,
+        None => now_us(),
+    };
+    let unsuppressed = posted
+        .findings
+        .iter()
+        .filter(|f| f.get("suppressed").is_none_or(serde_json::Value::is_null))
+        .count();
+    let run = palisade_store::AuditRun {
+        id: posted.run.id,
+        origin: posted.run.origin,
+        time_us,
+        findings: unsuppressed as u64,
+        doc: text.to_string(),
+    };
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let reply = Box::new(move |result| {
+        let _ = done.send(result);
+    });
+    state
+        .commit
+        .commit_run(run, reply)
+        .map_err(|e| Failure::busy(e.to_string()))?;
+    match outcome.await {
+        Ok(Ok(())) => {
+            Ok(axum::Json(serde_json::json!({ "findings": unsuppressed })).into_response())
+        }
+        Ok(Err(why)) => Err(Failure::busy(format!("the store failed: {why}"))),
+        Err(_) => Err(Failure::busy("the store stopped before committing")),
+    }
+}
+
+#[derive(Deserialize)]
+struct FindingParams {
+    origin: Option<String>,
+    namespace: Option<String>,
+    severity: Option<String>,
+}
+
+/// The latest run of each origin: its summary (per-namespace scores) and
+/// its findings, filtered by namespace and severity (and above).
+async fn list_findings(
+    State(state): Shared,
+    headers: HeaderMap,
+    Query(params): Query<FindingParams>,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Read)?;
+    let min = params
+        .severity
+        .as_deref()
+        .map(|s| {
+            Severity::parse(s).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("`severity` `{s}` is unknown"),
+                )
+            })
+        })
+        .transpose()?;
+    let origin = params.origin.clone();
+    let runs = read_store(&state, move |r| r.latest_runs(origin.as_deref())).await?;
+    let mut listed = Vec::new();
+    for run in runs {
+        let doc: serde_json::Value = serde_json::from_str(&run.doc).unwrap_or_default();
+        let findings: Vec<&serde_json::Value> = doc["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| {
+                params
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|ns| f["resource"]["namespace"] == ns)
+            })
+            .filter(|f| {
+                let severity = f["severity"].as_str().and_then(Severity::parse);
+                min.is_none_or(|m| severity.is_some_and(|s| s >= m))
+            })
+            .collect();
+        listed.push(serde_json::json!({
+            "run": {"id": run.id, "origin": run.origin, "time": palisade_detect::rfc3339(run.time_us), "findings": run.findings},
+            "summary": doc["summary"],
+            "findings": findings,
+        }));
+    }
+    Ok(axum::Json(serde_json::json!({ "runs": listed })).into_response())
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{AlertRecord, AlertWriter, Delivery, Retention, Settlement};
+use crate::{AlertRecord, AlertWriter, AuditRun, Delivery, Retention, Settlement};
 
 /// Called once per submitted batch, from the committer's thread, with the
 /// outcome of the transaction that held it.
@@ -28,6 +28,7 @@ enum Work {
         deliveries: Vec<Delivery>,
     },
     Settle(Vec<Settlement>),
+    Run(Box<AuditRun>),
 }
 
 impl Work {
@@ -35,6 +36,7 @@ impl Work {
         match self {
             Work::Alerts { batch, .. } => batch.len(),
             Work::Settle(settled) => settled.len(),
+            Work::Run(_) => 1,
         }
     }
 }
@@ -118,6 +120,22 @@ impl CommitHandle {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         }
         sent
+    }
+
+    /// Queues an audit run; `reply` gets the outcome of its commit.
+    pub fn commit_run(&self, run: AuditRun, reply: Reply) -> Result<(), SubmitError> {
+        let job = Job {
+            work: Work::Run(Box::new(run)),
+            reply,
+        };
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.jobs.try_send(job).map_err(|e| {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(_) => SubmitError::Full,
+                TrySendError::Disconnected(_) => SubmitError::Closed,
+            }
+        })
     }
 
     /// Queues the outcomes of delivery attempts (the sinks' side).
@@ -248,6 +266,10 @@ fn commit_group(
             Work::Settle(s) => {
                 settled.extend(s);
                 settle_replies.push(job.reply);
+            }
+            Work::Run(run) => {
+                let outcome = writer.commit_run(&run).map_err(|e| e.to_string());
+                answer(vec![job.reply], &outcome, stats);
             }
         }
     }

@@ -75,6 +75,19 @@ pub enum StoreError {
     Corrupt { id: String, reason: String },
 }
 
+/// One `palisade audit` run as sent: its findings, scores and summary in
+/// one JSON document (the audit's JSON report with `run` added).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRun {
+    /// Unique per run (a resend of the same run replaces it).
+    pub id: String,
+    pub origin: String,
+    pub time_us: i64,
+    /// Unsuppressed findings.
+    pub findings: u64,
+    pub doc: String,
+}
+
 /// An alert a sink is to receive. Deliveries are created in the same
 /// transaction as the alert's first commit, so an acknowledged alert is
 /// always delivered (or dead-lettered); an update or redelivery of the
@@ -149,6 +162,8 @@ pub trait AlertWriter: Send {
     ) -> Result<(), StoreError>;
     /// Records the outcomes of delivery attempts.
     fn settle(&mut self, settled: &[Settlement]) -> Result<(), StoreError>;
+    /// Keeps an audit run (replacing one with the same id).
+    fn commit_run(&mut self, run: &AuditRun) -> Result<(), StoreError>;
     /// Deletes what the retention no longer keeps; returns how many alerts.
     fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError>;
 }
@@ -163,6 +178,8 @@ pub trait AlertReader: Send {
     fn due(&mut self, sink: &str, now_us: i64, limit: usize) -> Result<Vec<Due>, StoreError>;
     /// Deliveries waiting and dead-lettered, per sink.
     fn outbox(&mut self) -> Result<Vec<OutboxDepth>, StoreError>;
+    /// The latest audit run of each origin (or of `origin`), newest first.
+    fn latest_runs(&mut self, origin: Option<&str>) -> Result<Vec<AuditRun>, StoreError>;
 }
 
 /// A store: hands out its writer once and readers on demand.

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 
+use crate::AuditRun;
 use crate::query::{Param, severity_of_rank, severity_rank};
 use crate::{
     AlertQuery, AlertReader, AlertRecord, AlertWriter, Delivery, Due, OutboxDepth, Outcome,
@@ -58,6 +59,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (sink, alert_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, state, next_at_us);
+CREATE TABLE IF NOT EXISTS audit_runs (
+    id TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    time_us BIGINT NOT NULL,
+    findings BIGINT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_runs_by_origin ON audit_runs (origin, time_us);
 ";
 
 const PENDING: i64 = 0;
@@ -344,6 +353,17 @@ impl AlertWriter for PostgresWriter {
         Ok(())
     }
 
+    fn commit_run(&mut self, run: &AuditRun) -> Result<(), StoreError> {
+        let findings = i64::try_from(run.findings).unwrap_or(i64::MAX);
+        self.client.execute(
+            "INSERT INTO audit_runs (id, origin, time_us, findings, doc) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET origin = EXCLUDED.origin, time_us = EXCLUDED.time_us,
+                 findings = EXCLUDED.findings, doc = EXCLUDED.doc",
+            &[&run.id, &run.origin, &run.time_us, &findings, &run.doc],
+        )?;
+        Ok(())
+    }
+
     fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError> {
         let mut tx = self.client.transaction()?;
         let mut pruned = 0;
@@ -449,6 +469,29 @@ impl AlertReader for PostgresReader {
                 })
             })
             .collect()
+    }
+
+    fn latest_runs(&mut self, origin: Option<&str>) -> Result<Vec<AuditRun>, StoreError> {
+        let rows = self.client()?.query(
+            "SELECT id, origin, time_us, findings, doc FROM audit_runs r
+             WHERE ($1::text IS NULL OR origin = $1) AND time_us =
+                 (SELECT max(time_us) FROM audit_runs WHERE origin = r.origin)
+             ORDER BY time_us DESC",
+            &[&origin],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let findings: i64 = r.get(3);
+                AuditRun {
+                    id: r.get(0),
+                    origin: r.get(1),
+                    time_us: r.get(2),
+                    findings: findings as u64,
+                    doc: r.get(4),
+                }
+            })
+            .collect())
     }
 
     fn outbox(&mut self) -> Result<Vec<OutboxDepth>, StoreError> {

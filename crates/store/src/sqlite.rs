@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row, params, params_from_iter};
 
+use crate::AuditRun;
 use crate::query::{Param, severity_of_rank, severity_rank};
 use crate::{
     AlertQuery, AlertReader, AlertRecord, AlertWriter, Delivery, Due, OutboxDepth, Outcome,
@@ -51,6 +52,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (sink, alert_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, state, next_at_us);
+CREATE TABLE IF NOT EXISTS audit_runs (
+    id TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    time_us INTEGER NOT NULL,
+    findings INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_runs_by_origin ON audit_runs (origin, time_us);
 ";
 
 /// Outbox states; a delivered row is deleted.
@@ -216,6 +225,21 @@ impl AlertWriter for SqliteWriter {
         Ok(())
     }
 
+    fn commit_run(&mut self, run: &AuditRun) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO audit_runs (id, origin, time_us, findings, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                run.id,
+                run.origin,
+                run.time_us,
+                i64::try_from(run.findings).unwrap_or(i64::MAX),
+                run.doc
+            ],
+        )?;
+        Ok(())
+    }
+
     fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError> {
         let tx = self.conn.transaction()?;
         let mut pruned = 0;
@@ -309,6 +333,26 @@ impl AlertReader for SqliteReader {
             due.push(row??);
         }
         Ok(due)
+    }
+
+    fn latest_runs(&mut self, origin: Option<&str>) -> Result<Vec<AuditRun>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, origin, time_us, findings, doc FROM audit_runs r
+             WHERE (?1 IS NULL OR origin = ?1) AND time_us =
+                 (SELECT max(time_us) FROM audit_runs WHERE origin = r.origin)
+             ORDER BY time_us DESC",
+        )?;
+        let rows = statement.query_map([origin], |row| {
+            let findings: i64 = row.get(3)?;
+            Ok(AuditRun {
+                id: row.get(0)?,
+                origin: row.get(1)?,
+                time_us: row.get(2)?,
+                findings: findings as u64,
+                doc: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn outbox(&mut self) -> Result<Vec<OutboxDepth>, StoreError> {

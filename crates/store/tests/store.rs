@@ -7,7 +7,7 @@ use std::sync::mpsc;
 
 use palisade_inventory::severity::Severity;
 use palisade_store::{
-    AlertQuery, AlertRecord, Committer, CommitterOptions, Delivery, OutboxDepth, Outcome,
+    AlertQuery, AlertRecord, AuditRun, Committer, CommitterOptions, Delivery, OutboxDepth, Outcome,
     PostgresStore, Retention, Settlement, SqliteStore, Store,
 };
 
@@ -176,6 +176,37 @@ fn repeats_within_one_batch_are_one_alert(store: &dyn Store) {
     assert_eq!(stored[0].deliveries, 3);
     let due = store.reader().unwrap().due("hook", 1, 10).unwrap();
     assert_eq!(due.len(), 1, "one delivery");
+}
+
+fn the_latest_audit_run_of_each_origin_is_kept_and_read(store: &dyn Store) {
+    let mut writer = store.writer().unwrap();
+    let run = |id: &str, origin: &str, time_us: i64| AuditRun {
+        id: id.into(),
+        origin: origin.into(),
+        time_us,
+        findings: 3,
+        doc: format!("{{\"run\":\"{id}\"}}"),
+    };
+    for r in [
+        run("a1", "ci", 1),
+        run("a2", "ci", 5),
+        run("b1", "laptop", 3),
+    ] {
+        writer.commit_run(&r).unwrap();
+    }
+    // A resend of a run replaces it.
+    writer.commit_run(&run("b1", "laptop", 4)).unwrap();
+    let mut reader = store.reader().unwrap();
+    let latest: Vec<(String, i64)> = reader
+        .latest_runs(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.time_us))
+        .collect();
+    assert_eq!(latest, [("a2".to_string(), 5), ("b1".to_string(), 4)]);
+    let laptop = reader.latest_runs(Some("laptop")).unwrap();
+    assert_eq!(laptop.len(), 1);
+    assert_eq!(laptop[0].doc, "{\"run\":\"b1\"}");
 }
 
 fn retention_drops_the_old_and_keeps_the_newest(store: &dyn Store) {
@@ -387,7 +418,8 @@ mod postgres {
         retention_drops_the_old_and_keeps_the_newest,
         group_commit_answers_every_batch_once_its_transaction_ended,
         deliveries_are_made_once_retried_when_due_and_dead_lettered,
-        repeats_within_one_batch_are_one_alert
+        repeats_within_one_batch_are_one_alert,
+        the_latest_audit_run_of_each_origin_is_kept_and_read
     );
 }
 
@@ -400,7 +432,8 @@ mod sqlite {
         retention_drops_the_old_and_keeps_the_newest,
         group_commit_answers_every_batch_once_its_transaction_ended,
         deliveries_are_made_once_retried_when_due_and_dead_lettered,
-        repeats_within_one_batch_are_one_alert
+        repeats_within_one_batch_are_one_alert,
+        the_latest_audit_run_of_each_origin_is_kept_and_read
     );
 }
 
