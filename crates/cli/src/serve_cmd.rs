@@ -128,32 +128,41 @@ pub struct TokenArgs {
 }
 
 pub fn run(args: &ServeArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
-    let declared = declared(
-        &args.manifests,
-        &palisade_policy::Settings::default(),
-        input,
-    )?;
-    serve_until(args, declared, None, shutdown_signal())
+    let cluster = Cluster::load(&args.manifests, palisade_policy::Settings::default(), input)?;
+    serve_until(args, cluster, None, shutdown_signal())
 }
 
-/// What the manifests' policies allow, for the graph.
-fn declared(
-    paths: &[PathBuf],
-    settings: &palisade_policy::Settings,
-    input: &crate::input::InputArgs,
-) -> Result<Option<Declared>> {
-    if paths.is_empty() {
-        return Ok(None);
+/// What the server knows of the cluster from its manifests: what their
+/// policies allow (the graph), and the state that pushed audit events are
+/// replayed from, so that a change widening connectivity fires AUDIT-013.
+#[derive(Default)]
+pub struct Cluster {
+    declared: Option<Declared>,
+    seed: Option<palisade_logs::timeline::Timeline>,
+}
+
+impl Cluster {
+    fn load(
+        paths: &[PathBuf],
+        settings: palisade_policy::Settings,
+        input: &crate::input::InputArgs,
+    ) -> Result<Cluster> {
+        if paths.is_empty() {
+            return Ok(Cluster::default());
+        }
+        let inventory = crate::input::load(paths, input)?;
+        Ok(Cluster {
+            declared: Some(Declared::new(&inventory, &settings)),
+            seed: Some(crate::timeline_cmd::load_seed(paths, settings, input)?),
+        })
     }
-    let inventory = crate::input::load(paths, input)?;
-    Ok(Some(Declared::new(&inventory, settings)))
 }
 
 /// Serves until `shutdown`; the bound address goes to `ready` once the
 /// server listens (for `palisade up`, whose agent sends to it).
 pub fn serve_until(
     args: &ServeArgs,
-    declared: Option<Declared>,
+    cluster: Cluster,
     ready: Option<std::sync::mpsc::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Outcome> {
@@ -178,7 +187,10 @@ pub fn serve_until(
     // The sinks' HTTP clients are made outside the async runtime, whose
     // threads must not own blocking clients.
     let sinks = sinks(args.config.as_deref())?;
-    let scanner = crate::logs_cmd::scanner(&args.log_rules)?;
+    let mut scanner = crate::logs_cmd::scanner(&args.log_rules)?;
+    if let Some(seed) = cluster.seed {
+        scanner = scanner.with_seed(seed);
+    }
     let auth = if tokens.is_empty() {
         "off: loopback only"
     } else {
@@ -204,7 +216,7 @@ pub fn serve_until(
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
             committer,
             sinks,
-            declared,
+            declared: cluster.declared,
             scanner,
             nats: args.nats.as_ref().map(|url| NatsOptions {
                 url: url.clone(),
@@ -315,11 +327,11 @@ pub fn up(args: UpArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
     let (ready, listening) = std::sync::mpsc::channel();
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let serve = args.serve();
-    let declared = declared(&args.agent.policy, &args.agent.semantics.settings(), input)?;
+    let cluster = Cluster::load(&args.agent.policy, args.agent.semantics.settings(), input)?;
     let server = std::thread::Builder::new()
         .name("server".into())
         .spawn(move || {
-            serve_until(&serve, declared, Some(ready), async {
+            serve_until(&serve, cluster, Some(ready), async {
                 let _ = stopped.await;
             })
         })?;

@@ -453,3 +453,36 @@ fn an_audit_run_is_kept_and_listed_with_its_scores() {
     );
     server.stop();
 }
+
+/// With `--manifests`, pushed audit events are replayed from the cluster
+/// they describe: deleting monitoring's default-deny widens connectivity (AUDIT-013),
+/// judged by the engine, beside the deletion itself (AUDIT-001).
+#[test]
+fn a_pushed_deletion_that_widens_connectivity_is_judged_from_the_manifests() {
+    let dir = scratch("widening");
+    let shop = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
+    let server = Server::start(&dir.join("alerts.db"), &["--manifests", shop]);
+    let event_list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"w1","stage":"ResponseComplete","verb":"delete","user":{"username":"mallory"},"sourceIPs":["192.0.2.7"],"objectRef":{"resource":"networkpolicies","namespace":"monitoring","name":"default-deny-ingress","apiGroup":"networking.k8s.io","apiVersion":"v1"},"responseStatus":{"code":200},"stageTimestamp":"2026-12-02T10:00:00Z"}]}"#;
+    let posted = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/ingest/k8s-audit", server.url))
+        .body(event_list)
+        .send()
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 200);
+    let text = reqwest::blocking::get(format!("{}/api/v1/alerts", server.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rules: Vec<&str> = listed["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alert"]["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"AUDIT-001") && rules.contains(&"AUDIT-013"),
+        "{rules:?}"
+    );
+    server.stop();
+}
