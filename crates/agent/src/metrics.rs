@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Every metric: its help text and type, then its series.
-const METRICS: [(&str, &str, &str); 9] = [
+const METRICS: [(&str, &str, &str); 12] = [
     (
         "palisade_agent_events_total",
         "counter",
@@ -47,6 +47,21 @@ const METRICS: [(&str, &str, &str); 9] = [
         "palisade_agent_inventory_reloads_total",
         "counter",
         "Policy reloads, by result (loaded or rejected).",
+    ),
+    (
+        "palisade_agent_forwarded_total",
+        "counter",
+        "Alerts the server (or JetStream) took, by outcome (delivered, rejected).",
+    ),
+    (
+        "palisade_agent_spool_pending",
+        "gauge",
+        "Alerts waiting in the spool for the server.",
+    ),
+    (
+        "palisade_agent_forward_outages_total",
+        "counter",
+        "Rounds of delivery that ended with the server out of reach.",
     ),
     (
         "palisade_agent_open_alert_groups",

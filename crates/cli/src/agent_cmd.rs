@@ -172,6 +172,36 @@ fn follow_logs(
     Ok(())
 }
 
+/// Copies the forwarder's counts into the agent's metrics once a second.
+fn publish_forwarding(
+    stats: Arc<palisade_send::ForwardStats>,
+    metrics: palisade_agent::metrics::Metrics,
+    stop: Arc<AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+            metrics.set(
+                "palisade_agent_forwarded_total",
+                "outcome=\"delivered\"",
+                n(&stats.delivered),
+            );
+            metrics.set(
+                "palisade_agent_forwarded_total",
+                "outcome=\"rejected\"",
+                n(&stats.rejected),
+            );
+            metrics.set("palisade_agent_spool_pending", "", n(&stats.pending));
+            metrics.set(
+                "palisade_agent_forward_outages_total",
+                "",
+                n(&stats.outages),
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+}
+
 /// The server's forwarder, when the agent is given --server.
 fn forwarder(args: &AgentArgs) -> Result<Option<Forwarder>> {
     let Some(server) = &args.server else {
@@ -256,6 +286,9 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
         serve(listener, agent.metrics.clone());
     }
     let stop = Arc::new(AtomicBool::new(false));
+    if let Some(forwarder) = &forwarder {
+        publish_forwarding(forwarder.stats(), agent.metrics.clone(), Arc::clone(&stop));
+    }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("handling signals")?;
     }

@@ -37,6 +37,7 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     let policy = dir.join("shop.yaml");
     std::fs::write(&policy, shop_manifests(&lab, &[5432])).unwrap();
     let port = free_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
     command
         .args([
@@ -53,7 +54,8 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
         .arg("--policy")
         .arg(&policy)
         .arg("--output")
-        .arg(dir.join("alerts.jsonl"));
+        .arg(dir.join("alerts.jsonl"))
+        .args(["--metrics-addr", &metrics]);
     let Some(up) = start_agent(command) else {
         return skip_or_fail(test, "palisade up did not start its agent");
     };
@@ -74,6 +76,24 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     assert_eq!(bypass["src"]["pod"], "client");
     assert_eq!(bypass["dst"]["pod"], "db");
     assert_eq!(bypass["process"]["pod_uid"], lab.pod("client").uid.as_str());
+
+    // The agent's metrics count what its forwarder delivered.
+    let scrape = format!("http://{metrics}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while !text.contains("palisade_agent_forwarded_total{outcome=\"delivered\"} 1")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        text = reqwest::blocking::get(&scrape)
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+    }
+    assert!(
+        text.contains("palisade_agent_forwarded_total{outcome=\"delivered\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("palisade_agent_spool_pending 0"), "{text}");
 
     stop_agent(up);
     let spool = std::fs::read_to_string(dir.join("spool.jsonl")).unwrap_or_default();
