@@ -88,6 +88,9 @@ pub struct Worker {
     pub stats: Arc<SinkStats>,
 }
 
+/// Deliveries one round takes at least.
+const ROUND: usize = 100;
+
 /// How often an idle worker looks at the outbox without being rung
 /// (retries that came due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -126,9 +129,13 @@ impl Worker {
     /// Delivers one batch of what is due; returns how many were tried.
     fn round(&mut self, store: &dyn Store, commit: &CommitHandle, clock: fn() -> i64) -> usize {
         let now = clock();
+        // Sinks that take one alert per request still get a round of
+        // many, settled in one transaction: one commit per alert would make
+        // the outbox, not the destination, the limit.
+        let take = self.sink.batch().max(ROUND);
         let due = match store
             .reader()
-            .and_then(|mut r| r.due(self.sink.name(), now, self.sink.batch()))
+            .and_then(|mut r| r.due(self.sink.name(), now, take))
         {
             Ok(due) => due,
             Err(e) => {
@@ -140,8 +147,24 @@ impl Worker {
             return 0;
         }
         let alerts: Vec<_> = due.iter().map(|d| d.alert.clone()).collect();
-        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-        let attempts = self.sink.deliver(&alerts);
+        let mut attempts = Vec::with_capacity(alerts.len());
+        for chunk in alerts.chunks(self.sink.batch().max(1)) {
+            // A destination that is away for one chunk is away for the
+            // rest of the round: they wait with it instead of each paying
+            // a timeout.
+            if let Some(Attempt::Retry { error, .. }) = attempts.last()
+                && attempts.iter().all(|a| matches!(a, Attempt::Retry { .. }))
+            {
+                let waiting = Attempt::Retry {
+                    after: None,
+                    error: error.clone(),
+                };
+                attempts.extend(std::iter::repeat_n(waiting, chunk.len()));
+                continue;
+            }
+            self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+            attempts.extend(self.sink.deliver(chunk));
+        }
         let after = clock();
         let settled: Vec<Settlement> = due
             .iter()
