@@ -139,6 +139,7 @@ pub fn run(args: &ServeArgs, input: &crate::input::InputArgs) -> Result<Outcome>
 pub struct Cluster {
     declared: Option<Declared>,
     seed: Option<palisade_logs::timeline::Timeline>,
+    reload: Option<palisade_server::Reload>,
 }
 
 impl Cluster {
@@ -153,9 +154,46 @@ impl Cluster {
         let inventory = crate::input::load(paths, input)?;
         Ok(Cluster {
             declared: Some(Declared::new(&inventory, &settings)),
-            seed: Some(crate::timeline_cmd::load_seed(paths, settings, input)?),
+            seed: Some(crate::timeline_cmd::load_seed(
+                paths,
+                settings.clone(),
+                input,
+            )?),
+            reload: Some(reload(paths.to_vec(), settings, input.verbose)),
         })
     }
+}
+
+/// Watches the manifests; a new version with any diagnostic is refused
+/// and the last good one kept, as the agent does. (The audit timeline is
+/// not reseeded: the audit events themselves carry it forward.)
+fn reload(
+    paths: Vec<PathBuf>,
+    settings: palisade_policy::Settings,
+    verbose: bool,
+) -> palisade_server::Reload {
+    let mut watch = palisade_agent::watch::PolicyWatch::new(paths.clone());
+    let strict = crate::input::InputArgs {
+        strict: true,
+        verbose,
+    };
+    Box::new(move || {
+        if !watch.changed() {
+            return None;
+        }
+        match crate::input::load(&paths, &strict) {
+            Ok(inventory) => {
+                eprintln!("palisade serve: the manifests changed; the graph follows them");
+                Some(Declared::new(&inventory, &settings))
+            }
+            Err(e) => {
+                eprintln!(
+                    "palisade serve: manifests update refused, the last good version stays: {e:#}"
+                );
+                None
+            }
+        }
+    })
 }
 
 /// Serves until `shutdown`; the bound address goes to `ready` once the
@@ -217,6 +255,7 @@ pub fn serve_until(
             committer,
             sinks,
             declared: cluster.declared,
+            reload: cluster.reload,
             scanner,
             nats: args.nats.as_ref().map(|url| NatsOptions {
                 url: url.clone(),

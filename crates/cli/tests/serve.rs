@@ -486,3 +486,49 @@ fn a_pushed_deletion_that_widens_connectivity_is_judged_from_the_manifests() {
     );
     server.stop();
 }
+
+/// `--manifests` is watched: a policy change shows in the graph without a
+/// restart, and a broken version is refused, keeping the last good one.
+#[test]
+fn the_graph_follows_the_manifests_without_a_restart() {
+    let dir = scratch("reload");
+    let cluster = dir.join("cluster");
+    std::fs::create_dir_all(&cluster).unwrap();
+    let shop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop");
+    for file in ["namespaces.yaml", "workloads.yaml", "policies.yaml"] {
+        std::fs::copy(shop.join(file), cluster.join(file)).unwrap();
+    }
+    let cluster_arg = cluster.display().to_string();
+    let server = Server::start(&dir.join("alerts.db"), &["--manifests", &cluster_arg]);
+    let declared = || -> usize {
+        let text = reqwest::blocking::get(format!("{}/api/v1/graph", server.url))
+            .unwrap()
+            .text()
+            .unwrap();
+        let graph: serde_json::Value = serde_json::from_str(&text).unwrap();
+        graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["class"] == "declared")
+            .count()
+    };
+    let before = declared();
+    assert!(before > 0);
+    // Without its policies the shop allows everything: more edges.
+    std::fs::remove_file(cluster.join("policies.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while declared() == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let open = declared();
+    assert!(open > before, "{before} edges, then {open}");
+    std::fs::write(
+        cluster.join("broken.yaml"),
+        "kind: NetworkPolicy\nspec: [unclosed\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(declared(), open, "a broken version is refused");
+    server.stop();
+}

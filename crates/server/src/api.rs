@@ -400,9 +400,14 @@ async fn graph(
         ..AlertQuery::default()
     };
     let alerts = read_store(&state, move |r| r.alerts(&query)).await?;
+    let declared = state
+        .declared
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let graph = tokio::task::spawn_blocking(move || {
         crate::graph::build(
-            state.declared.as_ref(),
+            declared.as_deref(),
             &alerts,
             params.max_nodes.unwrap_or(300),
             params.namespace.as_deref(),

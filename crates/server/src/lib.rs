@@ -51,11 +51,17 @@ pub struct ServeOptions {
     pub sinks: Vec<(Worker, Route)>,
     /// What the declared policies allow, for the dashboard's graph.
     pub declared: Option<graph::Declared>,
+    /// Asked every two seconds for a new version of it (the manifests
+    /// changed); `None` when nothing changed or the new version is refused.
+    pub reload: Option<Reload>,
     /// Also consume alerts from NATS JetStream.
     pub nats: Option<bus::NatsOptions>,
     /// The log rules for pushed audit events and container logs.
     pub scanner: palisade_logs::Scanner,
 }
+
+/// How the server learns that the cluster's manifests changed.
+pub type Reload = Box<dyn FnMut() -> Option<graph::Declared> + Send>;
 
 /// A sink as the server sees it: where alerts go and how that goes.
 pub(crate) struct SinkEntry {
@@ -87,6 +93,8 @@ pub struct IngestCounters {
     /// Messages fetched from NATS, and failures of the bus connection.
     pub bus_received: AtomicU64,
     pub bus_errors: AtomicU64,
+    /// New versions of the manifests taken without a restart.
+    pub reloads: AtomicU64,
     /// Committed alerts by (rule, severity): bounded by the rules loaded.
     pub by_rule: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
@@ -98,7 +106,7 @@ pub(crate) struct AppState {
     counters: Arc<IngestCounters>,
     sinks: Vec<SinkEntry>,
     bell: Arc<Bell>,
-    declared: Option<graph::Declared>,
+    declared: std::sync::RwLock<Option<Arc<graph::Declared>>>,
     /// Each committed alert's document, for the dashboard's live view.
     live: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Turns true when the server stops: live streams end then, or a
@@ -155,11 +163,14 @@ pub async fn serve(
         counters: counters.clone(),
         sinks,
         bell: bell.clone(),
-        declared: options.declared,
+        declared: std::sync::RwLock::new(options.declared.map(Arc::new)),
         live: tokio::sync::broadcast::channel(1024).0,
         closing: closing_rx,
         scanner: Arc::new(std::sync::Mutex::new(options.scanner)),
     });
+    if let Some(reload) = options.reload {
+        workers.push(watch_manifests(state.clone(), reload, stop_sinks.clone())?);
+    }
     let bus = options
         .nats
         .map(|nats| tokio::spawn(bus::consume(state.clone(), nats, state.closing.clone())));
@@ -179,6 +190,32 @@ pub async fn serve(
     bell.ring();
     finish(workers, committer, keep_store).await;
     Ok(counters)
+}
+
+/// Replaces the declared graph when the manifests change, without a
+/// restart; a refused version leaves the last good one.
+fn watch_manifests(
+    state: Arc<AppState>,
+    mut reload: Reload,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("manifests".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(declared) = reload() {
+                    let mut current = state.declared.write().unwrap_or_else(|e| e.into_inner());
+                    *current = Some(Arc::new(declared));
+                    count(&state.counters.reloads, 1);
+                }
+                for _ in 0..20 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        })
 }
 
 /// The workers finish the batch in hand; the committer ends once the last

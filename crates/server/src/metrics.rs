@@ -119,6 +119,13 @@ pub(crate) fn render(state: &AppState, outbox: &[OutboxDepth]) -> String {
     );
     e.sample("palisade_bus_errors_total", &[], load(&c.bus_errors));
 
+    e.family(
+        "palisade_manifest_reloads_total",
+        "counter",
+        "New versions of the cluster's manifests taken without a restart.",
+    );
+    e.sample("palisade_manifest_reloads_total", &[], load(&c.reloads));
+
     let s = state.commit.stats();
     e.family(
         "palisade_store_transactions_total",
