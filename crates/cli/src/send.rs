@@ -32,6 +32,21 @@ pub struct SendArgs {
     pub send_patience: u64,
 }
 
+impl SendArgs {
+    fn options(&self, server: &str) -> Result<SendOptions> {
+        let spool = self
+            .spool
+            .clone()
+            .unwrap_or_else(|| state_dir().join("spool.jsonl"));
+        options(
+            server,
+            self.token_file.as_deref(),
+            spool,
+            self.send_patience,
+        )
+    }
+}
+
 /// Delivers `alerts` when --send is given, and says on stderr what became
 /// of them. An error only when nothing could be delivered nor spooled.
 pub fn deliver(args: &SendArgs, alerts: &[Alert]) -> Result<()> {
@@ -40,17 +55,7 @@ pub fn deliver(args: &SendArgs, alerts: &[Alert]) -> Result<()> {
     };
     let origin = args.origin.clone().unwrap_or_else(host_name);
     let lines: Vec<String> = alerts.iter().map(|a| wire_line(a, &origin)).collect();
-    let spool = args
-        .spool
-        .clone()
-        .unwrap_or_else(|| state_dir().join("spool.jsonl"));
-    let options = options(
-        server,
-        args.token_file.as_deref(),
-        spool,
-        args.send_patience,
-    )?;
-    let mut sender = Sender::new(options, &origin)?;
+    let mut sender = Sender::new(args.options(server)?, &origin)?;
     let report = sender.send(&lines)?;
     eprintln!(
         "sent to {server}: {} delivered ({} from earlier runs), {} refused, {} left in the spool",
@@ -132,15 +137,11 @@ pub fn deliver_audit(args: &SendArgs, report: &serde_json::Value) -> Result<()> 
     let mut doc = report.clone();
     doc["run"] =
         serde_json::json!({ "id": format!("{origin}@{time}"), "origin": origin, "time": time });
-    let spool = state_dir().join("spool.jsonl");
-    let options = options(
-        server,
-        args.token_file.as_deref(),
-        spool,
-        args.send_patience,
+    let answer = palisade_send::post_document(
+        &args.options(server)?,
+        "/api/v1/ingest/findings",
+        &doc.to_string(),
     )?;
-    let answer =
-        palisade_send::post_document(&options, "/api/v1/ingest/findings", &doc.to_string())?;
     eprintln!("sent to {server}: the audit run ({})", answer.trim());
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade_store::{AlertQuery, PostgresStore, SqliteStore, Store};
-use support::{Server, scratch};
+use support::{Server, list_alerts, scratch};
 
 fn verify_and_send(url: &str, spool: &Path, extra: &[&str]) -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
@@ -333,21 +333,9 @@ fn pushed_audit_events_and_fluent_bit_records_raise_stored_alerts() {
         .send()
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400, "a body with nothing readable");
-    let listed = client
-        .get(format!("{}/api/v1/alerts?namespace=shop", server.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    let rules: Vec<&str> = listed["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["alert"]["rule"].as_str().unwrap())
-        .collect();
-    assert!(rules.contains(&"AUDIT-001"), "{listed}");
-    assert!(rules.contains(&"LOG-001"), "{listed}");
+    let (listed, rules) = list_alerts(&server, "namespace=shop");
+    assert!(rules.iter().any(|r| r == "AUDIT-001"), "{listed}");
+    assert!(rules.iter().any(|r| r == "LOG-001"), "{listed}");
     let deleted = listed["alerts"]
         .as_array()
         .unwrap()
@@ -469,19 +457,9 @@ fn a_pushed_deletion_that_widens_connectivity_is_judged_from_the_manifests() {
         .send()
         .unwrap();
     assert_eq!(posted.status().as_u16(), 200);
-    let text = reqwest::blocking::get(format!("{}/api/v1/alerts", server.url))
-        .unwrap()
-        .text()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let rules: Vec<&str> = listed["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["alert"]["rule"].as_str().unwrap())
-        .collect();
+    let (_, rules) = list_alerts(&server, "");
     assert!(
-        rules.contains(&"AUDIT-001") && rules.contains(&"AUDIT-013"),
+        rules.iter().any(|r| r == "AUDIT-001") && rules.iter().any(|r| r == "AUDIT-013"),
         "{rules:?}"
     );
     server.stop();

@@ -246,29 +246,10 @@ struct AlertParams {
 
 impl AlertParams {
     fn query(self) -> Result<AlertQuery, Failure> {
-        let time = |name: &str, value: Option<String>| -> Result<Option<i64>, Failure> {
-            value
-                .map(|v| {
-                    parse_rfc3339(&v).map_err(|e| {
-                        Failure::new(StatusCode::BAD_REQUEST, format!("`{name}` `{v}`: {e}"))
-                    })
-                })
-                .transpose()
-        };
-        let min_severity = self
-            .severity
-            .map(|s| {
-                Severity::parse(&s).ok_or_else(|| {
-                    Failure::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("`severity` `{s}` is unknown"),
-                    )
-                })
-            })
-            .transpose()?;
+        let min_severity = severity_param(self.severity.as_deref())?;
         Ok(AlertQuery {
-            since_us: time("since", self.since)?,
-            until_us: time("until", self.until)?,
+            since_us: time_param("since", self.since.as_deref())?,
+            until_us: time_param("until", self.until.as_deref())?,
             namespace: self.namespace,
             workload: self.workload,
             rule: self.rule,
@@ -278,6 +259,30 @@ impl AlertParams {
             limit: self.limit,
         })
     }
+}
+
+/// A time filter: RFC 3339, or 400 saying which parameter is wrong.
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, Failure> {
+    value
+        .map(|v| {
+            parse_rfc3339(v)
+                .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("`{name}` `{v}`: {e}")))
+        })
+        .transpose()
+}
+
+/// A severity filter (that one and above), or 400.
+fn severity_param(value: Option<&str>) -> Result<Option<Severity>, Failure> {
+    value
+        .map(|s| {
+            Severity::parse(s).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("`severity` `{s}` is unknown"),
+                )
+            })
+        })
+        .transpose()
 }
 
 #[derive(Serialize)]
@@ -386,13 +391,7 @@ async fn graph(
     Query(params): Query<GraphParams>,
 ) -> Result<Response, Failure> {
     authorize(&state, &headers, Scope::Read)?;
-    let since_us =
-        match params.since {
-            Some(v) => Some(parse_rfc3339(&v).map_err(|e| {
-                Failure::new(StatusCode::BAD_REQUEST, format!("`since` `{v}`: {e}"))
-            })?),
-            None => None,
-        };
+    let since_us = time_param("since", params.since.as_deref())?;
     let query = AlertQuery {
         since_us,
         namespace: params.namespace.clone(),
@@ -588,18 +587,7 @@ async fn list_findings(
     Query(params): Query<FindingParams>,
 ) -> Result<Response, Failure> {
     authorize(&state, &headers, Scope::Read)?;
-    let min = params
-        .severity
-        .as_deref()
-        .map(|s| {
-            Severity::parse(s).ok_or_else(|| {
-                Failure::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("`severity` `{s}` is unknown"),
-                )
-            })
-        })
-        .transpose()?;
+    let min = severity_param(params.severity.as_deref())?;
     let origin = params.origin.clone();
     let runs = read_store(&state, move |r| r.latest_runs(origin.as_deref())).await?;
     let mut listed = Vec::new();

@@ -44,6 +44,21 @@ pub fn post_alerts(server: &Server, body: &str) {
     assert_eq!(response.status().as_u16(), 200);
 }
 
+/// `GET /api/v1/alerts?QUERY`, and the rule of each alert listed.
+pub fn list_alerts(server: &Server, query: &str) -> (serde_json::Value, Vec<String>) {
+    let text = reqwest::blocking::get(format!("{}/api/v1/alerts?{query}", server.url))
+        .and_then(|r| r.text())
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rules = listed["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alert"]["rule"].as_str().unwrap_or("").to_string())
+        .collect();
+    (listed, rules)
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
