@@ -32,6 +32,15 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY, value_name = "BYTES")]
     pub max_body: usize,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (PEM): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Seconds a request may take, its body included; slower ones are
     /// answered 408.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
@@ -97,6 +106,9 @@ impl UpArgs {
             store: self.store.clone(),
             tokens: None,
             max_body: DEFAULT_MAX_BODY,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             request_timeout: 60,
             retention_days: self.retention_days,
             retention_alerts: None,
@@ -243,7 +255,8 @@ pub fn serve_until(
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        eprintln!("palisade serve: listening on http://{addr} (authentication {auth})");
+        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+        eprintln!("palisade serve: listening on {scheme}://{addr} (authentication {auth})");
         if let Some(ready) = ready {
             let _ = ready.send(addr);
         }
@@ -257,6 +270,14 @@ pub fn serve_until(
             declared: cluster.declared,
             reload: cluster.reload,
             scanner,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(palisade_server::tls::TlsOptions {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
             nats: args.nats.as_ref().map(|url| NatsOptions {
                 url: url.clone(),
                 consumer: args.nats_consumer.clone(),

@@ -510,3 +510,137 @@ fn the_graph_follows_the_manifests_without_a_restart() {
     assert_eq!(declared(), open, "a broken version is refused");
     server.stop();
 }
+
+/// `--tls-cert/--tls-key` serve HTTPS, and `--tls-client-ca` requires a
+/// client certificate (mTLS). Certificates are made with openssl(1), the
+/// client is curl(1).
+#[test]
+fn https_and_mutual_tls_admit_only_the_clients_they_should() {
+    let dir = scratch("tls");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=palisade test CA",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, usage, san) in [
+        ("server", "serverAuth", "subjectAltName=IP:127.0.0.1\n"),
+        ("client", "clientAuth", ""),
+    ] {
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("{san}basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    let path = |f: &str| dir.join(f).display().to_string();
+    let curl = |url: &str, extra: &[&str]| -> (bool, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "10", "--cacert", &path("ca.pem")])
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let tls = [
+        "--tls-cert",
+        &path("server.pem"),
+        "--tls-key",
+        &path("server.key"),
+    ];
+    let server = Server::start(&dir.join("a.db"), &tls);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    assert_eq!(
+        curl(&format!("{}/healthz", server.url), &[]),
+        (true, "ok\n".into())
+    );
+    let plain = server.url.replace("https://", "http://");
+    assert!(
+        !curl(&format!("{plain}/healthz"), &[]).0,
+        "plain HTTP is not spoken"
+    );
+    server.stop();
+
+    let ca = path("ca.pem");
+    let mtls = [&tls[..], &["--tls-client-ca", &ca]].concat();
+    let server = Server::start(&dir.join("b.db"), &mtls);
+    let healthz = format!("{}/healthz", server.url);
+    assert!(
+        !curl(&healthz, &[]).0,
+        "no client certificate, no connection"
+    );
+    let with_cert = ["--cert", &path("client.pem"), "--key", &path("client.key")];
+    assert_eq!(curl(&healthz, &with_cert), (true, "ok\n".into()));
+    let metrics = curl(&format!("{}/metrics", server.url), &with_cert).1;
+    assert!(
+        metrics.contains("palisade_tls_handshake_failures_total 1"),
+        "{metrics}"
+    );
+    server.stop();
+}

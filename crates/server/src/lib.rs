@@ -24,6 +24,7 @@ pub mod graph;
 pub mod ingest;
 mod logs;
 mod metrics;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct ServeOptions {
     pub nats: Option<bus::NatsOptions>,
     /// The log rules for pushed audit events and container logs.
     pub scanner: palisade_logs::Scanner,
+    /// Serve HTTPS (and require client certificates, for mTLS).
+    pub tls: Option<tls::TlsOptions>,
 }
 
 /// How the server learns that the cluster's manifests changed.
@@ -80,6 +83,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What the server counts, for its summary and (next) its metrics.
@@ -95,6 +100,8 @@ pub struct IngestCounters {
     pub bus_errors: AtomicU64,
     /// New versions of the manifests taken without a restart.
     pub reloads: AtomicU64,
+    /// Connections whose TLS handshake failed or timed out.
+    pub tls_refused: Arc<AtomicU64>,
     /// Committed alerts by (rule, severity): bounded by the rules loaded.
     pub by_rule: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
@@ -179,9 +186,20 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    match options.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        Some(tls) => {
+            let config = tls::server_config(&tls).map_err(ServeError::Tls)?;
+            let listener = tls::TlsListener::new(listener, config, counters.tls_refused.clone())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     if let Some(bus) = bus {
         // It finishes the batch in hand: committed, then acknowledged.
         let _ = bus.await;

@@ -126,6 +126,17 @@ pub(crate) fn render(state: &AppState, outbox: &[OutboxDepth]) -> String {
     );
     e.sample("palisade_manifest_reloads_total", &[], load(&c.reloads));
 
+    e.family(
+        "palisade_tls_handshake_failures_total",
+        "counter",
+        "Connections whose TLS handshake failed or timed out.",
+    );
+    e.sample(
+        "palisade_tls_handshake_failures_total",
+        &[],
+        load(&c.tls_refused),
+    );
+
     let s = state.commit.stats();
     e.family(
         "palisade_store_transactions_total",

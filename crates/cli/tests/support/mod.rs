@@ -92,7 +92,10 @@ impl Server {
                 let _ = child.kill();
                 panic!("the server stopped before it listened: {said:?}");
             }
-            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            if let Some(url) = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            {
                 break url.to_string();
             }
             said.push(line);
