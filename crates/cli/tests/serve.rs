@@ -431,6 +431,27 @@ fn an_audit_run_is_kept_and_listed_with_its_scores() {
         high.iter()
             .all(|f| f["severity"] == "high" || f["severity"] == "critical")
     );
+    for (body, reason) in [
+        ("not json", "not an audit run"),
+        (r#"{"findings":[],"summary":{}}"#, "not an audit run"),
+        (
+            r#"{"run":{"id":"","origin":"x"},"findings":[],"summary":{}}"#,
+            "required",
+        ),
+        (
+            r#"{"run":{"id":"r","origin":"x","time":"later"},"findings":[],"summary":{}}"#,
+            "`run.time`",
+        ),
+    ] {
+        let answer = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/ingest/findings", server.url))
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 400, "{body}");
+        let text = answer.text().unwrap();
+        assert!(text.contains(reason), "{body}: {text}");
+    }
     let legacy = get("?namespace=legacy");
     assert!(
         legacy["runs"][0]["findings"]

@@ -220,3 +220,86 @@ fn build_one(c: &SinkConfig) -> Result<Box<dyn Sink>, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Vec<Box<dyn Sink>>, String> {
+        let file: SinksFile = palisade_inventory::yaml::from_str(yaml)?;
+        build(&file.sinks)
+    }
+
+    #[test]
+    fn bad_sink_configurations_are_refused_with_the_sink_named() {
+        for (yaml, reason) in [
+            ("sinks: [{name: a, type: pager}]", "unknown type `pager`"),
+            ("sinks: [{name: a, type: slack}]", "needs `url`"),
+            (
+                "sinks: [{name: a, type: webhook, url: 'ftp://x'}]",
+                "http:// or https://",
+            ),
+            ("sinks: [{name: a, type: syslog}]", "needs `address`"),
+            (
+                "sinks: [{name: a, type: syslog, address: 'x:1', transport: sctp}]",
+                "transport `sctp`",
+            ),
+            (
+                "sinks: [{name: a, type: syslog, address: 'x:1', facility: 30}]",
+                "facility 30",
+            ),
+            ("sinks: [{name: a, type: jsonl}]", "needs `path`"),
+            (
+                "sinks: [{name: a, type: jsonl, path: /tmp/x}, {name: a, type: jsonl, path: /tmp/y}]",
+                "unique",
+            ),
+        ] {
+            let error = parse(yaml)
+                .err()
+                .unwrap_or_else(|| panic!("{yaml} was taken"));
+            assert!(error.contains(reason), "{yaml}: {error}");
+        }
+        assert!(
+            parse("sinks: [{name: a, type: webhook, url: 'http://x', min_severity: urgent}]")
+                .is_err()
+        );
+        assert!(
+            parse("sinks: [{name: a, type: webhook, url: 'http://x', colour: red}]").is_err(),
+            "unknown fields"
+        );
+        assert_eq!(parse("sinks: []").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_route_admits_only_what_every_condition_allows() {
+        let file: SinksFile = palisade_inventory::yaml::from_str(
+            "sinks: [{name: a, type: jsonl, path: /tmp/x, min_severity: high, namespaces: [shop], classes: [bypass]}]",
+        )
+        .unwrap();
+        let route = file.sinks[0].route();
+        let mut alert = AlertRecord {
+            id: "i".into(),
+            origin: "o".into(),
+            time_us: 0,
+            rule: "FLOW-001".into(),
+            severity: Severity::Critical,
+            class: Some("bypass".into()),
+            src_namespace: Some("web".into()),
+            src_workload: None,
+            dst_namespace: Some("shop".into()),
+            dst_workload: None,
+            protocol: "TCP".into(),
+            port: None,
+            connections: 1,
+            last_seen_us: None,
+            summary: String::new(),
+            doc: String::new(),
+        };
+        assert!(route.admits(&alert));
+        alert.severity = Severity::Medium;
+        assert!(!route.admits(&alert), "below the severity");
+        alert.severity = Severity::High;
+        alert.dst_namespace = Some("db".into());
+        assert!(!route.admits(&alert), "neither side in shop");
+    }
+}
