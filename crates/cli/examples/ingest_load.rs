@@ -50,7 +50,7 @@ fn main() {
         .map(|bodies| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
+                let client = palisade_send::http::client();
                 let mut latencies = Vec::new();
                 for body in bodies {
                     loop {

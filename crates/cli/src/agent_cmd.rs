@@ -105,6 +105,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
     #[command(flatten)]
+    pub server_tls: crate::send::ClientTlsArgs,
+    #[command(flatten)]
     pub semantics: SemanticsArgs,
 }
 
@@ -214,7 +216,13 @@ fn forwarder(args: &AgentArgs) -> Result<Option<Forwarder>> {
         .spool
         .clone()
         .unwrap_or_else(|| crate::send::state_dir().join("agent-spool.jsonl"));
-    let options = crate::send::options(server, args.token_file.as_deref(), spool, 2)?;
+    let options = crate::send::options(
+        server,
+        args.token_file.as_deref(),
+        spool,
+        2,
+        args.server_tls.client_tls(),
+    )?;
     let origin = args.node.clone().unwrap_or_else(crate::send::host_name);
     Ok(Some(Forwarder::start(options, &origin)?))
 }

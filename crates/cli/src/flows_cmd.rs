@@ -28,7 +28,7 @@ pub enum FlowsCommand {
     /// Judge observed connections against the declared policies and raise
     /// alerts: bypasses, blocked attempts, unexpected drops, unresolved
     /// endpoints, scans and (with --baseline) deviations.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Learn a baseline (the observed communication graph) from traffic.
     #[command(subcommand)]
     Baseline(BaselineCommand),

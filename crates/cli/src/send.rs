@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use palisade_detect::Alert;
+use palisade_send::http::ClientTls;
 use palisade_send::{SendOptions, Sender, wire_line};
 
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -30,6 +31,33 @@ pub struct SendArgs {
     /// alerts in the spool.
     #[arg(long, default_value_t = 10, value_name = "SECONDS", requires = "send")]
     pub send_patience: u64,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+/// How Palisade's clients reach a server over https, beyond the system's
+/// trust store (`SSL_CERT_FILE` is honoured).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ClientTlsArgs {
+    /// A CA (PEM) trusted for the server besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub server_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for a server that requires mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    pub fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            ca_files: self.server_ca.iter().cloned().collect(),
+            identity: self.client_cert.clone().zip(self.client_key.clone()),
+            only_named_cas: false,
+        }
+    }
 }
 
 impl SendArgs {
@@ -43,6 +71,7 @@ impl SendArgs {
             self.token_file.as_deref(),
             spool,
             self.send_patience,
+            self.tls.client_tls(),
         )
     }
 }
@@ -79,6 +108,7 @@ pub fn options(
     token_file: Option<&Path>,
     spool: PathBuf,
     patience_seconds: u64,
+    tls: ClientTls,
 ) -> Result<SendOptions> {
     Ok(SendOptions {
         server: server.to_string(),
@@ -86,6 +116,7 @@ pub fn options(
         batch: 1000,
         patience: Duration::from_secs(patience_seconds),
         spool,
+        tls,
     })
 }
 

@@ -31,7 +31,7 @@ fn query(prometheus: &str, expr: &str) -> Value {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let text = reqwest::blocking::get(format!("{prometheus}/api/v1/query?query={encoded}"))
+    let text = support::get(format!("{prometheus}/api/v1/query?query={encoded}"))
         .and_then(|r| r.text())
         .unwrap_or_default();
     serde_json::from_str(&text).unwrap_or(Value::Null)
@@ -101,7 +101,7 @@ fn every_dashboard_query_returns_data_from_a_live_server() {
 
     // Traffic for every panel: alerts of two rules, delivered once each,
     // over several scrapes so that rates have two samples.
-    let client = reqwest::blocking::Client::new();
+    let client = palisade_send::http::client();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut scraped = false;
     for n in 0.. {

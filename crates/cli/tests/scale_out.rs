@@ -78,6 +78,7 @@ fn two_replicas_over_jetstream_and_postgres_lose_nothing_when_one_is_killed() {
                     batch: 250,
                     patience: Duration::from_secs(30),
                     spool,
+                    tls: Default::default(),
                 };
                 let mut sender = Sender::new(options, &format!("agent-{run}-{agent}")).unwrap();
                 let mut delivered = 0;

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade_store::{AlertQuery, PostgresStore, SqliteStore, Store};
+use support::pki::Pki;
+use support::receiver::Receiver;
 use support::{Server, list_alerts, scratch};
 
 fn verify_and_send(url: &str, spool: &Path, extra: &[&str]) -> String {
@@ -59,7 +61,7 @@ fn an_offline_run_lands_once_and_a_rerun_changes_nothing() {
         "{said}"
     );
     verify_and_send(&server.url, &dir.join("spool"), &[]);
-    let client = reqwest::blocking::Client::new();
+    let client = palisade_send::http::client();
     let listed = client
         .get(format!(
             "{}/api/v1/alerts?severity=critical&namespace=database",
@@ -139,7 +141,7 @@ fn every_refusal_has_its_status_and_reason() {
         &dir.join("alerts.db"),
         &["--tokens", &tokens_arg, "--max-body", "2000"],
     );
-    let client = reqwest::blocking::Client::new();
+    let client = palisade_send::http::client();
     let post = |token: Option<&str>, body: String| {
         let mut request = client
             .post(format!("{}/api/v1/ingest/alerts", server.url))
@@ -282,7 +284,7 @@ fn assert_none_lost(store: &dyn Store, acked: &[String]) {
 }
 
 fn send_until_refused(url: &str, prefix: &str, acked: &Mutex<Vec<String>>) {
-    let client = reqwest::blocking::Client::new();
+    let client = palisade_send::http::client();
     let mut id = 0u64;
     loop {
         let ids: Vec<String> = (id..id + 100).map(|i| format!("{prefix}{i}")).collect();
@@ -302,7 +304,7 @@ fn send_until_refused(url: &str, prefix: &str, acked: &Mutex<Vec<String>>) {
 fn pushed_audit_events_and_fluent_bit_records_raise_stored_alerts() {
     let dir = scratch("pushed-logs");
     let server = Server::start(&dir.join("alerts.db"), &[]);
-    let client = reqwest::blocking::Client::new();
+    let client = palisade_send::http::client();
     let event_list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"9c1f","stage":"ResponseComplete","verb":"delete","user":{"username":"mallory","groups":["system:authenticated"]},"sourceIPs":["192.0.2.7"],"objectRef":{"resource":"networkpolicies","namespace":"shop","name":"db-ingress","apiGroup":"networking.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-12-02T10:00:00.000000Z","stageTimestamp":"2026-12-02T10:00:00.010000Z"}]}"#;
     let posted = client
         .post(format!("{}/api/v1/ingest/k8s-audit", server.url))
@@ -384,7 +386,7 @@ fn a_slow_client_is_answered_408() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let healthy = reqwest::blocking::get(format!("{}/healthz", server.url)).unwrap();
+    let healthy = support::get(format!("{}/healthz", server.url)).unwrap();
     assert_eq!(healthy.status().as_u16(), 200);
     server.stop();
 }
@@ -412,7 +414,7 @@ fn an_audit_run_is_kept_and_listed_with_its_scores() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("sent to"), "{said}");
     let get = |query: &str| -> serde_json::Value {
-        let text = reqwest::blocking::get(format!("{}/api/v1/findings{query}", server.url))
+        let text = support::get(format!("{}/api/v1/findings{query}", server.url))
             .unwrap()
             .text()
             .unwrap();
@@ -443,7 +445,7 @@ fn an_audit_run_is_kept_and_listed_with_its_scores() {
             "`run.time`",
         ),
     ] {
-        let answer = reqwest::blocking::Client::new()
+        let answer = palisade_send::http::client()
             .post(format!("{}/api/v1/ingest/findings", server.url))
             .body(body)
             .send()
@@ -472,7 +474,7 @@ fn a_pushed_deletion_that_widens_connectivity_is_judged_from_the_manifests() {
     let shop = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
     let server = Server::start(&dir.join("alerts.db"), &["--manifests", shop]);
     let event_list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"w1","stage":"ResponseComplete","verb":"delete","user":{"username":"mallory"},"sourceIPs":["192.0.2.7"],"objectRef":{"resource":"networkpolicies","namespace":"monitoring","name":"default-deny-ingress","apiGroup":"networking.k8s.io","apiVersion":"v1"},"responseStatus":{"code":200},"stageTimestamp":"2026-12-02T10:00:00Z"}]}"#;
-    let posted = reqwest::blocking::Client::new()
+    let posted = palisade_send::http::client()
         .post(format!("{}/api/v1/ingest/k8s-audit", server.url))
         .body(event_list)
         .send()
@@ -500,7 +502,7 @@ fn the_graph_follows_the_manifests_without_a_restart() {
     let cluster_arg = cluster.display().to_string();
     let server = Server::start(&dir.join("alerts.db"), &["--manifests", &cluster_arg]);
     let declared = || -> usize {
-        let text = reqwest::blocking::get(format!("{}/api/v1/graph", server.url))
+        let text = support::get(format!("{}/api/v1/graph", server.url))
             .unwrap()
             .text()
             .unwrap();
@@ -538,85 +540,8 @@ fn the_graph_follows_the_manifests_without_a_restart() {
 #[test]
 fn https_and_mutual_tls_admit_only_the_clients_they_should() {
     let dir = scratch("tls");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=palisade test CA",
-            ],
-        ]
-        .concat(),
-    );
-    for (name, usage, san) in [
-        ("server", "serverAuth", "subjectAltName=IP:127.0.0.1\n"),
-        ("client", "clientAuth", ""),
-    ] {
-        openssl(
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.csr"),
-                    "-subj",
-                    &format!("/CN={name}"),
-                ],
-            ]
-            .concat(),
-        );
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!("{san}basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
-    let path = |f: &str| dir.join(f).display().to_string();
+    let pki = Pki::make(&dir);
+    let path = |f: &str| pki.path(f);
     let curl = |url: &str, extra: &[&str]| -> (bool, String) {
         let out = Command::new("curl")
             .args(["-s", "-S", "--max-time", "10", "--cacert", &path("ca.pem")])
@@ -663,5 +588,102 @@ fn https_and_mutual_tls_admit_only_the_clients_they_should() {
         metrics.contains("palisade_tls_handshake_failures_total 1"),
         "{metrics}"
     );
+    server.stop();
+}
+
+/// Palisade's own clients speak https: `--send` to a server that requires
+/// a client certificate delivers with `--server-ca` and `--client-cert`,
+/// and is refused (the alerts wait in the spool) without either; an
+/// https webhook sink with its `ca_file` delivers, and one without it
+/// does not trust the receiver.
+#[test]
+fn senders_and_sinks_speak_https_with_a_named_ca_and_a_client_certificate() {
+    let dir = scratch("tls-clients");
+    let pki = Pki::make(&dir);
+    let receiver = Receiver::https(
+        Path::new(&pki.path("server.pem")),
+        Path::new(&pki.path("server.key")),
+        |_, _| (200, vec![], "ok".into()),
+    );
+    let config = dir.join("server.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sinks:\n- name: trusted\n  type: webhook\n  url: {url}/hook\n  ca_file: {ca}\n- name: untrusted\n  type: webhook\n  url: {url}/other\n  max_attempts: 1\n",
+            url = receiver.url,
+            ca = pki.path("ca.pem")
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir.join("alerts.db"),
+        &[
+            "--tls-cert",
+            &pki.path("server.pem"),
+            "--tls-key",
+            &pki.path("server.key"),
+            "--tls-client-ca",
+            &pki.path("ca.pem"),
+            "--config",
+            &config.display().to_string(),
+        ],
+    );
+    let spool = dir.join("spool.jsonl");
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let without_ca = verify_and_send(&server.url, &spool, &["--send-patience", "1"]);
+    assert!(without_ca.contains(" 0 delivered"), "{without_ca}");
+    let without_cert = verify_and_send(
+        &server.url,
+        &spool,
+        &["--send-patience", "1", "--server-ca", &ca],
+    );
+    assert!(without_cert.contains(" 0 delivered"), "{without_cert}");
+    let said = verify_and_send(
+        &server.url,
+        &spool,
+        &[
+            "--server-ca",
+            &ca,
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+        ],
+    );
+    assert!(
+        said.contains("left in the spool") && !said.contains(" 0 delivered"),
+        "{said}"
+    );
+    assert!(said.contains(", 0 left in the spool"), "{said}");
+    assert!(!stored(&dir.join("alerts.db")).is_empty());
+
+    let hooks = receiver.wait_for(1, Duration::from_secs(20));
+    assert!(hooks.iter().all(|r| r.path == "/hook"), "{hooks:?}");
+    assert!(!hooks.is_empty(), "the trusted sink delivered over https");
+    let status = |name: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", "--cacert", &ca, "--cert", &cert, "--key", &key])
+            .arg(format!("{}/api/v1/sinks", server.url))
+            .output()
+            .unwrap();
+        let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        all["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status("untrusted")["dead"] == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(status("untrusted")["dead"], 0, "{}", status("untrusted"));
+    assert_eq!(status("trusted")["dead"], 0);
     server.stop();
 }

@@ -58,8 +58,7 @@ fn alertmanager(dir: &Path) -> (Daemon, String) {
     let url = format!("http://127.0.0.1:{port}");
     let status = format!("{url}/api/v2/status");
     assert!(
-        wait_until(Duration::from_secs(10), || reqwest::blocking::get(&status)
-            .is_ok()),
+        wait_until(Duration::from_secs(10), || support::get(&status).is_ok()),
         "alertmanager did not start"
     );
     (Daemon(child), url)
@@ -92,7 +91,7 @@ fn rsyslog(dir: &Path, out: &Path) -> (Daemon, u16, u16) {
 }
 
 fn sinks_status(server: &Server) -> Value {
-    let text = reqwest::blocking::get(format!("{}/api/v1/sinks", server.url))
+    let text = support::get(format!("{}/api/v1/sinks", server.url))
         .unwrap()
         .text()
         .unwrap();
@@ -240,7 +239,7 @@ fn alerts_reach_every_sink_in_its_wire_format() {
     let am_alerts = format!("{am_url}/api/v2/alerts");
     let mut listed = Value::Null;
     let arrived = wait_until(within, || {
-        listed = reqwest::blocking::get(&am_alerts)
+        listed = support::get(&am_alerts)
             .and_then(|r| r.text())
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())

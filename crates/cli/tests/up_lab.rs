@@ -18,7 +18,9 @@ fn free_port() -> u16 {
 }
 
 fn listed(url: &str) -> serde_json::Value {
-    let text = reqwest::blocking::get(url)
+    let text = palisade_send::http::client()
+        .get(url)
+        .send()
         .and_then(|r| r.text())
         .unwrap_or_default();
     serde_json::from_str(&text).unwrap_or_default()
@@ -85,7 +87,9 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(200));
-        text = reqwest::blocking::get(&scrape)
+        text = palisade_send::http::client()
+            .get(&scrape)
+            .send()
             .and_then(|r| r.text())
             .unwrap_or_default();
     }

@@ -10,6 +10,7 @@
 //! too large (413) is split in halves until it fits.
 
 mod forward;
+pub mod http;
 mod nats;
 mod spool;
 
@@ -36,6 +37,8 @@ pub struct SendOptions {
     /// Give up retrying (and leave the rest in the spool) after this long.
     pub patience: Duration,
     pub spool: PathBuf,
+    /// The CA and client certificate for an https server.
+    pub tls: http::ClientTls,
 }
 
 /// The alert as the server takes it: its own fields plus id and origin.
@@ -197,11 +200,7 @@ struct Http {
 
 impl Http {
     fn new(options: &SendOptions) -> Result<Http, SendError> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| SendError::Client(e.to_string()))?;
+        let client = http_client(options)?;
         Ok(Http {
             client,
             url: format!("{}{INGEST_PATH}", options.server.trim_end_matches('/')),
@@ -283,15 +282,23 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+fn http_client(options: &SendOptions) -> Result<reqwest::blocking::Client, SendError> {
+    http::client_builder(&options.tls)
+        .and_then(|builder| {
+            builder
+                .timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .map_err(SendError::Client)
+}
+
 /// Posts one JSON document (an audit run) to `path` of the server,
 /// retrying as alerts are retried; nothing is spooled, since a rerun of
 /// the audit makes the document again.
 pub fn post_document(options: &SendOptions, path: &str, body: &str) -> Result<String, SendError> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| SendError::Client(e.to_string()))?;
+    let client = http_client(options)?;
     let url = format!("{}{path}", options.server.trim_end_matches('/'));
     let deadline = Instant::now() + options.patience;
     let mut backoff = Backoff::new();

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::Sink;
 use crate::transport::{HttpFormat, HttpSink, JsonLinesSink, SyslogSink, SyslogTransport};
+use palisade_send::http::ClientTls;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +43,15 @@ pub struct SinkConfig {
     /// HTTP sinks: extra headers (an `Authorization` for Elasticsearch).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// HTTP sinks over https: a CA (PEM) trusted besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// HTTP sinks over https: a client certificate and its key (PEM), for
+    /// a receiver that requires mutual TLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// Elasticsearch: the data stream (default `logs-palisade.alerts-default`).
     #[serde(default)]
     pub index: Option<String>,
@@ -143,6 +153,24 @@ impl SinkConfig {
         }
         Ok(url)
     }
+
+    fn client_tls(&self) -> Result<ClientTls, String> {
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(format!(
+                    "sink {}: `client_cert` and `client_key` go together",
+                    self.name
+                ));
+            }
+        };
+        Ok(ClientTls {
+            ca_files: self.ca_file.iter().cloned().collect(),
+            identity,
+            only_named_cas: false,
+        })
+    }
 }
 
 /// Builds each configured sink; names must be unique (the outbox is
@@ -165,8 +193,9 @@ pub fn build(configs: &[SinkConfig]) -> Result<Vec<Box<dyn Sink>>, String> {
 fn build_one(c: &SinkConfig) -> Result<Box<dyn Sink>, String> {
     let timeout = Duration::from_secs(c.timeout_seconds.unwrap_or(10).max(1));
     let http = |format: HttpFormat, url: String| -> Result<Box<dyn Sink>, String> {
+        let tls = c.client_tls()?;
         Ok(Box::new(HttpSink::new(
-            &c.name, url, format, &c.headers, timeout,
+            &c.name, url, format, &c.headers, &tls, timeout,
         )?))
     };
     match c.kind.as_str() {

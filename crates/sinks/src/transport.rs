@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::format::{self, Item};
 use crate::{Attempt, Sink};
 use palisade_send::error_chain;
+use palisade_send::http::ClientTls;
 
 #[derive(Clone, Debug)]
 pub enum HttpFormat {
@@ -40,6 +41,7 @@ impl HttpSink {
         url: String,
         format: HttpFormat,
         headers: &BTreeMap<String, String>,
+        tls: &ClientTls,
         timeout: Duration,
     ) -> Result<HttpSink, String> {
         let mut map = reqwest::header::HeaderMap::new();
@@ -50,7 +52,8 @@ impl HttpSink {
                 .map_err(|e| format!("sink {name}: header `{k}`: {e}"))?;
             map.insert(key, value);
         }
-        let client = reqwest::blocking::Client::builder()
+        let client = palisade_send::http::client_builder(tls)
+            .map_err(|e| format!("sink {name}: {e}"))?
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))

@@ -26,7 +26,8 @@ impl Browser {
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::blocking::Client::builder()
+        let client = palisade_send::http::client_builder(&Default::default())
+            .unwrap()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();

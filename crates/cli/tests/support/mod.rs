@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub mod browser;
+pub mod pki;
 pub mod receiver;
 
 pub fn scratch(name: &str) -> PathBuf {
@@ -36,7 +37,7 @@ pub fn have(paths: &[&str], test: &str) -> bool {
 
 /// Posts `body` to the server's ingest; it must be taken whole.
 pub fn post_alerts(server: &Server, body: &str) {
-    let response = reqwest::blocking::Client::new()
+    let response = palisade_send::http::client()
         .post(format!("{}/api/v1/ingest/alerts", server.url))
         .body(body.to_string())
         .send()
@@ -46,7 +47,7 @@ pub fn post_alerts(server: &Server, body: &str) {
 
 /// `GET /api/v1/alerts?QUERY`, and the rule of each alert listed.
 pub fn list_alerts(server: &Server, query: &str) -> (serde_json::Value, Vec<String>) {
-    let text = reqwest::blocking::get(format!("{}/api/v1/alerts?{query}", server.url))
+    let text = get(format!("{}/api/v1/alerts?{query}", server.url))
         .and_then(|r| r.text())
         .unwrap();
     let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -57,6 +58,12 @@ pub fn list_alerts(server: &Server, query: &str) -> (serde_json::Value, Vec<Stri
         .map(|a| a["alert"]["rule"].as_str().unwrap_or("").to_string())
         .collect();
     (listed, rules)
+}
+
+/// GET `url` with Palisade's own HTTP client (reqwest alone has no TLS
+/// provider in this build).
+pub fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::blocking::Response> {
+    palisade_send::http::client().get(url).send()
 }
 
 /// A port that was free a moment ago.

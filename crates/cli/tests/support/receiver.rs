@@ -4,9 +4,13 @@
 //! so tests check the exact wire format the real one documents.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -67,6 +71,41 @@ impl Receiver {
         Receiver { url, requests }
     }
 
+    /// The same over https, with the certificate chain and key (PEM) given.
+    pub fn https(
+        cert: &Path,
+        key: &Path,
+        script: impl Fn(&Request, usize) -> Answer + Send + Sync + 'static,
+    ) -> Receiver {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let seen = requests.clone();
+        let script: Arc<Script> = Arc::new(script);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (seen, script) = (seen.clone(), script.clone());
+                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                let tls = rustls::StreamOwned::new(connection, stream);
+                std::thread::spawn(move || serve(tls, &seen, script.as_ref()));
+            }
+        });
+        Receiver { url, requests }
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
     }
@@ -82,8 +121,7 @@ impl Receiver {
 }
 
 /// Requests on one connection until the client closes it.
-fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
-    let mut writer = stream.try_clone().unwrap();
+fn serve(stream: impl Read + Write, seen: &Mutex<Vec<Request>>, script: &Script) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -98,7 +136,9 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
+            if reader.read_line(&mut h).is_err() {
+                return;
+            }
             let h = h.trim_end();
             if h.is_empty() {
                 break;
@@ -113,7 +153,9 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
         let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
         let request = Request {
             method,
             path,
@@ -131,9 +173,11 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
+        let writer = reader.get_mut();
         if writer
             .write_all(head.as_bytes())
             .and_then(|()| writer.write_all(body.as_bytes()))
+            .and_then(|()| writer.flush())
             .is_err()
         {
             return;
