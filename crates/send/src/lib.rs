@@ -172,7 +172,7 @@ impl Sender {
                     spool.acknowledge(1)?;
                 }
                 Attempt::Retry { after, why } => {
-                    let wait = after.unwrap_or_else(|| backoff.next());
+                    let wait = after.unwrap_or_else(|| backoff.wait());
                     if Instant::now() + wait > deadline {
                         report.stopped = Some(why);
                         break;
@@ -323,7 +323,7 @@ pub fn post_document(options: &SendOptions, path: &str, body: &str) -> Result<St
             }
             Err(e) => format!("{}: {}", options.server, error_chain(&e)),
         };
-        let wait = backoff.next();
+        let wait = backoff.wait();
         if Instant::now() + wait > deadline {
             return Err(SendError::Client(why));
         }
@@ -333,16 +333,30 @@ pub fn post_document(options: &SendOptions, path: &str, body: &str) -> Result<St
 
 /// Exponential backoff from 100 ms to 10 s with full jitter, so that many
 /// senders cut off by one outage do not all come back at the same moment.
-struct Backoff {
+/// Waits between retries: doubling from 100 ms to 10 s, each drawn at
+/// random from its upper half so that many clients do not retry in step.
+pub struct Backoff {
     next_ms: u64,
 }
 
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::new()
+    }
+}
+
 impl Backoff {
-    fn new() -> Backoff {
+    pub fn new() -> Backoff {
         Backoff { next_ms: 100 }
     }
 
-    fn next(&mut self) -> Duration {
+    /// After a success: the next failure waits the shortest time again.
+    pub fn reset(&mut self) {
+        self.next_ms = 100;
+    }
+
+    /// How long to wait before the next attempt.
+    pub fn wait(&mut self) -> Duration {
         let ceiling = self.next_ms;
         self.next_ms = (self.next_ms * 2).min(10_000);
         Duration::from_millis(ceiling / 2 + jitter() % (ceiling / 2 + 1))
@@ -363,7 +377,7 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_ten_seconds_and_stays_above_half() {
         let mut backoff = Backoff::new();
-        let waits: Vec<u128> = (0..10).map(|_| backoff.next().as_millis()).collect();
+        let waits: Vec<u128> = (0..10).map(|_| backoff.wait().as_millis()).collect();
         assert!((50..=100).contains(&waits[0]), "{waits:?}");
         assert!((5_000..=10_000).contains(&waits[9]), "{waits:?}");
     }
