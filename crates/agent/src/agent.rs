@@ -121,7 +121,9 @@ impl AgentOptions {
 /// stays.
 pub enum Reload {
     Unchanged,
-    Loaded(Inventory),
+    /// A new inventory and its version (stamped on the alerts judged
+    /// against it).
+    Loaded(Inventory, Option<String>),
     Rejected(String),
 }
 
@@ -155,6 +157,8 @@ pub struct Agent {
     file: Arc<str>,
     /// Alerts sent, first occurrences and updates.
     pub alerts_sent: u64,
+    /// The version of the inventory in use, stamped on every alert.
+    snapshot: Option<String>,
 }
 
 const MAX_EXECUTABLES: usize = 1 << 16;
@@ -186,7 +190,13 @@ impl Agent {
             drops: BTreeMap::new(),
             file: Arc::from("ebpf"),
             alerts_sent: 0,
+            snapshot: None,
         }
+    }
+
+    /// The version of the inventory `run` starts with.
+    pub fn set_snapshot(&mut self, version: Option<String>) {
+        self.snapshot = version;
     }
 
     /// Runs until `stop` is set, then drains the sensor once more and
@@ -241,7 +251,8 @@ impl Agent {
                 self.save_baseline()?;
                 match reload() {
                     Reload::Unchanged => {}
-                    Reload::Loaded(next) => {
+                    Reload::Loaded(next, version) => {
+                        self.snapshot = version;
                         self.metrics.add(
                             "palisade_agent_inventory_reloads_total",
                             "result=\"loaded\"",
@@ -809,7 +820,10 @@ impl Agent {
         self.send(out, alert)
     }
 
-    fn send(&mut self, out: &mut dyn Write, alert: Alert) -> std::io::Result<()> {
+    fn send(&mut self, out: &mut dyn Write, mut alert: Alert) -> std::io::Result<()> {
+        if alert.evidence.snapshot.is_none() {
+            alert.evidence.snapshot.clone_from(&self.snapshot);
+        }
         let labels = format!("rule=\"{}\"", alert.rule);
         self.metrics.add("palisade_agent_alerts_total", &labels, 1);
         self.alerts_sent += 1;

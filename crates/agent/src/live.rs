@@ -147,6 +147,7 @@ mod tests {
             actor: None,
             object: None,
             evidence: Evidence {
+                snapshot: None,
                 flow: None,
                 records: Vec::new(),
                 decision: None,

@@ -121,6 +121,7 @@ pub fn alert(h: Happening) -> Alert {
         actor: None,
         object: None,
         evidence: Evidence {
+            snapshot: None,
             flow: None,
             records: vec![h.record],
             decision: None,

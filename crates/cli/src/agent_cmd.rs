@@ -40,8 +40,15 @@ pub struct AgentArgs {
     /// Manifests (files or directories): the policies, and the pods by
     /// `metadata.uid` and address. Reloaded when they change; a new
     /// version with any diagnostic is refused and the last good one kept.
-    #[arg(long = "policy", required = true, value_name = "PATH")]
+    #[arg(
+        long = "policy",
+        required_unless_present = "kube",
+        conflicts_with = "kube",
+        value_name = "PATH"
+    )]
     pub policy: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kube: crate::live::KubeArgs,
     /// The sensor.
     #[arg(long, value_enum, default_value_t = SensorArg::Ebpf)]
     pub sensor: SensorArg,
@@ -227,6 +234,42 @@ fn forwarder(args: &AgentArgs) -> Result<Option<Forwarder>> {
     Ok(Some(Forwarder::start(options, &origin)?))
 }
 
+/// Where new versions of the inventory come from: the Kubernetes API's
+/// watch (taken as they come: the API validated every object), or the
+/// manifest files (a version with any diagnostic is refused).
+fn reloader<'a>(
+    args: &'a AgentArgs,
+    input_args: &InputArgs,
+    live: Option<crate::live::Live>,
+) -> Box<dyn FnMut() -> Reload + 'a> {
+    if let Some(mut live) = live {
+        return Box::new(move || match live.watcher.changed() {
+            None => Reload::Unchanged,
+            Some(snapshot) => {
+                say(&format!(
+                    "the cluster changed: {}",
+                    crate::live::describe(&snapshot)
+                ));
+                Reload::Loaded(snapshot.inventory, Some(snapshot.version))
+            }
+        });
+    }
+    let mut watch = PolicyWatch::new(args.policy.clone());
+    let strict = InputArgs {
+        strict: true,
+        verbose: input_args.verbose,
+    };
+    Box::new(move || {
+        if !watch.changed() {
+            return Reload::Unchanged;
+        }
+        match input::load_versioned(&args.policy, &strict) {
+            Ok((inventory, version)) => Reload::Loaded(inventory, Some(version)),
+            Err(e) => Reload::Rejected(format!("{e:#}")),
+        }
+    })
+}
+
 /// The log follower, when the agent is asked to follow logs.
 fn log_follower(args: &AgentArgs, input_args: &InputArgs) -> Result<Option<LogFollower>> {
     if args.pod_logs.is_empty() && args.audit_logs.is_empty() {
@@ -255,7 +298,14 @@ fn log_follower(args: &AgentArgs, input_args: &InputArgs) -> Result<Option<LogFo
 }
 
 pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
-    let inventory = input::load(&args.policy, input_args)?;
+    let mut live = args.kube.connect("palisade agent")?;
+    let (inventory, version) = match &mut live {
+        Some(live) => (
+            std::mem::take(&mut live.first.inventory),
+            live.first.version.clone(),
+        ),
+        None => input::load_versioned(&args.policy, input_args)?,
+    };
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let cgroup_root = cgroup_mounts(&mountinfo)
@@ -325,20 +375,8 @@ pub fn run(args: &AgentArgs, input_args: &InputArgs) -> Result<Outcome> {
             followed
         })
     });
-    let mut watch = PolicyWatch::new(args.policy.clone());
-    let strict = InputArgs {
-        strict: true,
-        verbose: input_args.verbose,
-    };
-    let mut reload = || {
-        if !watch.changed() {
-            return Reload::Unchanged;
-        }
-        match input::load(&args.policy, &strict) {
-            Ok(inventory) => Reload::Loaded(inventory),
-            Err(e) => Reload::Rejected(format!("{e:#}")),
-        }
-    };
+    let mut reload = reloader(args, input_args, live);
+    agent.set_snapshot(Some(version));
     say(&format!(
         "watching this node (cgroup2 at {}); alerts to {}",
         cgroup_root.display(),

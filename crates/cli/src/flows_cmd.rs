@@ -172,9 +172,18 @@ pub fn run(command: &FlowsCommand, input_args: &InputArgs) -> Result<Outcome> {
 
 /// The inventory, with `--endpoints` applied.
 fn inventory(traffic: &TrafficArgs, input_args: &InputArgs) -> Result<Inventory> {
-    let mut inventory = input::load(&traffic.policy, input_args)?;
+    versioned_inventory(traffic, input_args).map(|(inventory, _)| inventory)
+}
+
+/// The same, with its version (the endpoints file counts in it).
+fn versioned_inventory(
+    traffic: &TrafficArgs,
+    input_args: &InputArgs,
+) -> Result<(Inventory, String)> {
+    let (mut inventory, mut version) = input::load_versioned(&traffic.policy, input_args)?;
     if let Some(path) = &traffic.endpoints {
         let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        version = input::version_of([version.as_bytes(), text.as_bytes()]);
         let problems = apply_endpoints(&mut inventory, &path.display().to_string(), &text);
         for p in &problems {
             eprintln!("warning: {p}");
@@ -186,7 +195,7 @@ fn inventory(traffic: &TrafficArgs, input_args: &InputArgs) -> Result<Inventory>
             );
         }
     }
-    Ok(inventory)
+    Ok((inventory, version))
 }
 
 fn cluster_cidrs(traffic: &TrafficArgs) -> Vec<Cidr> {
@@ -321,8 +330,11 @@ fn verify(args: &VerifyArgs, input_args: &InputArgs) -> Result<Outcome> {
         Some(path) => Some(read_baseline(path)?),
         None => None,
     };
-    let inventory = inventory(&args.traffic, input_args)?;
-    let report = verify_inventory(&inventory, args, input_args, &config, baseline.as_ref())?;
+    let (inventory, version) = versioned_inventory(&args.traffic, input_args)?;
+    let mut report = verify_inventory(&inventory, args, input_args, &config, baseline.as_ref())?;
+    for alert in &mut report.alerts {
+        alert.evidence.snapshot = Some(version.clone());
+    }
     print!("{}", flows_render::render(&report, args.output));
     crate::send::deliver(&args.send, &report.alerts)?;
     let failed = args

@@ -22,13 +22,25 @@ pub struct InputArgs {
 
 /// Loads manifests from files, directories (recursively) and `-` (stdin).
 pub fn load(paths: &[PathBuf], args: &InputArgs) -> Result<Inventory> {
+    load_versioned(paths, args).map(|(inventory, _)| inventory)
+}
+
+/// The inventory and its version: `files:` and a digest of every file's
+/// name and bytes, so that alerts say which manifests judged them.
+pub fn load_versioned(paths: &[PathBuf], args: &InputArgs) -> Result<(Inventory, String)> {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
     let mut loader = Loader::default();
     let (stdin, others): (Vec<&PathBuf>, Vec<&PathBuf>) =
         paths.iter().partition(|p| p.as_os_str() == "-");
     if !stdin.is_empty() {
         let mut text = String::new();
         match std::io::stdin().read_to_string(&mut text) {
-            Ok(_) => loader.add_text("<stdin>", &text),
+            Ok(_) => {
+                digest.update(format!("<stdin> {}\n", text.len()));
+                digest.update(text.as_bytes());
+                loader.add_text("<stdin>", &text)
+            }
             Err(e) => loader.add_diagnostic(io_diagnostic("<stdin>", &e)),
         }
     }
@@ -41,13 +53,19 @@ pub fn load(paths: &[PathBuf], args: &InputArgs) -> Result<Inventory> {
     for file in &files {
         let name = file.display().to_string();
         match std::fs::read(file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => loader.add_text(&name, text.strip_prefix('\u{feff}').unwrap_or(&text)),
-                Err(_) => loader.add_diagnostic(Diagnostic::error(
-                    source_of(&name),
-                    "not UTF-8 text; skipped".to_string(),
-                )),
-            },
+            Ok(bytes) => {
+                digest.update(format!("{name} {}\n", bytes.len()));
+                digest.update(&bytes);
+                match String::from_utf8(bytes) {
+                    Ok(text) => {
+                        loader.add_text(&name, text.strip_prefix('\u{feff}').unwrap_or(&text))
+                    }
+                    Err(_) => loader.add_diagnostic(Diagnostic::error(
+                        source_of(&name),
+                        "not UTF-8 text; skipped".to_string(),
+                    )),
+                }
+            }
             Err(e) => loader.add_diagnostic(io_diagnostic(&name, &e)),
         }
     }
@@ -64,7 +82,26 @@ pub fn load(paths: &[PathBuf], args: &InputArgs) -> Result<Inventory> {
     if files.is_empty() && stdin.is_empty() {
         bail!("no manifest files (.yaml, .yml, .json) found in the given paths");
     }
-    Ok(inventory)
+    Ok((
+        inventory,
+        format!("files:{}", short_hex(&digest.finalize())),
+    ))
+}
+
+/// A version made of these parts (`files:` and their digest).
+pub fn version_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for part in parts {
+        digest.update(part.len().to_le_bytes());
+        digest.update(part);
+    }
+    format!("files:{}", short_hex(&digest.finalize()))
+}
+
+/// The first 8 bytes of a digest in hex: enough to tell versions apart.
+fn short_hex(digest: &[u8]) -> String {
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Warnings and errors are shown (the first 20 without `-v`); notes, values

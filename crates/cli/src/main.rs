@@ -12,6 +12,7 @@ mod flows_cmd;
 mod flows_render;
 mod gen_flows;
 mod input;
+mod live;
 mod logs_cmd;
 mod probe_cmd;
 mod reach;

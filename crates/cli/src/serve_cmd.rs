@@ -73,8 +73,10 @@ pub struct ServeArgs {
     pub log_rules: Vec<PathBuf>,
     /// The cluster's manifests (files, directories, dumps): the dashboard
     /// shows what their policies allow beside what was observed.
-    #[arg(long = "manifests", value_name = "PATH")]
+    #[arg(long = "manifests", value_name = "PATH", conflicts_with = "kube")]
     pub manifests: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kube: crate::live::KubeArgs,
 }
 
 /// `palisade up`: the server's options that make sense beside an agent
@@ -118,6 +120,7 @@ impl UpArgs {
             nats_ack_wait: 30,
             log_rules: Vec::new(),
             manifests: Vec::new(),
+            kube: self.agent.kube.clone(),
         }
     }
 }
@@ -140,7 +143,12 @@ pub struct TokenArgs {
 }
 
 pub fn run(args: &ServeArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
-    let cluster = Cluster::load(&args.manifests, palisade_policy::Settings::default(), input)?;
+    let cluster = Cluster::load(
+        &args.manifests,
+        &args.kube,
+        palisade_policy::Settings::default(),
+        input,
+    )?;
     serve_until(args, cluster, None, shutdown_signal())
 }
 
@@ -152,14 +160,19 @@ pub struct Cluster {
     declared: Option<Declared>,
     seed: Option<palisade_logs::timeline::Timeline>,
     reload: Option<palisade_server::Reload>,
+    watch_stats: Option<palisade_kube::WatchStats>,
 }
 
 impl Cluster {
     fn load(
         paths: &[PathBuf],
+        kube: &crate::live::KubeArgs,
         settings: palisade_policy::Settings,
         input: &crate::input::InputArgs,
     ) -> Result<Cluster> {
+        if let Some(live) = kube.connect("palisade serve")? {
+            return Ok(Cluster::live(live, settings));
+        }
         if paths.is_empty() {
             return Ok(Cluster::default());
         }
@@ -172,7 +185,35 @@ impl Cluster {
                 input,
             )?),
             reload: Some(reload(paths.to_vec(), settings, input.verbose)),
+            watch_stats: None,
         })
+    }
+}
+
+impl Cluster {
+    /// The cluster as the Kubernetes API shows it: the graph follows the
+    /// watch, and the audit trail is replayed from the objects listed.
+    fn live(live: crate::live::Live, settings: palisade_policy::Settings) -> Cluster {
+        let crate::live::Live { mut watcher, first } = live;
+        let watch_stats = Some(watcher.stats_handle());
+        let (seed, _) =
+            palisade_logs::timeline::Timeline::seed_objects(watcher.objects(), settings.clone());
+        let declared = Declared::new(&first.inventory, &settings);
+        let reload: palisade_server::Reload = Box::new(move || {
+            let snapshot = watcher.changed()?;
+            eprintln!(
+                "palisade serve: the cluster changed ({}): {}",
+                snapshot.version,
+                crate::live::describe(&snapshot)
+            );
+            Some(Declared::new(&snapshot.inventory, &settings))
+        });
+        Cluster {
+            declared: Some(declared),
+            seed: Some(seed),
+            reload: Some(reload),
+            watch_stats,
+        }
     }
 }
 
@@ -269,6 +310,7 @@ pub fn serve_until(
             sinks,
             declared: cluster.declared,
             reload: cluster.reload,
+            inventory_watch: cluster.watch_stats,
             scanner,
             tls: match (&args.tls_cert, &args.tls_key) {
                 (Some(cert), Some(key)) => Some(palisade_server::tls::TlsOptions {
@@ -387,7 +429,12 @@ pub fn up(args: UpArgs, input: &crate::input::InputArgs) -> Result<Outcome> {
     let (ready, listening) = std::sync::mpsc::channel();
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let serve = args.serve();
-    let cluster = Cluster::load(&args.agent.policy, args.agent.semantics.settings(), input)?;
+    let cluster = Cluster::load(
+        &args.agent.policy,
+        &args.agent.kube,
+        args.agent.semantics.settings(),
+        input,
+    )?;
     let server = std::thread::Builder::new()
         .name("server".into())
         .spawn(move || {

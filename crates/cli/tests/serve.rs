@@ -77,6 +77,11 @@ fn an_offline_run_lands_once_and_a_rerun_changes_nothing() {
     assert_eq!(bypass["alert"]["rule"], "FLOW-001");
     assert_eq!(bypass["alert"]["origin"], "ci-runner");
     assert_eq!(bypass["deliveries"], 2, "the rerun redelivered it");
+    let snapshot = bypass["alert"]["evidence"]["snapshot"].as_str().unwrap();
+    assert!(
+        snapshot.starts_with("files:") && snapshot.len() == "files:".len() + 16,
+        "the store keeps which manifests judged it: {snapshot}"
+    );
     server.stop();
     let all = stored(&db);
     assert_eq!(all.len(), 5, "the rerun added nothing");

@@ -258,6 +258,11 @@ pub struct Evidence {
     /// Detector figures (ports probed, window, threshold...).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub figures: BTreeMap<&'static str, u64>,
+    /// The inventory the verdict was judged against: `k8s:` and a digest
+    /// of every object's resourceVersion (the live API), or `files:` and a
+    /// digest of the manifests read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// How many records an alert keeps as pointers into the input.

@@ -317,6 +317,7 @@ impl<'b> DeviationDetector<'b> {
                     actor: None,
                     object: None,
                     evidence: Evidence {
+                        snapshot: None,
                         flow: Some(d.flow),
                         records: d.records,
                         decision: None,

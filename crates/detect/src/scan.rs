@@ -386,6 +386,7 @@ fn scan_alert(inventory: &Inventory, options: &ScanOptions, rule: Rule, d: Detec
         actor: None,
         object: None,
         evidence: Evidence {
+            snapshot: None,
             records: vec![d.flow.evidence.clone()],
             flow: Some(d.flow),
             decision: None,

@@ -619,6 +619,7 @@ fn self_alert(engine: &Engine<'_>, settings: &Settings, group: Group) -> Alert {
         actor: None,
         object: None,
         evidence: Evidence {
+            snapshot: None,
             flow: Some(group.first.clone()),
             records: group.records,
             decision,

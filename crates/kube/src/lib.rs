@@ -282,6 +282,14 @@ impl Watcher {
         })
     }
 
+    /// Every object held now, decoded (to seed the audit-trail timeline).
+    pub fn objects(&self) -> Vec<DecodedObject> {
+        let all = self.shared.lock();
+        all.iter()
+            .flat_map(|c| c.objects.values().map(|(_, object)| object.clone()))
+            .collect()
+    }
+
     /// Per collection, in the order of [`RESOURCES`].
     pub fn stats(&self) -> &[ResourceStats] {
         &self.shared.stats

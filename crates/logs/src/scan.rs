@@ -404,6 +404,7 @@ fn alert(firing: &Firing, time: Option<String>, record: RecordRef) -> Alert {
         actor: None,
         object: None,
         evidence: Evidence {
+            snapshot: None,
             flow: None,
             records: vec![record],
             decision: None,

@@ -144,6 +144,30 @@ impl Timeline {
     /// Problems come back as diagnostics; objects that cannot be read are
     /// also counted in `unapplied`.
     pub fn seed(texts: &[(String, String)], settings: Settings) -> (Timeline, Diagnostics) {
+        let mut diagnostics = Diagnostics::default();
+        let mut objects = Vec::new();
+        for (name, text) in texts {
+            let (decoded, problems) = Inventory::decode_text(name, text);
+            diagnostics.extend(problems);
+            objects.extend(decoded);
+        }
+        let unreadable = diagnostics.errors() as u64;
+        let (mut timeline, problems) = Timeline::seed_objects(objects, settings);
+        diagnostics.extend(problems);
+        if unreadable > 0 {
+            *timeline
+                .unapplied
+                .entry("seed object unreadable or invalid")
+                .or_default() += unreadable;
+        }
+        (timeline, diagnostics)
+    }
+
+    /// The seed from objects already decoded (the live inventory's).
+    pub fn seed_objects(
+        objects: Vec<DecodedObject>,
+        settings: Settings,
+    ) -> (Timeline, Diagnostics) {
         let mut timeline = Timeline {
             objects: BTreeMap::new(),
             inventory: Inventory::default(),
@@ -159,21 +183,17 @@ impl Timeline {
         // Kinds that decide nothing (ConfigMaps, ...) and objects that
         // failed to decode; built once, for their diagnostics.
         let mut leftovers = Vec::new();
-        for (name, text) in texts {
-            let (objects, problems) = Inventory::decode_text(name, text);
-            diagnostics.extend(problems);
-            for object in objects {
-                match object.key() {
-                    Some((kind, namespace, name)) => {
-                        let (group, key) = place(kind, Some(namespace), name);
-                        timeline
-                            .objects
-                            .entry(group)
-                            .or_default()
-                            .insert(key, object);
-                    }
-                    None => leftovers.push(object),
+        for object in objects {
+            match object.key() {
+                Some((kind, namespace, name)) => {
+                    let (group, key) = place(kind, Some(namespace), name);
+                    timeline
+                        .objects
+                        .entry(group)
+                        .or_default()
+                        .insert(key, object);
                 }
+                None => leftovers.push(object),
             }
         }
         diagnostics.extend(Inventory::from_decoded(leftovers).1);

@@ -61,6 +61,8 @@ pub struct ServeOptions {
     pub scanner: palisade_logs::Scanner,
     /// Serve HTTPS (and require client certificates, for mTLS).
     pub tls: Option<tls::TlsOptions>,
+    /// The live inventory's counters, when it watches the Kubernetes API.
+    pub inventory_watch: Option<palisade_kube::WatchStats>,
 }
 
 /// How the server learns that the cluster's manifests changed.
@@ -120,6 +122,7 @@ pub(crate) struct AppState {
     /// graceful shutdown would wait for them forever.
     closing: tokio::sync::watch::Receiver<bool>,
     scanner: Arc<std::sync::Mutex<palisade_logs::Scanner>>,
+    inventory_watch: Option<palisade_kube::WatchStats>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets the store
@@ -174,6 +177,7 @@ pub async fn serve(
         live: tokio::sync::broadcast::channel(1024).0,
         closing: closing_rx,
         scanner: Arc::new(std::sync::Mutex::new(options.scanner)),
+        inventory_watch: options.inventory_watch,
     });
     if let Some(reload) = options.reload {
         workers.push(watch_manifests(state.clone(), reload, stop_sinks.clone())?);

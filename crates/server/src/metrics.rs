@@ -184,7 +184,65 @@ pub(crate) fn render(state: &AppState, outbox: &[OutboxDepth]) -> String {
     e.sample("palisade_store_queue_depth", &[], load(&s.queued));
 
     sinks(&mut e, state, outbox);
+    if let Some(watch) = &state.inventory_watch {
+        inventory_watch(&mut e, watch);
+    }
     e.text
+}
+
+/// The live inventory's reflectors, by collection (a fixed set).
+fn inventory_watch(e: &mut Exposition, watch: &palisade_kube::WatchStats) {
+    type Pick = fn(&palisade_kube::ResourceStats) -> &AtomicU64;
+    let families: [(&str, &str, &str, Pick); 7] = [
+        (
+            "palisade_inventory_lists_total",
+            "counter",
+            "Complete lists of a collection from the Kubernetes API.",
+            |s| &s.lists,
+        ),
+        (
+            "palisade_inventory_expired_total",
+            "counter",
+            "Lists started again because the API said the watched version was gone (410).",
+            |s| &s.expired,
+        ),
+        (
+            "palisade_inventory_rewatches_total",
+            "counter",
+            "Watches resumed from their last version after they ended.",
+            |s| &s.rewatches,
+        ),
+        (
+            "palisade_inventory_watch_events_total",
+            "counter",
+            "Objects added, modified or deleted, seen on the watch.",
+            |s| &s.events,
+        ),
+        (
+            "palisade_inventory_bookmarks_total",
+            "counter",
+            "Bookmarks seen on the watch.",
+            |s| &s.bookmarks,
+        ),
+        (
+            "palisade_inventory_errors_total",
+            "counter",
+            "Failed list or watch requests and unreadable answers (retried).",
+            |s| &s.errors,
+        ),
+        (
+            "palisade_inventory_objects",
+            "gauge",
+            "Objects of the collection held now.",
+            |s| &s.objects,
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        e.family(name, kind, help);
+        for (resource, stats) in watch.per_resource() {
+            e.sample(name, &[("resource", resource)], load(pick(stats)));
+        }
+    }
 }
 
 fn sinks(e: &mut Exposition, state: &AppState, outbox: &[OutboxDepth]) {

@@ -102,6 +102,7 @@ impl Server {
             if let Some(url) = line
                 .split_whitespace()
                 .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+                .filter(|_| line.contains("listening on"))
             {
                 break url.to_string();
             }
