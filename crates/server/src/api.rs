@@ -43,6 +43,7 @@ pub(crate) fn router(
         .route("/", get(crate::dashboard::index))
         .route("/assets/{file}", get(crate::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -50,6 +51,15 @@ pub(crate) fn router(
         ))
         .merge(live)
         .with_state(state)
+}
+
+/// This API, described (OpenAPI 3.1). A test checks that it names every
+/// route the router has.
+const OPENAPI: &str = include_str!("../assets/openapi.json");
+
+async fn openapi() -> Response {
+    let content_type = HeaderValue::from_static("application/json");
+    ([(header::CONTENT_TYPE, content_type)], OPENAPI).into_response()
 }
 
 /// An error answer: a status and a JSON body that says why.
@@ -615,4 +625,32 @@ async fn list_findings(
         }));
     }
     Ok(axum::Json(serde_json::json!({ "runs": listed })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `.route("...")` of the router is in the OpenAPI document, and
+    /// the document describes no route the router lacks.
+    #[test]
+    fn the_openapi_document_names_every_route() {
+        let source = include_str!("api.rs");
+        let mut routes: Vec<&str> = source
+            .split(".route(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|route| route.starts_with('/'))
+            .collect();
+        routes.sort_unstable();
+        routes.dedup();
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        documented.sort_unstable();
+        assert_eq!(routes, documented);
+    }
 }
