@@ -41,6 +41,14 @@ pub struct ServeArgs {
     /// Require client certificates signed by these CAs (PEM): mutual TLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve `/metrics` on this address instead (plain HTTP, without
+    /// authentication: keep it to the scraper's network).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Requests a second each client (bearer token) may make, with
+    /// bursts of twice that; above it the answer is 429 with Retry-After.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
     /// Seconds a request may take, its body included; slower ones are
     /// answered 408.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
@@ -111,6 +119,8 @@ impl UpArgs {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            metrics_listen: None,
+            rate_limit: None,
             request_timeout: 60,
             retention_days: self.retention_days,
             retention_alerts: None,
@@ -298,6 +308,19 @@ pub fn serve_until(
         let addr = listener.local_addr()?;
         let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
         eprintln!("palisade serve: listening on {scheme}://{addr} (authentication {auth})");
+        let metrics_listener = match args.metrics_listen {
+            Some(at) => {
+                let metrics = tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("metrics on {at}"))?;
+                eprintln!(
+                    "palisade serve: metrics on http://{}/metrics",
+                    metrics.local_addr()?
+                );
+                Some(metrics)
+            }
+            None => None,
+        };
         if let Some(ready) = ready {
             let _ = ready.send(addr);
         }
@@ -311,6 +334,8 @@ pub fn serve_until(
             declared: cluster.declared,
             reload: cluster.reload,
             inventory_watch: cluster.watch_stats,
+            metrics_listener,
+            rate_limit: args.rate_limit,
             scanner,
             tls: match (&args.tls_cert, &args.tls_key) {
                 (Some(cert), Some(key)) => Some(palisade_server::tls::TlsOptions {

@@ -692,3 +692,119 @@ fn senders_and_sinks_speak_https_with_a_named_ca_and_a_client_certificate() {
     assert_eq!(status("trusted")["dead"], 0);
     server.stop();
 }
+
+/// `--metrics-listen` moves `/metrics` to its own listener, where the
+/// scraper needs no token; the main listener no longer serves it.
+#[test]
+fn metrics_move_to_their_own_listener() {
+    let dir = scratch("metrics-listen");
+    let tokens = dir.join("tokens");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["token", "reader", "--scopes", "read", "--tokens"])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let read = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let metrics_at = format!("127.0.0.1:{}", support::free_port());
+    let server = Server::start(
+        &dir.join("alerts.db"),
+        &[
+            "--tokens",
+            &tokens.display().to_string(),
+            "--metrics-listen",
+            &metrics_at,
+        ],
+    );
+    let client = palisade_send::http::client();
+    let scrape = client
+        .get(format!("http://{metrics_at}/metrics"))
+        .send()
+        .unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(scrape.text().unwrap().contains("palisade_build_info"));
+    let main = client
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(&read)
+        .send()
+        .unwrap();
+    assert_eq!(main.status(), 404, "moved away from the main listener");
+    let alerts = client
+        .get(format!("{}/api/v1/alerts", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(
+        alerts.status(),
+        401,
+        "the main listener still asks for a token"
+    );
+    server.stop();
+}
+
+/// `--rate-limit N`: each token gets N requests a second (bursts of 2N);
+/// over it the answer is 429 with `Retry-After`, and other clients are not
+/// slowed.
+#[test]
+fn a_client_over_its_rate_limit_is_told_when_to_come_back() {
+    let dir = scratch("rate-limit");
+    let tokens = dir.join("tokens");
+    let token = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["token", name, "--scopes", "read", "--tokens"])
+            .arg(&tokens)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (greedy, other) = (token("greedy"), token("other"));
+    let server = Server::start(
+        &dir.join("alerts.db"),
+        &[
+            "--tokens",
+            &tokens.display().to_string(),
+            "--rate-limit",
+            "5",
+        ],
+    );
+    let client = palisade_send::http::client();
+    let get = |token: &str| {
+        client
+            .get(format!("{}/api/v1/sinks", server.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let answers: Vec<_> = (0..30).map(|_| get(&greedy)).collect();
+    let limited: Vec<_> = answers.iter().filter(|a| a.status() == 429).collect();
+    assert!(
+        !limited.is_empty() && limited.len() < 30,
+        "{} of 30 limited",
+        limited.len()
+    );
+    assert!(
+        limited
+            .iter()
+            .all(|a| a.headers().contains_key("retry-after"))
+    );
+    assert_eq!(
+        get(&other).status(),
+        200,
+        "another client keeps its own rate"
+    );
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(&other)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "palisade_ingest_requests_total{{outcome=\"rate_limited\"}} {}",
+            limited.len()
+        )),
+        "{metrics}"
+    );
+    server.stop();
+}

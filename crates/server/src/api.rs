@@ -27,9 +27,13 @@ pub(crate) fn router(
     state: Arc<AppState>,
     max_body: usize,
     timeout: std::time::Duration,
+    metrics_here: bool,
 ) -> Router {
     // The live stream lasts as long as the page: no timeout there.
-    let live = Router::new().route("/api/v1/events", get(events));
+    let mut live = Router::new().route("/api/v1/events", get(events));
+    if metrics_here {
+        live = live.route("/metrics", get(metrics));
+    }
     Router::new()
         .route("/api/v1/ingest/alerts", post(ingest_alerts))
         .route("/api/v1/ingest/findings", post(ingest_findings))
@@ -38,7 +42,6 @@ pub(crate) fn router(
         .route("/api/v1/ingest/fluent-bit", post(ingest_fluent_bit))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/sinks", get(list_sinks))
-        .route("/metrics", get(metrics))
         .route("/api/v1/graph", get(graph))
         .route("/", get(crate::dashboard::index))
         .route("/assets/{file}", get(crate::dashboard::asset))
@@ -117,10 +120,10 @@ fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), 
 
 fn authorize_token(state: &AppState, token: Option<&str>, scope: Scope) -> Result<(), Failure> {
     if state.tokens.is_empty() {
-        return Ok(());
+        return within_rate(state, "");
     }
     match state.tokens.authorize(token, scope) {
-        Ok(_) => Ok(()),
+        Ok(client) => within_rate(state, client),
         Err(refusal) => {
             count(&state.counters.refused_auth, 1);
             Err(match refusal {
@@ -134,6 +137,25 @@ fn authorize_token(state: &AppState, token: Option<&str>, scope: Scope) -> Resul
             })
         }
     }
+}
+
+/// The client's rate limit, when one is set.
+fn within_rate(state: &AppState, client: &str) -> Result<(), Failure> {
+    let Some(limiter) = &state.limiter else {
+        return Ok(());
+    };
+    limiter
+        .admit(client, std::time::Instant::now())
+        .map_err(|seconds| {
+            count(&state.counters.rate_limited, 1);
+            Failure {
+                retry_after: Some(seconds),
+                ..Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "over this client's rate limit: retry after Retry-After seconds",
+                )
+            }
+        })
 }
 
 #[derive(Serialize)]
@@ -378,10 +400,26 @@ async fn list_sinks(State(state): Shared, headers: HeaderMap) -> Result<Response
 
 /// Prometheus metrics (scope `read` when tokens are configured:
 /// Prometheus sends one with `authorization.credentials_file`).
+/// `--metrics-listen`: `/metrics` alone on its own listener, without
+/// authentication (keep that port to the scraper's network).
+pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(open_metrics))
+        .with_state(state)
+}
+
 async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, Failure> {
     authorize(&state, &headers, Scope::Read)?;
-    let outbox = read_store(&state, |r| r.outbox()).await?;
-    let text = crate::metrics::render(&state, &outbox);
+    render_metrics(&state).await
+}
+
+async fn open_metrics(State(state): Shared) -> Result<Response, Failure> {
+    render_metrics(&state).await
+}
+
+async fn render_metrics(state: &AppState) -> Result<Response, Failure> {
+    let outbox = read_store(state, |r| r.outbox()).await?;
+    let text = crate::metrics::render(state, &outbox);
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }

@@ -22,6 +22,7 @@ pub mod bus;
 mod dashboard;
 pub mod graph;
 pub mod ingest;
+mod limit;
 mod logs;
 mod metrics;
 pub mod tls;
@@ -63,6 +64,12 @@ pub struct ServeOptions {
     pub tls: Option<tls::TlsOptions>,
     /// The live inventory's counters, when it watches the Kubernetes API.
     pub inventory_watch: Option<palisade_kube::WatchStats>,
+    /// Serve `/metrics` here (without authentication) instead of on the
+    /// main listener.
+    pub metrics_listener: Option<tokio::net::TcpListener>,
+    /// Requests a second each client (token) may make; bursts of twice
+    /// that. Above it: 429 with `Retry-After`.
+    pub rate_limit: Option<u32>,
 }
 
 /// How the server learns that the cluster's manifests changed.
@@ -97,6 +104,8 @@ pub struct IngestCounters {
     pub rejected: AtomicU64,
     pub refused_auth: AtomicU64,
     pub busy: AtomicU64,
+    /// Requests refused for going over the client's rate limit.
+    pub rate_limited: AtomicU64,
     /// Messages fetched from NATS, and failures of the bus connection.
     pub bus_received: AtomicU64,
     pub bus_errors: AtomicU64,
@@ -123,6 +132,7 @@ pub(crate) struct AppState {
     closing: tokio::sync::watch::Receiver<bool>,
     scanner: Arc<std::sync::Mutex<palisade_logs::Scanner>>,
     inventory_watch: Option<palisade_kube::WatchStats>,
+    limiter: Option<limit::RateLimiter>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets the store
@@ -178,6 +188,7 @@ pub async fn serve(
         closing: closing_rx,
         scanner: Arc::new(std::sync::Mutex::new(options.scanner)),
         inventory_watch: options.inventory_watch,
+        limiter: options.rate_limit.map(limit::RateLimiter::new),
     });
     if let Some(reload) = options.reload {
         workers.push(watch_manifests(state.clone(), reload, stop_sinks.clone())?);
@@ -185,7 +196,23 @@ pub async fn serve(
     let bus = options
         .nats
         .map(|nats| tokio::spawn(bus::consume(state.clone(), nats, state.closing.clone())));
-    let app = api::router(state, options.max_body_bytes, options.request_timeout);
+    let metrics_server = options.metrics_listener.map(|listener| {
+        let mut closing = state.closing.clone();
+        let app = api::metrics_router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = closing.wait_for(|closed| *closed).await;
+                })
+                .await
+        })
+    });
+    let app = api::router(
+        state,
+        options.max_body_bytes,
+        options.request_timeout,
+        metrics_server.is_none(),
+    );
     let shutdown = async move {
         shutdown.await;
         let _ = closing.send(true);
@@ -203,6 +230,9 @@ pub async fn serve(
                 .with_graceful_shutdown(shutdown)
                 .await?
         }
+    }
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
     }
     if let Some(bus) = bus {
         // It finishes the batch in hand: committed, then acknowledged.

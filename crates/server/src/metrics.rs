@@ -71,6 +71,7 @@ pub(crate) fn render(state: &AppState, outbox: &[OutboxDepth]) -> String {
         ("handled", &c.requests),
         ("unauthorized", &c.refused_auth),
         ("busy", &c.busy),
+        ("rate_limited", &c.rate_limited),
     ] {
         e.sample(
             "palisade_ingest_requests_total",
