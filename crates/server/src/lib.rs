@@ -149,10 +149,14 @@ pub async fn serve(
     // Store clients may block (PostgreSQL's runs its own runtime), so
     // they are made, and finally dropped, off the async threads.
     let store = options.store.clone();
-    let writer = tokio::task::spawn_blocking(move || store.writer())
-        .await
-        .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
-    let (commit, committer) = Committer::spawn(writer, options.committer, now_us);
+    let writers = tokio::task::spawn_blocking(move || {
+        (0..store.concurrent_writers().max(1))
+            .map(|_| store.writer())
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    let (commit, committer) = Committer::spawn_many(writers, options.committer, now_us);
     let keep_store = options.store.clone();
     let counters = Arc::new(IngestCounters::default());
     let bell = Arc::new(Bell::default());

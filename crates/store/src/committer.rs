@@ -5,9 +5,9 @@
 //! (`synchronous=FULL` on this machine's disk); a fsync per group keeps it
 //! at disk bandwidth, and no reply says "committed" before it is.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -190,15 +190,35 @@ impl Committer {
         options: CommitterOptions,
         clock: fn() -> i64,
     ) -> (CommitHandle, JoinHandle<()>) {
+        Committer::spawn_many(vec![writer], options, clock)
+    }
+
+    /// One committing thread per writer, taking groups from one queue: a
+    /// store that runs transactions side by side (PostgreSQL) commits
+    /// while another group is in flight. Only the first prunes. The
+    /// handle's thread ends when all of them did.
+    pub fn spawn_many(
+        writers: Vec<Box<dyn AlertWriter>>,
+        options: CommitterOptions,
+        clock: fn() -> i64,
+    ) -> (CommitHandle, JoinHandle<()>) {
         let (jobs, queue) = mpsc::sync_channel::<Job>(options.queue.max(1));
         let stats = Arc::new(CommitStats::default());
         let handle = CommitHandle {
             jobs,
             stats: stats.clone(),
         };
+        let queue = Mutex::new(queue);
         let thread = std::thread::Builder::new()
             .name("store-commit".into())
-            .spawn(move || run(writer, queue, options, clock, &stats))
+            .spawn(move || {
+                std::thread::scope(|scope| {
+                    for (n, writer) in writers.into_iter().enumerate() {
+                        let (queue, stats) = (&queue, &stats);
+                        scope.spawn(move || run(writer, queue, options, clock, stats, n == 0));
+                    }
+                });
+            })
             // Spawning fails only when the OS is out of threads; the server
             // cannot run without its committer.
             .expect("the store's committer thread starts");
@@ -208,12 +228,13 @@ impl Committer {
 
 fn run(
     mut writer: Box<dyn AlertWriter>,
-    queue: mpsc::Receiver<Job>,
+    queue: &Mutex<mpsc::Receiver<Job>>,
     options: CommitterOptions,
     clock: fn() -> i64,
     stats: &CommitStats,
+    pruner: bool,
 ) {
-    let prunes = options.retention != Retention::default();
+    let prunes = pruner && options.retention != Retention::default();
     let mut next_prune = Instant::now();
     loop {
         if prunes && Instant::now() >= next_prune {
@@ -223,22 +244,27 @@ fn run(
             };
             next_prune = Instant::now() + options.prune_every;
         }
-        let first = match queue.recv_timeout(options.prune_every) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let mut group = vec![first];
-        let mut records: usize = group[0].work.size();
-        while records < options.max_records {
-            match queue.try_recv() {
-                Ok(job) => {
-                    records += job.work.size();
-                    group.push(job);
+        let group = {
+            // The group is taken under the lock, committed outside it.
+            let queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+            let first = match queue.recv_timeout(options.prune_every) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut group = vec![first];
+            let mut records: usize = group[0].work.size();
+            while records < options.max_records {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        records += job.work.size();
+                        group.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            group
+        };
         commit_group(writer.as_mut(), group, clock, stats);
     }
 }

@@ -69,6 +69,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("postgres: {0}")]
     Postgres(String),
+    /// PostgreSQL rolled the transaction back to break a deadlock.
+    #[error("postgres: {0}")]
+    Deadlock(String),
     #[error("store {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("stored record {id}: {reason}")]
@@ -146,11 +149,14 @@ impl From<::postgres::Error> for StoreError {
                 None => e.to_string(),
             },
         };
+        if e.code() == Some(&::postgres::error::SqlState::T_R_DEADLOCK_DETECTED) {
+            return StoreError::Deadlock(text);
+        }
         StoreError::Postgres(text)
     }
 }
 
-/// The one writer of a store.
+/// A writer of a store (one, or `Store::concurrent_writers`).
 pub trait AlertWriter: Send {
     /// Commits every record of `batch`, and the deliveries of those first
     /// seen, or nothing; durable when it returns Ok.
@@ -186,4 +192,8 @@ pub trait AlertReader: Send {
 pub trait Store: Send + Sync {
     fn writer(&self) -> Result<Box<dyn AlertWriter>, StoreError>;
     fn reader(&self) -> Result<Box<dyn AlertReader>, StoreError>;
+    /// Writers that may commit side by side (SQLite has one writer).
+    fn concurrent_writers(&self) -> usize {
+        1
+    }
 }
