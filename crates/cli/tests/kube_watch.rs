@@ -11,21 +11,7 @@ use std::time::{Duration, Instant};
 
 use replay::*;
 use serde_json::json;
-use support::{Server, scratch};
-
-fn declared_edges(server: &Server) -> usize {
-    let text = support::get(format!("{}/api/v1/graph", server.url))
-        .unwrap()
-        .text()
-        .unwrap();
-    let graph: serde_json::Value = serde_json::from_str(&text).unwrap();
-    graph["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["class"] == "declared")
-        .count()
-}
+use support::{Server, declared_edges, scratch};
 
 #[test]
 fn the_graph_follows_the_kubernetes_api_without_a_restart() {

@@ -506,19 +506,7 @@ fn the_graph_follows_the_manifests_without_a_restart() {
     }
     let cluster_arg = cluster.display().to_string();
     let server = Server::start(&dir.join("alerts.db"), &["--manifests", &cluster_arg]);
-    let declared = || -> usize {
-        let text = support::get(format!("{}/api/v1/graph", server.url))
-            .unwrap()
-            .text()
-            .unwrap();
-        let graph: serde_json::Value = serde_json::from_str(&text).unwrap();
-        graph["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["class"] == "declared")
-            .count()
-    };
+    let declared = || support::declared_edges(&server);
     let before = declared();
     assert!(before > 0);
     // Without its policies the shop allows everything: more edges.

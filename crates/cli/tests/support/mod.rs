@@ -66,6 +66,21 @@ pub fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::blocking::Res
     palisade_send::http::client().get(url).send()
 }
 
+/// How many edges of the server's graph the declared policies allow.
+pub fn declared_edges(server: &Server) -> usize {
+    let text = get(format!("{}/api/v1/graph", server.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    let graph: serde_json::Value = serde_json::from_str(&text).unwrap();
+    graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["class"] == "declared")
+        .count()
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -58,13 +58,25 @@ impl Receiver {
         listener: TcpListener,
         script: impl Fn(&Request, usize) -> Answer + Send + Sync + 'static,
     ) -> Receiver {
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        Receiver::accepting(listener, "http", script, Ok)
+    }
+
+    /// Answers each connection accepted on `listener`, once `wrap` made it
+    /// the stream to speak HTTP on.
+    fn accepting<S: Read + Write + Send + 'static>(
+        listener: TcpListener,
+        scheme: &str,
+        script: impl Fn(&Request, usize) -> Answer + Send + Sync + 'static,
+        wrap: impl Fn(std::net::TcpStream) -> Result<S, ()> + Send + 'static,
+    ) -> Receiver {
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
         let seen = requests.clone();
         let script: Arc<Script> = Arc::new(script);
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let (seen, script) = (seen.clone(), script.clone());
+                let Ok(stream) = wrap(stream) else { continue };
                 std::thread::spawn(move || serve(stream, &seen, script.as_ref()));
             }
         });
@@ -91,19 +103,10 @@ impl Receiver {
             .unwrap();
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
-        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
-        let seen = requests.clone();
-        let script: Arc<Script> = Arc::new(script);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().map_while(Result::ok) {
-                let (seen, script) = (seen.clone(), script.clone());
-                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
-                let tls = rustls::StreamOwned::new(connection, stream);
-                std::thread::spawn(move || serve(tls, &seen, script.as_ref()));
-            }
-        });
-        Receiver { url, requests }
+        Receiver::accepting(listener, "https", script, move |stream| {
+            let connection = rustls::ServerConnection::new(config.clone()).map_err(|_| ())?;
+            Ok(rustls::StreamOwned::new(connection, stream))
+        })
     }
 
     pub fn requests(&self) -> Vec<Request> {
