@@ -41,6 +41,17 @@ fn verify_and_send(url: &str, spool: &Path, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A new token with these scopes, its hash appended to `tokens`.
+fn make_token(tokens: &Path, name: &str, scopes: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["token", name, "--scopes", scopes, "--tokens"])
+        .arg(tokens)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn stored(db: &Path) -> Vec<palisade_store::StoredAlert> {
     let store = SqliteStore::open(db).unwrap();
     let query = AlertQuery {
@@ -130,15 +141,7 @@ fn alert(id: &str) -> String {
 fn every_refusal_has_its_status_and_reason() {
     let dir = scratch("refusals");
     let tokens = dir.join("tokens");
-    let token = |name: &str, scopes: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["token", name, "--scopes", scopes, "--tokens"])
-            .arg(&tokens)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = |name: &str, scopes: &str| make_token(&tokens, name, scopes);
     let ingest = token("node-a", "ingest");
     let read = token("grafana", "read");
     let tokens_arg = tokens.display().to_string();
@@ -687,13 +690,7 @@ fn senders_and_sinks_speak_https_with_a_named_ca_and_a_client_certificate() {
 fn metrics_move_to_their_own_listener() {
     let dir = scratch("metrics-listen");
     let tokens = dir.join("tokens");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["token", "reader", "--scopes", "read", "--tokens"])
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let read = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let read = make_token(&tokens, "reader", "read");
     let metrics_at = format!("127.0.0.1:{}", support::free_port());
     let server = Server::start(
         &dir.join("alerts.db"),
@@ -736,15 +733,7 @@ fn metrics_move_to_their_own_listener() {
 fn a_client_over_its_rate_limit_is_told_when_to_come_back() {
     let dir = scratch("rate-limit");
     let tokens = dir.join("tokens");
-    let token = |name: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["token", name, "--scopes", "read", "--tokens"])
-            .arg(&tokens)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = |name: &str| make_token(&tokens, name, "read");
     let (greedy, other) = (token("greedy"), token("other"));
     let server = Server::start(
         &dir.join("alerts.db"),
