@@ -11,6 +11,7 @@ pub mod access;
 pub mod audit;
 pub mod container;
 pub mod dataplane;
+pub mod prefilter;
 pub mod rules;
 pub mod scan;
 pub mod sigma;
