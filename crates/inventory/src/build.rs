@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -30,7 +31,10 @@ struct ControllerObject {
     annotations: Labels,
     name: String,
     namespace: String,
-    template: PodTemplate,
+    /// Shared: the live inventory and the audit-trail timeline rebuild a
+    /// namespace from decoded objects at every change, and a template is
+    /// most of a decoded object.
+    template: Arc<PodTemplate>,
     owner: Option<(String, String)>,
     source: Source,
 }
@@ -40,7 +44,9 @@ struct PodObject {
     namespace: String,
     annotations: Labels,
     owner: Option<(String, String)>,
-    template: PodTemplate,
+    /// Shared, as a controller's: most pods' templates serve only to find
+    /// their workload.
+    template: Arc<PodTemplate>,
     instance: PodInstance,
 }
 
@@ -428,7 +434,7 @@ fn controller(
         annotations: meta.annotations.clone().unwrap_or_default(),
         name,
         namespace,
-        template,
+        template: Arc::new(template),
         owner: controller_owner(meta),
         source,
     }
@@ -479,7 +485,7 @@ fn pod_object(
             labels: template.labels.clone(),
             source: Some(source),
         },
-        template,
+        template: Arc::new(template),
     }
 }
 
@@ -655,7 +661,7 @@ fn group_workloads(c: &mut Collected) -> Vec<Workload> {
                 name: ctrl.name.clone(),
                 kind: ctrl.kind.clone(),
                 annotations: ctrl.annotations.clone(),
-                template: ctrl.template.clone(),
+                template: PodTemplate::clone(&ctrl.template),
                 pods: Vec::new(),
                 source: Some(ctrl.source.clone()),
             },
@@ -677,7 +683,7 @@ fn group_workloads(c: &mut Collected) -> Vec<Workload> {
             kind: WorkloadKind::from_kind(&kind),
             annotations: pod.annotations.clone(),
             // Without its controller, the first pod stands for the workload.
-            template: pod.template.clone(),
+            template: PodTemplate::clone(&pod.template),
             pods: Vec::new(),
             source: pod.instance.source.clone(),
         });
