@@ -861,7 +861,10 @@ impl Conns for Engine<'_> {
 /// whole matrix costs one per workload.
 pub struct Partial {
     externals: ExternalRanges,
-    table: ConnTable,
+    /// Rows and columns are computed apart (on two threads when the work
+    /// is worth one), each interning its sets in its own table.
+    row_table: ConnTable,
+    column_table: ConnTable,
     workloads: usize,
     rows: FxHashMap<usize, Vec<ConnId>>,
     columns: FxHashMap<usize, Vec<ConnId>>,
@@ -896,55 +899,72 @@ impl Partial {
         cache: &mut SelectionCache,
     ) -> Partial {
         let externals = ExternalRanges::from_policies(&inventory.policies, extra_cuts);
-        let mut builder = Builder::new(inventory, settings, &externals);
-        let sel = builder.select(cache);
-        let mut rules = RuleCache::new();
-        let mut rows = FxHashMap::default();
-        let mut columns = FxHashMap::default();
+        let mut row_builder = Builder::new(inventory, settings, &externals);
+        let sel = row_builder.select(cache);
         let of: Vec<usize> = of.into_iter().collect();
-        for (&w, row) in of.iter().zip(builder.rows(&of, &sel, &mut rules)) {
-            rows.insert(w, row);
-        }
-        for (&w, column) in of.iter().zip(builder.columns(&of, &sel, &mut rules)) {
-            columns.insert(w, column);
-        }
-        drop(rules);
-        let table = builder.table;
+        let columns_of = || {
+            let mut builder = Builder::new(inventory, settings, &externals);
+            let columns = builder.columns(&of, &sel, &mut RuleCache::new());
+            (columns, builder.table)
+        };
+        let (rows, (columns, column_table)) = std::thread::scope(|scope| {
+            // A thread costs tens of microseconds: worth it from some
+            // tens of thousands of cells on.
+            let apart = of.len() * inventory.workloads.len() >= PARALLEL_CELLS;
+            let columns = apart.then(|| scope.spawn(columns_of));
+            let rows = row_builder.rows(&of, &sel, &mut RuleCache::new());
+            let columns = match columns {
+                Some(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                None => columns_of(),
+            };
+            (rows, columns)
+        });
         Partial {
-            externals,
-            table,
             workloads: inventory.workloads.len(),
-            rows,
-            columns,
+            rows: of.iter().copied().zip(rows).collect(),
+            columns: of.iter().copied().zip(columns).collect(),
+            row_table: row_builder.table,
+            column_table,
+            externals,
         }
     }
 
-    fn conn_id(&self, src: EndpointRef, dst: EndpointRef) -> Option<ConnId> {
+    /// Which table holds the connections from `src` to `dst`, and their
+    /// id there.
+    fn conn_id(&self, src: EndpointRef, dst: EndpointRef) -> Option<(&ConnTable, ConnId)> {
         let w = self.workloads;
+        let (rows, columns) = (&self.row_table, &self.column_table);
         match (src, dst) {
             (EndpointRef::Workload(s), EndpointRef::Workload(t)) => self
                 .rows
                 .get(&s)
-                .map(|row| row[t])
-                .or_else(|| self.columns.get(&t).map(|column| column[s])),
+                .map(|row| (rows, row[t]))
+                .or_else(|| self.columns.get(&t).map(|column| (columns, column[s]))),
             (EndpointRef::Workload(s), EndpointRef::External(x)) => {
-                self.rows.get(&s).map(|row| row[w + x])
+                self.rows.get(&s).map(|row| (rows, row[w + x]))
             }
             (EndpointRef::External(x), EndpointRef::Workload(t)) => {
-                self.columns.get(&t).map(|column| column[w + x])
+                self.columns.get(&t).map(|column| (columns, column[w + x]))
             }
-            (EndpointRef::External(_), EndpointRef::External(_)) => Some(ALL),
+            (EndpointRef::External(_), EndpointRef::External(_)) => Some((rows, ALL)),
         }
     }
 }
+
+/// Rows times workloads from which [`Partial`] computes its columns on a
+/// second thread.
+const PARALLEL_CELLS: usize = 20_000;
 
 impl Conns for Partial {
     /// Pairs outside the computed rows and columns have no answer here;
     /// asking for one is a caller's bug, answered with no connections.
     fn conns(&self, src: EndpointRef, dst: EndpointRef) -> &ConnSet {
-        let id = self.conn_id(src, dst);
-        debug_assert!(id.is_some(), "{src:?} -> {dst:?} was not computed");
-        self.table.get(id.unwrap_or(NONE))
+        let found = self.conn_id(src, dst);
+        debug_assert!(found.is_some(), "{src:?} -> {dst:?} was not computed");
+        let (table, id) = found.unwrap_or((&self.row_table, NONE));
+        table.get(id)
     }
 
     fn externals(&self) -> &ExternalRanges {
