@@ -226,9 +226,10 @@ impl Reader<'_> {
         let mut next = places.iter().copied().peekable();
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', block) {
+            // Places are in order, and those of earlier lines are taken.
             let mut maybe = false;
-            while let Some(at) = next.next_if(|&at| at <= end) {
-                maybe |= at >= start;
+            while next.next_if(|&at| at <= end).is_some() {
+                maybe = true;
             }
             self.text(&text[start..end], maybe);
             start = end + 1;
