@@ -549,9 +549,10 @@ struct Selections {
 /// clears the cache when the settings change).
 #[derive(Default)]
 pub struct SelectionCache {
-    /// By namespace, then policy name: the selected workloads as offsets
-    /// from the namespace's first workload.
-    namespaces: FxHashMap<String, FxHashMap<String, Vec<u32>>>,
+    /// By namespace, for each of its policies in the inventory's order:
+    /// the selected workloads as offsets from the namespace's first
+    /// workload.
+    namespaces: FxHashMap<String, Vec<Vec<u32>>>,
     /// The whole selection of the last run, while nothing was invalidated
     /// since: two partial engines of one state share it.
     last: Option<Arc<Selections>>,
@@ -597,69 +598,83 @@ impl<'a> Builder<'a, '_> {
 
     fn select_anew(&self, cache: &mut SelectionCache) -> Selections {
         let w_count = self.inventory.workloads.len();
+        let policies = &self.inventory.policies;
         let mut s = Selections {
-            selected: Vec::with_capacity(self.inventory.policies.len()),
+            selected: Vec::with_capacity(policies.len()),
             isolated_in: vec![false; w_count],
             isolated_out: vec![false; w_count],
             egress_rules: vec![Vec::new(); w_count],
             ingress_policies: vec![Vec::new(); w_count],
-            policy_namespace: Vec::with_capacity(self.inventory.policies.len()),
+            policy_namespace: Vec::with_capacity(policies.len()),
         };
-        for (pi, policy) in self.inventory.policies.iter().enumerate() {
-            let ns = self.namespace_index(&policy.namespace);
-            s.policy_namespace.push(ns);
+        // Policies are sorted by namespace: each run of one namespace's
+        // policies is looked up in the cache once.
+        let mut start = 0;
+        while start < policies.len() {
+            let namespace = &policies[start].namespace;
+            let end = start + policies[start..].partition_point(|p| &p.namespace == namespace);
+            let ns = self.namespace_index(namespace);
             let selected = match ns {
-                Some(ns) => self.selected_cached(cache, ns, policy),
-                None => Vec::new(),
+                Some(ns) => self.selected_cached(cache, ns, &policies[start..end]),
+                None => vec![Vec::new(); end - start],
             };
-            for &w in &selected {
-                if policy.affects(Direction::Ingress) {
-                    s.isolated_in[w] = true;
-                    s.ingress_policies[w].push(pi);
+            for (pi, selected) in (start..end).zip(selected) {
+                let policy = &policies[pi];
+                for &w in &selected {
+                    if policy.affects(Direction::Ingress) {
+                        s.isolated_in[w] = true;
+                        s.ingress_policies[w].push(pi);
+                    }
+                    if policy.affects(Direction::Egress) {
+                        s.isolated_out[w] = true;
+                        s.egress_rules[w].extend((0..policy.egress.len()).map(|r| (pi, r)));
+                    }
                 }
-                if policy.affects(Direction::Egress) {
-                    s.isolated_out[w] = true;
-                    s.egress_rules[w].extend((0..policy.egress.len()).map(|r| (pi, r)));
-                }
+                s.policy_namespace.push(ns);
+                s.selected.push(selected);
             }
-            s.selected.push(selected);
+            start = end;
         }
         s
     }
 
-    /// The workloads `policy` (of namespace `ns`) selects, from the cache
-    /// when it knows them.
+    /// The workloads each of `policies` (all of namespace `ns`, in the
+    /// inventory's order) selects, from the cache when it knows them.
     fn selected_cached(
         &self,
         cache: &mut SelectionCache,
         ns: usize,
-        policy: &NetworkPolicy,
-    ) -> Vec<usize> {
+        policies: &[NetworkPolicy],
+    ) -> Vec<Vec<usize>> {
         let range = self.workloads_in[ns].clone();
-        let absolute =
-            |offsets: &[u32]| offsets.iter().map(|&o| range.start + o as usize).collect();
+        let absolute = |offsets: &Vec<Vec<u32>>| {
+            let each = |o: &Vec<u32>| o.iter().map(|&o| range.start + o as usize).collect();
+            offsets.iter().map(each).collect()
+        };
         // Looked up before inserting: a hit, the common case, copies no
-        // names.
-        if let Some(offsets) = cache
-            .namespaces
-            .get(&policy.namespace)
-            .and_then(|known| known.get(&policy.name))
+        // names. A namespace's policies are the same, in the same order,
+        // until the namespace is invalidated.
+        let name = &self.inventory.namespaces[ns].name;
+        if let Some(offsets) = cache.namespaces.get(name.as_str())
+            && offsets.len() == policies.len()
         {
             return absolute(offsets);
         }
-        let offsets: Vec<u32> = range
-            .clone()
-            .filter(|&w| {
-                selects_template(self.settings, policy, &self.inventory.workloads[w].template)
+        let offsets: Vec<Vec<u32>> = policies
+            .iter()
+            .map(|policy| {
+                range
+                    .clone()
+                    .filter(|&w| {
+                        let template = &self.inventory.workloads[w].template;
+                        selects_template(self.settings, policy, template)
+                    })
+                    .map(|w| (w - range.start) as u32)
+                    .collect()
             })
-            .map(|w| (w - range.start) as u32)
             .collect();
         let selected = absolute(&offsets);
-        cache
-            .namespaces
-            .entry(policy.namespace.clone())
-            .or_default()
-            .insert(policy.name.clone(), offsets);
+        cache.namespaces.insert(name.clone(), offsets);
         selected
     }
 
@@ -908,17 +923,14 @@ impl Partial {
             (columns, builder.table)
         };
         let (rows, (columns, column_table)) = std::thread::scope(|scope| {
-            // A thread costs tens of microseconds: worth it from some
-            // tens of thousands of cells on.
-            let apart = of.len() * inventory.workloads.len() >= PARALLEL_CELLS;
-            let columns = apart.then(|| scope.spawn(columns_of));
+            // The columns take as long as the rows, so a second thread
+            // halves the wait; its tens of microseconds are small next to
+            // even a one-workload namespace's rows over 10,000 workloads.
+            let columns = scope.spawn(columns_of);
             let rows = row_builder.rows(&of, &sel, &mut RuleCache::new());
-            let columns = match columns {
-                Some(thread) => thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                None => columns_of(),
-            };
+            let columns = columns
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (rows, columns)
         });
         Partial {
@@ -952,10 +964,6 @@ impl Partial {
         }
     }
 }
-
-/// Rows times workloads from which [`Partial`] computes its columns on a
-/// second thread.
-const PARALLEL_CELLS: usize = 20_000;
 
 impl Conns for Partial {
     /// Pairs outside the computed rows and columns have no answer here;
