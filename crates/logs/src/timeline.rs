@@ -384,8 +384,8 @@ impl Timeline {
             &mut self.selections,
         );
         diff_touching(
-            &Side::new(old_nodes, &before),
-            &Side::new(self.nodes.clone(), &after),
+            &Side::new(&old_nodes, &before),
+            &Side::new(&self.nodes, &after),
             &touched,
             filter,
         )

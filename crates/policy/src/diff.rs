@@ -81,21 +81,22 @@ pub fn diff(
 ) -> Vec<DiffEntry> {
     let old_engine = Engine::with_extra_cuts(old, settings, &policy_cuts(&new.policies));
     let new_engine = Engine::with_extra_cuts(new, settings, &policy_cuts(&old.policies));
-    let old_side = Side::new(workload_nodes(old), &old_engine);
-    let new_side = Side::new(workload_nodes(new), &new_engine);
+    let (old_nodes, new_nodes) = (workload_nodes(old), workload_nodes(new));
+    let old_side = Side::new(&old_nodes, &old_engine);
+    let new_side = Side::new(&new_nodes, &new_engine);
     compare(&old_side, &new_side, None, filter)
 }
 
 /// One state of the cluster as a diff sees it: its workloads' nodes in
 /// inventory order, and the connections between them.
 pub struct Side<'c> {
-    index: FxHashMap<Node, usize>,
+    index: FxHashMap<&'c Node, usize>,
     conns: &'c dyn Conns,
 }
 
 impl<'c> Side<'c> {
-    pub fn new(nodes: Vec<Node>, conns: &'c dyn Conns) -> Side<'c> {
-        let index = nodes.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+    pub fn new(nodes: &'c [Node], conns: &'c dyn Conns) -> Side<'c> {
+        let index = nodes.iter().enumerate().map(|(i, n)| (n, i)).collect();
         Side { index, conns }
     }
 
@@ -162,13 +163,13 @@ fn members<'n>(
     let mut members: Vec<Member<'n>> = old
         .index
         .iter()
-        .map(|(node, &i)| member(node, Some(i), new.index.get(node).copied()))
+        .map(|(&node, &i)| member(node, Some(i), new.index.get(node).copied()))
         .collect();
     members.extend(
         new.index
             .iter()
             .filter(|(node, _)| !old.index.contains_key(*node))
-            .map(|(node, &i)| member(node, None, Some(i))),
+            .map(|(&node, &i)| member(node, None, Some(i))),
     );
     members
 }
@@ -286,8 +287,40 @@ fn compare(
             }
         }
     }
-    entries.sort_by_cached_key(|e| (e.change, e.src.to_string(), e.dst.to_string()));
-    entries
+    sort_entries(entries)
+}
+
+/// Sorts entries by change, then source and destination as written.
+/// Entries share few nodes among many, so each distinct node is written
+/// once and ranked, instead of twice per entry.
+fn sort_entries(entries: Vec<DiffEntry>) -> Vec<DiffEntry> {
+    let keys: Vec<(Change, u32, u32)> = {
+        let mut names: FxHashMap<&Node, String> = FxHashMap::default();
+        for e in &entries {
+            for node in [&e.src, &e.dst] {
+                names.entry(node).or_insert_with(|| node.to_string());
+            }
+        }
+        let mut by_name: Vec<(&str, &Node)> = names.iter().map(|(n, s)| (s.as_str(), *n)).collect();
+        by_name.sort_unstable_by_key(|&(name, _)| name);
+        // Equal names (never two nodes in practice) get equal ranks.
+        let mut rank: FxHashMap<&Node, u32> = FxHashMap::default();
+        let mut current = 0;
+        for (i, &(name, node)) in by_name.iter().enumerate() {
+            if i > 0 && by_name[i - 1].0 != name {
+                current = i as u32;
+            }
+            rank.insert(node, current);
+        }
+        entries
+            .iter()
+            .map(|e| (e.change, rank[&e.src], rank[&e.dst]))
+            .collect()
+    };
+    let mut keyed: Vec<_> = keys.into_iter().zip(entries).collect();
+    // Stable, as the sort by written names was.
+    keyed.sort_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, e)| e).collect()
 }
 
 fn push_range(list: &mut Vec<IpRange>, r: IpRange) {
