@@ -5,21 +5,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::receiver::Receiver;
-use support::{Server, free_port, have, scratch};
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Daemon, Server, free_port, have, scratch};
 
 fn query(prometheus: &str, expr: &str) -> Value {
     let encoded: String = expr

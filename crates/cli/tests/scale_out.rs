@@ -6,21 +6,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use palisade_send::{SendOptions, Sender};
 use palisade_store::{AlertQuery, PostgresStore, Store};
-use support::{Server, free_port, scratch};
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Daemon, Server, free_port, scratch};
 
 const AGENTS: usize = 3;
 const PER_AGENT: usize = 3000;

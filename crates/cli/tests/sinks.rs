@@ -9,60 +9,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::receiver::{Answer, Receiver, Request};
-use support::{Server, free_port, have, post_alerts, scratch};
+use support::{Daemon, Server, alertmanager, free_port, have, post_alerts, scratch, wait_until};
 
 const BYPASS: &str = r#"{"id":"bypass-1","origin":"node-a","time":"2026-12-02T10:00:00Z","first_seen":"2026-12-02T10:00:00Z","rule":"FLOW-001","name":"policy-bypass","severity":"critical","summary":"web/fe reached shop/db:5432, which the policy denies","src":{"kind":"pod","ip":"10.0.1.5","namespace":"web","pod":"fe-1","workload":"web/fe[Deployment]"},"dst":{"kind":"pod","ip":"10.0.2.9","namespace":"shop","pod":"db-0","workload":"shop/db[StatefulSet]"},"protocol":"TCP","port":5432,"connections":1,"evidence":{"records":[]}}"#;
 const BLOCKED: &str = r#"{"id":"blocked-1","origin":"node-a","first_seen":"2026-12-01T10:00:01Z","rule":"FLOW-003","name":"blocked-attempt","severity":"low","summary":"web/fe tried shop/db:9000, denied","src":{"kind":"pod","namespace":"web","workload":"web/fe[Deployment]"},"dst":{"kind":"pod","namespace":"shop","workload":"shop/db[StatefulSet]"},"protocol":"TCP","port":9000,"connections":4,"evidence":{"records":[]}}"#;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if ready() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    ready()
-}
-
-fn alertmanager(dir: &Path) -> (Daemon, String) {
-    let port = free_port();
-    std::fs::write(
-        dir.join("am.yml"),
-        "route:\n  receiver: none\nreceivers:\n- name: none\n",
-    )
-    .unwrap();
-    let child = Command::new("/usr/bin/prometheus-alertmanager")
-        .arg(format!("--config.file={}", dir.join("am.yml").display()))
-        .arg(format!("--storage.path={}", dir.join("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let status = format!("{url}/api/v2/status");
-    assert!(
-        wait_until(Duration::from_secs(10), || support::get(&status).is_ok()),
-        "alertmanager did not start"
-    );
-    (Daemon(child), url)
-}
 
 /// rsyslogd on loopback (UDP and TCP), writing what it parsed of each
 /// message, field by field, to `out`.

@@ -1,21 +1,25 @@
 //! `palisade up` on the lab: the server and the node's agent in one
 //! process. A bypass made in the lab must reach the store, through the
 //! agent's forwarder and the server's ingest, and be listed by the read
-//! API within seconds; on SIGTERM the process exits 0 with nothing left
-//! in the spool. Root and BPF only.
+//! API within seconds; from the store it must be delivered to a webhook
+//! receiver and to Debian's Alertmanager, and appear on the dashboard in
+//! headless Chromium. On SIGTERM the process exits 0 with nothing left in
+//! the spool. Root and BPF only.
 
 #[path = "../../sense/tests/lab/mod.rs"]
 mod lab;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lab::{Lab, client_and_db, shop_manifests, skip_or_fail, start_agent, stop_agent};
+use serde_json::Value;
+use support::browser::{Browser, CHROMEDRIVER};
+use support::receiver::Receiver;
+use support::{alertmanager, free_port, have, wait_until};
 
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
-}
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
 fn listed(url: &str) -> serde_json::Value {
     let text = palisade_send::http::client()
@@ -29,6 +33,9 @@ fn listed(url: &str) -> serde_json::Value {
 #[test]
 fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     let test = "a_bypass_in_the_lab_reaches_the_store_of_palisade_up";
+    if !have(&[ALERTMANAGER, CHROMEDRIVER, "/usr/bin/chromium"], test) {
+        return;
+    }
     let mut lab = match Lab::start(&client_and_db(&[5432, 6379])) {
         Ok(lab) => lab,
         Err(why) => return skip_or_fail(test, &why),
@@ -38,6 +45,17 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("shop.yaml");
     std::fs::write(&policy, shop_manifests(&lab, &[5432])).unwrap();
+    let (_alertmanager, am_url) = alertmanager(&dir);
+    let webhook = Receiver::ok();
+    let sinks = dir.join("sinks.yaml");
+    std::fs::write(
+        &sinks,
+        format!(
+            "sinks:\n- {{name: hook, type: webhook, url: '{}/hook'}}\n- {{name: oncall, type: alertmanager, url: '{am_url}'}}\n",
+            webhook.url
+        ),
+    )
+    .unwrap();
     let port = free_port();
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
@@ -55,6 +73,8 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
         .arg(dir.join("spool.jsonl"))
         .arg("--policy")
         .arg(&policy)
+        .arg("--server-config")
+        .arg(&sinks)
         .arg("--output")
         .arg(dir.join("alerts.jsonl"))
         .args(["--metrics-addr", &metrics]);
@@ -78,6 +98,50 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     assert_eq!(bypass["src"]["pod"], "client");
     assert_eq!(bypass["dst"]["pod"], "db");
     assert_eq!(bypass["process"]["pod_uid"], lab.pod("client").uid.as_str());
+    let id = bypass["id"].as_str().unwrap().to_string();
+
+    // Delivered from the store: to the webhook, with its id as the
+    // idempotency key, and to Alertmanager.
+    let hooks = webhook.wait_for(1, Duration::from_secs(10));
+    assert_eq!(hooks.len(), 1, "one delivery to the webhook");
+    assert_eq!(hooks[0].json()["id"], id.as_str());
+    assert_eq!(hooks[0].header("idempotency-key"), Some(id.as_str()));
+    let am_alerts = format!("{am_url}/api/v2/alerts");
+    let mut held = Value::Null;
+    let arrived = wait_until(Duration::from_secs(10), || {
+        held = support::get(&am_alerts)
+            .and_then(|r| r.text())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        held.as_array().is_some_and(|a| !a.is_empty())
+    });
+    assert!(arrived, "alertmanager holds the bypass: {held}");
+    assert_eq!(held[0]["labels"]["rule_id"], "FLOW-001", "{held}");
+    assert_eq!(held[0]["labels"]["namespace"], "shop", "{held}");
+
+    // On the dashboard: the bypass edge in red on the graph, and the alert
+    // in the table.
+    let browser = Browser::start();
+    browser.open(&format!("http://127.0.0.1:{port}/"));
+    let within = Duration::from_secs(20);
+    assert!(
+        browser.wait_for("return window.palisadeGraph !== undefined", within),
+        "the graph never drew: {}",
+        browser.run("return window.palisadeError || document.body.innerText.slice(0, 500)")
+    );
+    let colour = browser.run(
+        "const e = window.palisadeCy.edges(\"[class = 'bypass']\"); return e.length ? e[0].style('line-color') : null",
+    );
+    assert_eq!(colour, "rgb(221,0,0)", "the bypass edge is red");
+    browser.run("document.querySelector('nav button[data-page=alerts]').click()");
+    let row =
+        format!("return document.querySelector('#alerts tbody tr[data-id=\"{id}\"]') !== null");
+    assert!(
+        browser.wait_for(&row, within),
+        "the bypass is in the alerts table"
+    );
+    drop(browser);
 
     // The agent's metrics count what its forwarder delivered.
     let scrape = format!("http://{metrics}/metrics");

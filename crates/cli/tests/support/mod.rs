@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod pki;
@@ -145,4 +146,53 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A program a test started, killed when the test ends.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `ready` holds within `within`, asked every 50 ms.
+pub fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ready()
+}
+
+/// Debian's Alertmanager on loopback, with a route that delivers nowhere;
+/// its URL.
+pub fn alertmanager(dir: &Path) -> (Daemon, String) {
+    let port = free_port();
+    std::fs::write(
+        dir.join("am.yml"),
+        "route:\n  receiver: none\nreceivers:\n- name: none\n",
+    )
+    .unwrap();
+    let child = Command::new("/usr/bin/prometheus-alertmanager")
+        .arg(format!("--config.file={}", dir.join("am.yml").display()))
+        .arg(format!("--storage.path={}", dir.join("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let status = format!("{url}/api/v2/status");
+    assert!(
+        wait_until(Duration::from_secs(10), || get(&status).is_ok()),
+        "alertmanager did not start"
+    );
+    (Daemon(child), url)
 }
