@@ -1,7 +1,9 @@
 //! Scale-out: three agents publish to NATS JetStream (Debian's
 //! nats-server), two server replicas consume it as one durable consumer
 //! into one PostgreSQL store, and one replica is killed with SIGKILL under
-//! load. Every alert the stream acknowledged must be in the store once.
+//! load, while it holds messages it has not acknowledged. Every alert the
+//! stream acknowledged must be in the store once, counted once, and the
+//! stream must have redelivered what the killed replica held.
 
 mod support;
 
@@ -15,6 +17,34 @@ use support::{Daemon, Server, free_port, scratch};
 
 const AGENTS: usize = 3;
 const PER_AGENT: usize = 3000;
+/// The most messages a replica fetches at once (`bus.rs`).
+const FETCH: u64 = 1000;
+
+/// The shared consumer's figures from nats-server's monitoring endpoint:
+/// messages delivered but not acknowledged, and redeliveries (its delivery
+/// count runs ahead of the stream's sequence by one per redelivery; the
+/// stream and the consumer are new in each run).
+fn consumer_figures(monitor: u16) -> (u64, u64) {
+    let url = format!("http://127.0.0.1:{monitor}/jsz?consumers=true");
+    let text = support::get(&url)
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let jsz: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let consumers = jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+        .flat_map(|s| s["consumer_detail"].as_array().into_iter().flatten());
+    consumers
+        .filter(|c| c["name"] == "palisade-serve")
+        .map(|c| {
+            let delivered = |k: &str| c["delivered"][k].as_u64().unwrap_or(0);
+            let redelivered = delivered("consumer_seq").saturating_sub(delivered("stream_seq"));
+            (c["num_ack_pending"].as_u64().unwrap_or(0), redelivered)
+        })
+        .fold((0, 0), |(a, r), (a2, r2)| (a + a2, r + r2))
+}
 
 fn line(run: &str, agent: usize, n: usize) -> String {
     format!(
@@ -35,10 +65,11 @@ fn two_replicas_over_jetstream_and_postgres_lose_nothing_when_one_is_killed() {
         return eprintln!("SKIPPED {test}: needs nats-server and PALISADE_TEST_POSTGRES");
     };
     let dir = scratch("scale-out");
-    let port = free_port();
+    let (port, monitor) = (free_port(), free_port());
     let _nats = Daemon(
         Command::new("/usr/sbin/nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor.to_string(), "-sd"])
             .arg(dir.join("jetstream"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -83,8 +114,43 @@ fn two_replicas_over_jetstream_and_postgres_lose_nothing_when_one_is_killed() {
             })
         })
         .collect();
-    // Kill one replica while the agents are publishing.
-    std::thread::sleep(Duration::from_millis(700));
+    let store = PostgresStore::open(&postgres, None).unwrap();
+    let ids: Vec<String> = (0..AGENTS)
+        .flat_map(|a| (0..PER_AGENT).map(move |n| (a, n)))
+        .map(|(a, n)| format!("{run}-{a}-{n}"))
+        .collect();
+    // Kill one replica under load, while it holds messages it has not
+    // acknowledged. A replica fetches at most 1,000 at a time, so more than
+    // 1,000 pending with the first one stopped (it can no longer
+    // acknowledge) means the first holds some; otherwise it is let go on
+    // and caught again.
+    let signal = |name: &str| {
+        let pid = first.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "never caught the first replica holding messages"
+        );
+        if consumer_figures(monitor).0 <= FETCH {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        signal("-STOP");
+        std::thread::sleep(Duration::from_millis(50));
+        if consumer_figures(monitor).0 > FETCH {
+            break;
+        }
+        signal("-CONT");
+    }
     first.kill();
     let published: usize = agents.into_iter().map(|a| a.join().unwrap()).sum();
     assert_eq!(
@@ -93,11 +159,6 @@ fn two_replicas_over_jetstream_and_postgres_lose_nothing_when_one_is_killed() {
         "the stream stored every alert"
     );
 
-    let store = PostgresStore::open(&postgres, None).unwrap();
-    let ids: Vec<String> = (0..AGENTS)
-        .flat_map(|a| (0..PER_AGENT).map(move |n| (a, n)))
-        .map(|(a, n)| format!("{run}-{a}-{n}"))
-        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut missing = store.reader().unwrap().missing(&ids).unwrap();
     while !missing.is_empty() && Instant::now() < deadline {
@@ -110,6 +171,21 @@ fn two_replicas_over_jetstream_and_postgres_lose_nothing_when_one_is_killed() {
         missing.len(),
         &missing[..3.min(missing.len())]
     );
+    // What the killed replica held comes back after the ack wait (2 s),
+    // even when it had committed it: wait until the other acknowledged it,
+    // then see that redelivery changed no count.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut figures = consumer_figures(monitor);
+    while figures.0 > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        figures = consumer_figures(monitor);
+    }
+    let (pending, redelivered) = figures;
+    assert_eq!(pending, 0, "every message was acknowledged in the end");
+    assert!(
+        redelivered > 0,
+        "the killed replica held unacknowledged messages, redelivered to the other"
+    );
     for agent in 0..AGENTS {
         let query = AlertQuery {
             origin: Some(format!("agent-{run}-{agent}")),
@@ -118,6 +194,8 @@ fn two_replicas_over_jetstream_and_postgres_lose_nothing_when_one_is_killed() {
         };
         let stored = store.reader().unwrap().alerts(&query).unwrap();
         assert_eq!(stored.len(), PER_AGENT, "each alert once in the store");
+        let counted: u64 = stored.iter().map(|a| a.record.connections).sum();
+        assert_eq!(counted, PER_AGENT as u64, "no redelivery counted twice");
     }
     second.stop();
 }
