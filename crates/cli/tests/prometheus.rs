@@ -1,8 +1,11 @@
-//! Debian's Prometheus scrapes a live `palisade serve`, and every query of
-//! the Grafana dashboard shipped in `deploy/grafana` is evaluated against
-//! it: each must be valid PromQL over metrics the server really exports,
-//! and return data.
+//! Debian's Prometheus scrapes a live `palisade serve` and a live
+//! `palisade agent` (root and BPF: the agent's queries are skipped loudly
+//! without them, and fail in CI), and every query of the Grafana dashboard
+//! shipped in `deploy/grafana` is evaluated against them: each must be
+//! valid PromQL over metrics Palisade really exports, and return data.
 
+#[path = "../../sense/tests/lab/mod.rs"]
+mod lab;
 mod support;
 
 use std::process::{Command, Stdio};
@@ -66,10 +69,31 @@ fn every_dashboard_query_returns_data_from_a_live_server() {
     let config = dir.join("serve.yaml").display().to_string();
     let server = Server::start(&dir.join("alerts.db"), &["--config", &config]);
     let target = server.url.trim_start_matches("http://").to_string();
+    // An agent forwarding to the server, watching this machine.
+    let agent_metrics = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+    command
+        .args(["agent", "--node", "ci-node", "--server", &server.url])
+        .args([
+            "--policy",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop"),
+        ])
+        .args(["--metrics-addr", &agent_metrics])
+        .arg("--spool")
+        .arg(dir.join("spool.jsonl"))
+        .arg("--output")
+        .arg(dir.join("agent.jsonl"));
+    let agent = lab::start_agent(command);
+    if agent.is_none() {
+        lab::skip_or_fail(
+            &format!("{test} (the agent's panels)"),
+            "the agent did not start",
+        );
+    }
     let port = free_port();
     std::fs::write(
         dir.join("prometheus.yml"),
-        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n- job_name: palisade\n  static_configs: [{{targets: ['{target}']}}]\n"),
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n- job_name: palisade\n  static_configs: [{{targets: ['{target}']}}]\n- job_name: agent\n  static_configs: [{{targets: ['{agent_metrics}']}}]\n"),
     )
     .unwrap();
     let _prometheus = Daemon(
@@ -105,12 +129,15 @@ fn every_dashboard_query_returns_data_from_a_live_server() {
             .body(body)
             .send()
             .unwrap();
+        // A new connection, for the agent to see.
+        drop(std::net::TcpStream::connect(&target));
         std::thread::sleep(Duration::from_millis(500));
-        let up = query(&prometheus, "count_over_time(up{job=\"palisade\"}[1m])");
-        let samples = up["data"]["result"][0]["value"][1]
+        // How many of the targets have been scraped four times.
+        let up = query(&prometheus, "count(count_over_time(up[1m]) >= 4)");
+        let ready = up["data"]["result"][0]["value"][1]
             .as_str()
-            .and_then(|v| v.parse::<u32>().ok());
-        if n >= 4 && samples.is_some_and(|s| s >= 4) {
+            .and_then(|v| v.parse::<usize>().ok());
+        if n >= 4 && ready == Some(1 + usize::from(agent.is_some())) {
             scraped = true;
             break;
         }
@@ -122,7 +149,14 @@ fn every_dashboard_query_returns_data_from_a_live_server() {
     assert!(scraped);
     let up = query(&prometheus, "up{job=\"palisade\"}");
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+    if agent.is_some() {
+        let up = query(&prometheus, "up{job=\"agent\"}");
+        assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+    }
     for expr in dashboard_queries() {
+        if agent.is_none() && expr.contains("palisade_agent_") {
+            continue;
+        }
         let answer = query(&prometheus, &expr);
         assert_eq!(answer["status"], "success", "{expr}: {answer}");
         let result = answer["data"]["result"]
@@ -130,6 +164,9 @@ fn every_dashboard_query_returns_data_from_a_live_server() {
             .cloned()
             .unwrap_or_default();
         assert!(!result.is_empty(), "{expr} returned nothing");
+    }
+    if let Some(agent) = agent {
+        lab::stop_agent(agent);
     }
     server.stop();
 }
