@@ -168,11 +168,36 @@ pub fn deliver_audit(args: &SendArgs, report: &serde_json::Value) -> Result<()> 
     let mut doc = report.clone();
     doc["run"] =
         serde_json::json!({ "id": format!("{origin}@{time}"), "origin": origin, "time": time });
-    let answer = palisade_send::post_document(
-        &args.options(server)?,
+    let options = args.options(server)?;
+    // Audit runs wait beside the alerts' spool, in a file of their own (a
+    // run is one document, not alert lines).
+    let mut name = options.spool.file_name().unwrap_or_default().to_os_string();
+    name.push(".audit-runs");
+    let spool = options.spool.with_file_name(name);
+    let report = palisade_send::send_documents(
+        &options,
+        &spool,
         "/api/v1/ingest/findings",
         &doc.to_string(),
     )?;
-    eprintln!("sent to {server}: the audit run ({})", answer.trim());
+    for answer in &report.delivered {
+        eprintln!("sent to {server}: an audit run ({})", answer.trim());
+    }
+    for why in &report.refused {
+        eprintln!("{server} refused an audit run, dropped from the spool: {why}");
+    }
+    if let Some(why) = &report.why_waiting {
+        return Err(anyhow!(
+            "{} audit run(s) wait in {} for the next run: {why}",
+            report.waiting,
+            spool.display()
+        ));
+    }
+    if !report.refused.is_empty() {
+        return Err(anyhow!(
+            "{server} refused {} audit run(s)",
+            report.refused.len()
+        ));
+    }
     Ok(())
 }

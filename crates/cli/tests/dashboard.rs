@@ -102,6 +102,8 @@ fn the_dashboard_shows_the_graph_live_alerts_and_filters_in_chromium() {
             "--origin",
             "ci",
         ])
+        .arg("--spool")
+        .arg(dir.join("spool.jsonl"))
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&sent.stderr).contains("sent to"));

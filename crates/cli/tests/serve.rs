@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use palisade_store::{AlertQuery, PostgresStore, SqliteStore, Store};
 use support::pki::Pki;
 use support::receiver::Receiver;
-use support::{Server, list_alerts, scratch};
+use support::{Server, free_port, list_alerts, scratch};
 
 fn verify_and_send(url: &str, spool: &Path, extra: &[&str]) -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
@@ -399,26 +399,63 @@ fn a_slow_client_is_answered_408() {
     server.stop();
 }
 
+/// `audit --send URL --spool FILE --origin ORIGIN`, with more arguments.
+fn audit_send(url: &str, spool: &Path, origin: &str, extra: &[&str]) -> std::process::Output {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "audit", root, "-o", "json", "--send", url, "--origin", origin,
+        ])
+        .arg("--spool")
+        .arg(spool)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// An audit run made while the server is away waits in its spool, and the
+/// next run delivers both, oldest first; then the spool is empty.
+#[test]
+fn an_audit_run_made_while_the_server_is_away_is_delivered_by_the_next_run() {
+    let dir = scratch("findings-spool");
+    let spool = dir.join("spool.jsonl");
+    let away = format!("http://127.0.0.1:{}", free_port());
+    let out = audit_send(&away, &spool, "away", &["--send-patience", "1"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("1 audit run(s) wait in"), "{said}");
+    let waiting = dir.join("spool.jsonl.audit-runs");
+    assert_eq!(
+        std::fs::read_to_string(&waiting).unwrap().lines().count(),
+        1
+    );
+
+    let server = Server::start(&dir.join("alerts.db"), &[]);
+    let out = audit_send(&server.url, &spool, "away", &[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("sent to").count(), 2, "{said}");
+    assert!(!said.contains("wait in"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&waiting).unwrap(),
+        "",
+        "the spool is empty"
+    );
+    let text = support::get(format!("{}/api/v1/findings?origin=away", server.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed["runs"][0]["run"]["origin"], "away", "{listed}");
+    server.stop();
+}
+
 /// `audit --send`: the run's findings and scores are kept, and the latest
 /// run is listed, filtered by namespace and severity.
 #[test]
 fn an_audit_run_is_kept_and_listed_with_its_scores() {
     let dir = scratch("findings");
     let server = Server::start(&dir.join("alerts.db"), &[]);
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
-            "audit",
-            root,
-            "-o",
-            "json",
-            "--send",
-            &server.url,
-            "--origin",
-            "ci",
-        ])
-        .output()
-        .unwrap();
+    let out = audit_send(&server.url, &dir.join("spool.jsonl"), "ci", &[]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("sent to"), "{said}");
     let get = |query: &str| -> serde_json::Value {

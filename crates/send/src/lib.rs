@@ -14,7 +14,7 @@ pub mod http;
 mod nats;
 mod spool;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use palisade_detect::Alert;
@@ -294,30 +294,81 @@ fn http_client(options: &SendOptions) -> Result<reqwest::blocking::Client, SendE
         .map_err(SendError::Client)
 }
 
-/// Posts one JSON document (an audit run) to `path` of the server,
-/// retrying as alerts are retried; nothing is spooled, since a rerun of
-/// the audit makes the document again.
-pub fn post_document(options: &SendOptions, path: &str, body: &str) -> Result<String, SendError> {
+/// What became of the documents of a document spool.
+#[derive(Debug, Default)]
+pub struct DocumentReport {
+    /// The server's answers to those it took, oldest first.
+    pub delivered: Vec<String>,
+    /// Those the server refused (4xx other than 408 and 429), with why:
+    /// sending them again would be refused again, so they leave the spool.
+    pub refused: Vec<String>,
+    /// Still in the spool, for the next run; why the first was not taken.
+    pub waiting: usize,
+    pub why_waiting: Option<String>,
+}
+
+/// Appends `body` (one JSON document: an audit run) to the document spool
+/// at `spool`, then posts every document waiting there to `path` of the
+/// server, oldest first, each retried as alerts are retried. A document
+/// leaves the spool only once the server took or refused it, so an audit
+/// run made while the server is away is delivered by a later run.
+pub fn send_documents(
+    options: &SendOptions,
+    spool: &Path,
+    path: &str,
+    body: &str,
+) -> Result<DocumentReport, SendError> {
+    let mut spool = Spool::open(spool)?;
+    spool.append(&[body.to_string()])?;
     let client = http_client(options)?;
     let url = format!("{}{path}", options.server.trim_end_matches('/'));
+    let mut report = DocumentReport::default();
+    while let Some(document) = spool.pending().first().cloned() {
+        match post_document(&client, options, &url, &document) {
+            Posted::Taken(answer) => report.delivered.push(answer),
+            Posted::Refused(why) => report.refused.push(why),
+            Posted::GaveUp(why) => {
+                report.waiting = spool.pending().len();
+                report.why_waiting = Some(why);
+                break;
+            }
+        }
+        spool.acknowledge(1)?;
+    }
+    Ok(report)
+}
+
+enum Posted {
+    Taken(String),
+    Refused(String),
+    GaveUp(String),
+}
+
+/// Posts one document, retrying until `options.patience` is spent.
+fn post_document(
+    client: &reqwest::blocking::Client,
+    options: &SendOptions,
+    url: &str,
+    body: &str,
+) -> Posted {
     let deadline = Instant::now() + options.patience;
     let mut backoff = Backoff::new();
     loop {
         let mut request = client
-            .post(&url)
+            .post(url)
             .header("content-type", "application/json")
             .body(body.to_string());
         if let Some(token) = &options.token {
             request = request.bearer_auth(token);
         }
         let why = match request.send() {
-            Ok(r) if r.status().is_success() => return Ok(r.text().unwrap_or_default()),
+            Ok(r) if r.status().is_success() => return Posted::Taken(r.text().unwrap_or_default()),
             Ok(r) => {
                 let status = r.status().as_u16();
                 let text = r.text().unwrap_or_default();
                 let why = format!("the server answered {status}: {}", text.trim());
                 if !(status == 408 || status == 429 || status >= 500) {
-                    return Err(SendError::Client(why));
+                    return Posted::Refused(why);
                 }
                 why
             }
@@ -325,7 +376,7 @@ pub fn post_document(options: &SendOptions, path: &str, body: &str) -> Result<St
         };
         let wait = backoff.wait();
         if Instant::now() + wait > deadline {
-            return Err(SendError::Client(why));
+            return Posted::GaveUp(why);
         }
         std::thread::sleep(wait);
     }
