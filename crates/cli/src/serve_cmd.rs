@@ -186,9 +186,9 @@ impl Cluster {
         if paths.is_empty() {
             return Ok(Cluster::default());
         }
-        let inventory = crate::input::load(paths, input)?;
+        let (inventory, version) = crate::input::load_versioned(paths, input)?;
         Ok(Cluster {
-            declared: Some(Declared::new(&inventory, &settings)),
+            declared: Some(Declared::new(&inventory, &settings, version)),
             seed: Some(crate::timeline_cmd::load_seed(
                 paths,
                 settings.clone(),
@@ -208,7 +208,7 @@ impl Cluster {
         let watch_stats = Some(watcher.stats_handle());
         let (seed, _) =
             palisade_logs::timeline::Timeline::seed_objects(watcher.objects(), settings.clone());
-        let declared = Declared::new(&first.inventory, &settings);
+        let declared = Declared::new(&first.inventory, &settings, first.version.clone());
         let reload: palisade_server::Reload = Box::new(move || {
             let snapshot = watcher.changed()?;
             eprintln!(
@@ -216,7 +216,11 @@ impl Cluster {
                 snapshot.version,
                 crate::live::describe(&snapshot)
             );
-            Some(Declared::new(&snapshot.inventory, &settings))
+            Some(Declared::new(
+                &snapshot.inventory,
+                &settings,
+                snapshot.version.clone(),
+            ))
         });
         Cluster {
             declared: Some(declared),
@@ -244,10 +248,12 @@ fn reload(
         if !watch.changed() {
             return None;
         }
-        match crate::input::load(&paths, &strict) {
-            Ok(inventory) => {
-                eprintln!("palisade serve: the manifests changed; the graph follows them");
-                Some(Declared::new(&inventory, &settings))
+        match crate::input::load_versioned(&paths, &strict) {
+            Ok((inventory, version)) => {
+                eprintln!(
+                    "palisade serve: the manifests changed ({version}); the graph follows them"
+                );
+                Some(Declared::new(&inventory, &settings, version))
             }
             Err(e) => {
                 eprintln!(

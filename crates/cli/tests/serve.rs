@@ -535,6 +535,8 @@ fn a_pushed_deletion_that_widens_connectivity_is_judged_from_the_manifests() {
 
 /// `--manifests` is watched: a policy change shows in the graph without a
 /// restart, and a broken version is refused, keeping the last good one.
+/// The store keeps a snapshot of each version taken (what alerts judged
+/// against it name in `evidence.snapshot`).
 #[test]
 fn the_graph_follows_the_manifests_without_a_restart() {
     let dir = scratch("reload");
@@ -564,6 +566,51 @@ fn the_graph_follows_the_manifests_without_a_restart() {
     .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(declared(), open, "a broken version is refused");
+
+    let read = |path: &str| -> (u16, serde_json::Value) {
+        let response = support::get(format!("{}{path}", server.url)).unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&response.text().unwrap()).unwrap(),
+        )
+    };
+    let (_, listed) = read("/api/v1/snapshots");
+    let versions: Vec<&str> = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        versions.len(),
+        2,
+        "the first and the open version: {listed}"
+    );
+    assert!(versions.iter().all(|v| v.starts_with("files:")), "{listed}");
+    let (status, newest) = read(&format!("/api/v1/snapshots/{}", versions[0]));
+    assert_eq!(status, 200);
+    assert_eq!(newest["version"], versions[0]);
+    assert_eq!(
+        newest["summary"]["policies"], 0,
+        "the open version: {newest}"
+    );
+    let (_, first) = read(&format!("/api/v1/snapshots/{}", versions[1]));
+    assert!(
+        first["summary"]["policies"].as_u64().unwrap() > 0,
+        "{first}"
+    );
+    let edges = |s: &serde_json::Value| {
+        s["graph"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["class"] == "declared")
+            .count()
+    };
+    assert_eq!((edges(&first), edges(&newest)), (before, open));
+    let (status, missing) = read("/api/v1/snapshots/files:0000");
+    assert_eq!(status, 404, "{missing}");
     server.stop();
 }
 

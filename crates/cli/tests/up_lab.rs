@@ -99,6 +99,17 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     assert_eq!(bypass["dst"]["pod"], "db");
     assert_eq!(bypass["process"]["pod_uid"], lab.pod("client").uid.as_str());
     let id = bypass["id"].as_str().unwrap().to_string();
+    // The store keeps the snapshot the agent judged it against.
+    let version = bypass["evidence"]["snapshot"].as_str().unwrap();
+    let snapshot = listed(&format!(
+        "http://127.0.0.1:{port}/api/v1/snapshots/{version}"
+    ));
+    assert_eq!(snapshot["version"], version, "{snapshot}");
+    assert!(
+        snapshot["graph"]["edges"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    );
 
     // Delivered from the store: to the webhook, with its id as the
     // idempotency key, and to Alertmanager.

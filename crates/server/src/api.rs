@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,6 +43,8 @@ pub(crate) fn router(
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/sinks", get(list_sinks))
         .route("/api/v1/graph", get(graph))
+        .route("/api/v1/snapshots", get(list_snapshots))
+        .route("/api/v1/snapshots/{version}", get(one_snapshot))
         .route("/", get(crate::dashboard::index))
         .route("/assets/{file}", get(crate::dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -368,6 +370,51 @@ fn listing(alerts: &[StoredAlert]) -> Result<Response, Failure> {
     Ok(axum::Json(body).into_response())
 }
 
+#[derive(Deserialize)]
+struct SnapshotParams {
+    limit: Option<usize>,
+}
+
+/// The inventory versions kept, newest first.
+async fn list_snapshots(
+    State(state): Shared,
+    headers: HeaderMap,
+    Query(params): Query<SnapshotParams>,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Read)?;
+    let limit = params
+        .limit
+        .unwrap_or(100)
+        .clamp(1, palisade_store::MAX_LIMIT);
+    let versions = read_store(&state, move |r| r.snapshot_versions(limit)).await?;
+    let listed: Vec<serde_json::Value> = versions
+        .into_iter()
+        .map(|(version, taken_us)| {
+            serde_json::json!({ "version": version, "taken": palisade_detect::rfc3339(taken_us) })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "snapshots": listed })).into_response())
+}
+
+/// One version's snapshot: its counts and what its policies allowed.
+async fn one_snapshot(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Result<Response, Failure> {
+    authorize(&state, &headers, Scope::Read)?;
+    let asked = version.clone();
+    let Some(snapshot) = read_store(&state, move |r| r.snapshot(&asked)).await? else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("no snapshot of {version} is kept"),
+        ));
+    };
+    let mut doc: serde_json::Value = serde_json::from_str(&snapshot.doc).unwrap_or_default();
+    doc["taken"] = palisade_detect::rfc3339(snapshot.taken_us).into();
+    Ok(axum::Json(doc).into_response())
+}
+
 /// Each sink's deliveries: made, waiting, retried, dead, and its last
 /// error (the dashboard's status strip).
 async fn list_sinks(State(state): Shared, headers: HeaderMap) -> Result<Response, Failure> {
@@ -456,7 +503,7 @@ async fn graph(
         crate::graph::build(
             declared.as_deref(),
             &alerts,
-            params.max_nodes.unwrap_or(300),
+            params.max_nodes.unwrap_or(crate::graph::MAX_WORKLOAD_NODES),
             params.namespace.as_deref(),
         )
     })

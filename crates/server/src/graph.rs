@@ -29,13 +29,31 @@ pub struct Declared {
     edges: Vec<DeclaredEdge>,
     /// Every workload, also those that talk to nobody.
     nodes: BTreeMap<String, String>,
+    /// The inventory's version, as alerts judged against it name it in
+    /// `evidence.snapshot`.
+    pub version: String,
+    /// What the inventory held, in counts.
+    summary: Value,
 }
 
+/// Above this many workloads the graph is drawn, and kept, per namespace.
+pub const MAX_WORKLOAD_NODES: usize = 300;
+
 impl Declared {
-    pub fn new(inventory: &Inventory, settings: &Settings) -> Declared {
+    pub fn new(inventory: &Inventory, settings: &Settings, version: String) -> Declared {
         let engine = Engine::new(inventory, settings);
         let map = ConnectivityMap::from_engine(&engine, &MapFilter::default());
-        let mut declared = Declared::default();
+        let pods: usize = inventory.workloads.iter().map(|w| w.pods.len()).sum();
+        let mut declared = Declared {
+            version,
+            summary: serde_json::json!({
+                "namespaces": inventory.namespaces.len(),
+                "workloads": inventory.workloads.len(),
+                "pods": pods,
+                "policies": inventory.policies.len(),
+            }),
+            ..Declared::default()
+        };
         for w in &inventory.workloads {
             let node = Node::workload(w);
             declared.nodes.insert(node.to_string(), w.namespace.clone());
@@ -50,6 +68,25 @@ impl Declared {
             });
         }
         declared
+    }
+}
+
+impl Declared {
+    /// What the store keeps of this version: its counts and what its
+    /// policies allow, as the dashboard's graph shows it (per namespace
+    /// above [`MAX_WORKLOAD_NODES`] workloads).
+    pub fn snapshot(&self, taken_us: i64) -> palisade_store::Snapshot {
+        let graph = build(Some(self), &[], MAX_WORKLOAD_NODES, None);
+        let doc = serde_json::json!({
+            "version": self.version,
+            "summary": self.summary,
+            "graph": graph,
+        });
+        palisade_store::Snapshot {
+            version: self.version.clone(),
+            taken_us,
+            doc: doc.to_string(),
+        }
     }
 }
 

@@ -180,6 +180,7 @@ pub async fn serve(
         workers.push(handle);
     }
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let options_declared = options.declared.map(Arc::new);
     let state = Arc::new(AppState {
         tokens: options.tokens,
         commit,
@@ -187,13 +188,16 @@ pub async fn serve(
         counters: counters.clone(),
         sinks,
         bell: bell.clone(),
-        declared: std::sync::RwLock::new(options.declared.map(Arc::new)),
+        declared: std::sync::RwLock::new(options_declared.clone()),
         live: tokio::sync::broadcast::channel(1024).0,
         closing: closing_rx,
         scanner: Arc::new(std::sync::Mutex::new(options.scanner)),
         inventory_watch: options.inventory_watch,
         limiter: options.rate_limit.map(limit::RateLimiter::new),
     });
+    if let Some(declared) = options_declared.as_deref() {
+        keep_snapshot(&state, declared);
+    }
     if let Some(reload) = options.reload {
         workers.push(watch_manifests(state.clone(), reload, stop_sinks.clone())?);
     }
@@ -248,6 +252,26 @@ pub async fn serve(
     Ok(counters)
 }
 
+/// Has the store keep the snapshot of an inventory version that verdicts
+/// are judged against from now on (a version kept before stays as it was).
+fn keep_snapshot(state: &AppState, declared: &graph::Declared) {
+    let version = declared.version.clone();
+    let reply: palisade_store::Reply = Box::new(move |outcome| {
+        if let Err(why) = outcome {
+            eprintln!("palisade serve: the snapshot {version} was not kept: {why}");
+        }
+    });
+    if let Err(why) = state
+        .commit
+        .commit_snapshot(declared.snapshot(now_us()), reply)
+    {
+        eprintln!(
+            "palisade serve: the snapshot {} was not kept: {why}",
+            declared.version
+        );
+    }
+}
+
 /// Replaces the declared graph when the manifests change, without a
 /// restart; a refused version leaves the last good one.
 fn watch_manifests(
@@ -260,6 +284,7 @@ fn watch_manifests(
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(declared) = reload() {
+                    keep_snapshot(&state, &declared);
                     let mut current = state.declared.write().unwrap_or_else(|e| e.into_inner());
                     *current = Some(Arc::new(declared));
                     count(&state.counters.reloads, 1);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{AlertRecord, AlertWriter, AuditRun, Delivery, Retention, Settlement};
+use crate::{AlertRecord, AlertWriter, AuditRun, Delivery, Retention, Settlement, Snapshot};
 
 /// Called once per submitted batch, from the committer's thread, with the
 /// outcome of the transaction that held it.
@@ -29,6 +29,7 @@ enum Work {
     },
     Settle(Vec<Settlement>),
     Run(Box<AuditRun>),
+    Snapshot(Box<Snapshot>),
 }
 
 impl Work {
@@ -36,7 +37,7 @@ impl Work {
         match self {
             Work::Alerts { batch, .. } => batch.len(),
             Work::Settle(settled) => settled.len(),
-            Work::Run(_) => 1,
+            Work::Run(_) | Work::Snapshot(_) => 1,
         }
     }
 }
@@ -124,12 +125,17 @@ impl CommitHandle {
 
     /// Queues an audit run; `reply` gets the outcome of its commit.
     pub fn commit_run(&self, run: AuditRun, reply: Reply) -> Result<(), SubmitError> {
-        let job = Job {
-            work: Work::Run(Box::new(run)),
-            reply,
-        };
+        self.try_submit_one(Work::Run(Box::new(run)), reply)
+    }
+
+    /// Queues an inventory snapshot; `reply` gets the outcome of its commit.
+    pub fn commit_snapshot(&self, snapshot: Snapshot, reply: Reply) -> Result<(), SubmitError> {
+        self.try_submit_one(Work::Snapshot(Box::new(snapshot)), reply)
+    }
+
+    fn try_submit_one(&self, work: Work, reply: Reply) -> Result<(), SubmitError> {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        self.jobs.try_send(job).map_err(|e| {
+        self.jobs.try_send(Job { work, reply }).map_err(|e| {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             match e {
                 TrySendError::Full(_) => SubmitError::Full,
@@ -295,6 +301,10 @@ fn commit_group(
             }
             Work::Run(run) => {
                 let outcome = writer.commit_run(&run).map_err(|e| e.to_string());
+                answer(vec![job.reply], &outcome, stats);
+            }
+            Work::Snapshot(snapshot) => {
+                let outcome = writer.commit_snapshot(&snapshot).map_err(|e| e.to_string());
                 answer(vec![job.reply], &outcome, stats);
             }
         }

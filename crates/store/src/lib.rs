@@ -91,6 +91,16 @@ pub struct AuditRun {
     pub doc: String,
 }
 
+/// A version of the inventory that verdicts were judged against: the
+/// version alerts name in `evidence.snapshot`, when it was first seen, and
+/// a JSON document of what it held and what its policies allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub version: String,
+    pub taken_us: i64,
+    pub doc: String,
+}
+
 /// An alert a sink is to receive. Deliveries are created in the same
 /// transaction as the alert's first commit, so an acknowledged alert is
 /// always delivered (or dead-lettered); an update or redelivery of the
@@ -170,7 +180,11 @@ pub trait AlertWriter: Send {
     fn settle(&mut self, settled: &[Settlement]) -> Result<(), StoreError>;
     /// Keeps an audit run (replacing one with the same id).
     fn commit_run(&mut self, run: &AuditRun) -> Result<(), StoreError>;
-    /// Deletes what the retention no longer keeps; returns how many alerts.
+    /// Keeps an inventory snapshot; a version already kept stays as it was
+    /// first taken.
+    fn commit_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError>;
+    /// Deletes what the retention no longer keeps (alerts, and snapshots
+    /// older than the age kept but the newest); returns how many alerts.
     fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError>;
 }
 
@@ -186,6 +200,10 @@ pub trait AlertReader: Send {
     fn outbox(&mut self) -> Result<Vec<OutboxDepth>, StoreError>;
     /// The latest audit run of each origin (or of `origin`), newest first.
     fn latest_runs(&mut self, origin: Option<&str>) -> Result<Vec<AuditRun>, StoreError>;
+    /// The snapshot of `version`, if kept.
+    fn snapshot(&mut self, version: &str) -> Result<Option<Snapshot>, StoreError>;
+    /// The versions kept and when each was taken, newest first.
+    fn snapshot_versions(&mut self, limit: usize) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
 /// A store: hands out its writer once and readers on demand.

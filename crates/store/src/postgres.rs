@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 
-use crate::AuditRun;
 use crate::query::{Param, severity_of_rank, severity_rank};
 use crate::{
     AlertQuery, AlertReader, AlertRecord, AlertWriter, Delivery, Due, OutboxDepth, Outcome,
     Retention, Settlement, Store, StoreError, StoredAlert,
 };
+use crate::{AuditRun, Snapshot};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS alerts (
@@ -67,6 +67,11 @@ CREATE TABLE IF NOT EXISTS audit_runs (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_runs_by_origin ON audit_runs (origin, time_us);
+CREATE TABLE IF NOT EXISTS snapshots (
+    version TEXT COLLATE "C" PRIMARY KEY,
+    taken_us BIGINT NOT NULL,
+    doc TEXT NOT NULL
+);
 "#;
 
 const PENDING: i64 = 0;
@@ -409,12 +414,26 @@ impl AlertWriter for PostgresWriter {
         Ok(())
     }
 
+    fn commit_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.client.execute(
+            "INSERT INTO snapshots (version, taken_us, doc) VALUES ($1, $2, $3)
+             ON CONFLICT (version) DO NOTHING",
+            &[&snapshot.version, &snapshot.taken_us, &snapshot.doc],
+        )?;
+        Ok(())
+    }
+
     fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError> {
         let mut tx = self.client.transaction()?;
         let mut pruned = 0;
         if let Some(age) = retention.max_age_us {
             let cutoff = now_us.saturating_sub(age);
             pruned += tx.execute("DELETE FROM alerts WHERE time_us < $1", &[&cutoff])?;
+            tx.execute(
+                "DELETE FROM snapshots WHERE taken_us < $1
+                 AND taken_us < (SELECT max(taken_us) FROM snapshots)",
+                &[&cutoff],
+            )?;
         }
         if let Some(keep) = retention.max_alerts {
             let keep = i64::try_from(keep).unwrap_or(i64::MAX);
@@ -537,6 +556,27 @@ impl AlertReader for PostgresReader {
                 }
             })
             .collect())
+    }
+
+    fn snapshot(&mut self, version: &str) -> Result<Option<Snapshot>, StoreError> {
+        let row = self.client()?.query_opt(
+            "SELECT version, taken_us, doc FROM snapshots WHERE version = $1",
+            &[&version],
+        )?;
+        Ok(row.map(|r| Snapshot {
+            version: r.get(0),
+            taken_us: r.get(1),
+            doc: r.get(2),
+        }))
+    }
+
+    fn snapshot_versions(&mut self, limit: usize) -> Result<Vec<(String, i64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.client()?.query(
+            "SELECT version, taken_us FROM snapshots ORDER BY taken_us DESC, version LIMIT $1",
+            &[&limit],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn outbox(&mut self) -> Result<Vec<OutboxDepth>, StoreError> {

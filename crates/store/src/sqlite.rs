@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row, params, params_from_iter};
 
-use crate::AuditRun;
 use crate::query::{Param, severity_of_rank, severity_rank};
 use crate::{
     AlertQuery, AlertReader, AlertRecord, AlertWriter, Delivery, Due, OutboxDepth, Outcome,
     Retention, Settlement, Store, StoreError, StoredAlert,
 };
+use crate::{AuditRun, Snapshot};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS alerts (
@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS audit_runs (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_runs_by_origin ON audit_runs (origin, time_us);
+CREATE TABLE IF NOT EXISTS snapshots (
+    version TEXT PRIMARY KEY,
+    taken_us INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
 ";
 
 /// Outbox states; a delivered row is deleted.
@@ -240,13 +245,24 @@ impl AlertWriter for SqliteWriter {
         Ok(())
     }
 
+    fn commit_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO snapshots (version, taken_us, doc) VALUES (?1, ?2, ?3)",
+            params![snapshot.version, snapshot.taken_us, snapshot.doc],
+        )?;
+        Ok(())
+    }
+
     fn prune(&mut self, retention: &Retention, now_us: i64) -> Result<u64, StoreError> {
         let tx = self.conn.transaction()?;
         let mut pruned = 0;
         if let Some(age) = retention.max_age_us {
-            pruned += tx.execute(
-                "DELETE FROM alerts WHERE time_us < ?1",
-                [now_us.saturating_sub(age)],
+            let cutoff = now_us.saturating_sub(age);
+            pruned += tx.execute("DELETE FROM alerts WHERE time_us < ?1", [cutoff])?;
+            tx.execute(
+                "DELETE FROM snapshots WHERE taken_us < ?1
+                 AND taken_us < (SELECT max(taken_us) FROM snapshots)",
+                [cutoff],
             )?;
         }
         if let Some(keep) = retention.max_alerts {
@@ -352,6 +368,29 @@ impl AlertReader for SqliteReader {
                 doc: row.get(4)?,
             })
         })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn snapshot(&mut self, version: &str) -> Result<Option<Snapshot>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT version, taken_us, doc FROM snapshots WHERE version = ?1")?;
+        let mut rows = statement.query_map([version], |row| {
+            Ok(Snapshot {
+                version: row.get(0)?,
+                taken_us: row.get(1)?,
+                doc: row.get(2)?,
+            })
+        })?;
+        Ok(rows.next().transpose()?)
+    }
+
+    fn snapshot_versions(&mut self, limit: usize) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT version, taken_us FROM snapshots ORDER BY taken_us DESC, version LIMIT ?1",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map([limit], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 

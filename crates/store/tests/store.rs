@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use palisade_inventory::severity::Severity;
 use palisade_store::{
     AlertQuery, AlertRecord, AuditRun, Committer, CommitterOptions, Delivery, OutboxDepth, Outcome,
-    PostgresStore, Retention, Settlement, SqliteStore, Store,
+    PostgresStore, Retention, Settlement, Snapshot, SqliteStore, Store,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -207,6 +207,38 @@ fn the_latest_audit_run_of_each_origin_is_kept_and_read(store: &dyn Store) {
     let laptop = reader.latest_runs(Some("laptop")).unwrap();
     assert_eq!(laptop.len(), 1);
     assert_eq!(laptop[0].doc, "{\"run\":\"b1\"}");
+}
+
+fn snapshots_are_kept_once_per_version_and_aged_out_but_the_newest(store: &dyn Store) {
+    let mut writer = store.writer().unwrap();
+    let snapshot = |version: &str, taken_us: i64| Snapshot {
+        version: version.into(),
+        taken_us,
+        doc: format!("{{\"taken\":{taken_us}}}"),
+    };
+    for s in [snapshot("files:a", 100), snapshot("files:b", 200)] {
+        writer.commit_snapshot(&s).unwrap();
+    }
+    // The same version seen again (a restart) keeps its first record.
+    writer.commit_snapshot(&snapshot("files:a", 300)).unwrap();
+    let mut reader = store.reader().unwrap();
+    let kept = reader.snapshot("files:a").unwrap().unwrap();
+    assert_eq!((kept.taken_us, kept.doc.as_str()), (100, "{\"taken\":100}"));
+    assert_eq!(reader.snapshot("files:none").unwrap(), None);
+    let versions = reader.snapshot_versions(10).unwrap();
+    assert_eq!(
+        versions,
+        [("files:b".to_string(), 200), ("files:a".to_string(), 100)]
+    );
+    assert_eq!(reader.snapshot_versions(1).unwrap().len(), 1);
+    // Both are older than the age kept; the newest stays all the same.
+    let by_age = Retention {
+        max_age_us: Some(10),
+        max_alerts: None,
+    };
+    writer.prune(&by_age, 1_000).unwrap();
+    let versions = store.reader().unwrap().snapshot_versions(10).unwrap();
+    assert_eq!(versions, [("files:b".to_string(), 200)]);
 }
 
 fn retention_drops_the_old_and_keeps_the_newest(store: &dyn Store) {
@@ -476,6 +508,7 @@ mod postgres {
         deliveries_are_made_once_retried_when_due_and_dead_lettered,
         repeats_within_one_batch_are_one_alert,
         the_latest_audit_run_of_each_origin_is_kept_and_read,
+        snapshots_are_kept_once_per_version_and_aged_out_but_the_newest,
         concurrent_writers_lose_nothing_and_never_deadlock
     );
 }
@@ -491,6 +524,7 @@ mod sqlite {
         deliveries_are_made_once_retried_when_due_and_dead_lettered,
         repeats_within_one_batch_are_one_alert,
         the_latest_audit_run_of_each_origin_is_kept_and_read,
+        snapshots_are_kept_once_per_version_and_aged_out_but_the_newest,
         concurrent_writers_lose_nothing_and_never_deadlock
     );
 }
