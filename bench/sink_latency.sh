@@ -41,3 +41,19 @@ for round in 1 2; do
   echo "RSS after $((round * 100000)) alerts with the sink down: $(grep VmRSS /proc/$pid/status)"
 done
 curl -s http://127.0.0.1:18601/metrics | grep -E '^palisade_sink_queue_depth'
+
+# 3. A long outage: the webhook sink stays down for OUTAGE_MINUTES (10)
+# while 100,000 alerts arrive every minute; the server's resident memory
+# and the deliveries waiting, once a minute.
+minutes=${OUTAGE_MINUTES:-10}
+"$bin" serve --listen 127.0.0.1:18602 --store "sqlite:$dir/c.db" --config "$dir/down.yaml" 2>/dev/null &
+pid=$!
+sleep 1
+echo "outage: RSS at start: $(grep VmRSS /proc/$pid/status)"
+start=$(date +%s)
+for minute in $(seq 1 "$minutes"); do
+  "$load" http://127.0.0.1:18602 100000 4 1000 > /dev/null
+  sleep $((start + minute * 60 - $(date +%s)))
+  depth=$(curl -s http://127.0.0.1:18602/metrics | awk '/^palisade_sink_queue_depth/ {print $2}')
+  echo "outage: minute $minute: $(grep VmRSS /proc/$pid/status), deliveries waiting: $depth"
+done
