@@ -29,6 +29,21 @@ PY
 wc -l < "$dir/alerts.jsonl" | xargs echo "lines in the sink file:"
 kill %1; wait %1 2>/dev/null || true
 
+# 1b. Ingest to sink: each alert stamped as its request leaves, and read
+# from the sink's file as it lands there (bench/ingest_to_sink.py).
+for shape in "5000 1 10" "100000 4 1000"; do
+  set -- $shape
+  printf 'sinks:\n- {name: file, type: jsonl, path: %s/i2s-%s.jsonl}\n' "$dir" "$1" > "$dir/i2s.yaml"
+  "$bin" serve --listen 127.0.0.1:18603 --store "sqlite:$dir/i2s-$1.db" --config "$dir/i2s.yaml" 2>/dev/null &
+  server=$!
+  sleep 1
+  python3 bench/ingest_to_sink.py "$dir/i2s-$1.jsonl" "$1" &
+  follower=$!
+  STAMP=1 "$load" http://127.0.0.1:18603 "$1" "$2" "$3"
+  wait $follower
+  kill $server; wait $server 2>/dev/null || true
+done
+
 # 2. Memory: a webhook sink that is down (nothing listens) while 200,000
 # alerts come in; the server's resident memory before and after.
 printf 'sinks:\n- {name: down, type: webhook, url: "http://127.0.0.1:9/"}\n' > "$dir/down.yaml"

@@ -3,6 +3,10 @@
 //! alerts per second acknowledged, and request latency percentiles.
 //!
 //! cargo run --release --example ingest_load -- http://127.0.0.1:8470 200000 4 1000
+//!
+//! With STAMP set, each alert's `time` is the moment its request is sent
+//! (RFC 3339, microseconds), so that a reader of a sink can measure
+//! ingest-to-sink latency (`bench/ingest_to_sink.py`).
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +15,17 @@ fn alert(run: u128, n: usize) -> String {
         r#"{{"id":"{run}-{n}","origin":"bench","time":"2026-12-02T10:00:00Z","first_seen":"2026-12-02T10:00:00Z","rule":"FLOW-001","name":"policy-bypass","severity":"critical","summary":"web/fe[Deployment] reached shop/db[StatefulSet]:5432, which the policy denies","src":{{"kind":"pod","ip":"10.0.1.5","namespace":"web","pod":"fe-{m}","workload":"web/fe[Deployment]"}},"dst":{{"kind":"pod","ip":"10.0.2.9","namespace":"shop","pod":"db-0","workload":"shop/db[StatefulSet]"}},"protocol":"TCP","port":5432,"connections":1,"evidence":{{"records":[{{"file":"ebpf","format":"ebpf","record":{n}}}]}}}}"#,
         m = n % 97
     )
+}
+
+/// The `time` every alert has unless STAMP is set.
+const FIXED_TIME: &str = r#""time":"2026-12-02T10:00:00Z""#;
+
+/// Now, as RFC 3339 with microseconds.
+fn now() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    palisade_detect::rfc3339(micros)
 }
 
 fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
@@ -52,12 +67,17 @@ fn main() {
             std::thread::spawn(move || {
                 let client = palisade_send::http::client();
                 let mut latencies = Vec::new();
+                let stamp = std::env::var_os("STAMP").is_some();
                 for body in bodies {
                     loop {
                         let sent = Instant::now();
+                        let body = match stamp {
+                            true => body.replace(FIXED_TIME, &format!("\"time\":\"{}\"", now())),
+                            false => body.clone(),
+                        };
                         let status = client
                             .post(&url)
-                            .body(body.clone())
+                            .body(body)
                             .send()
                             .map(|r| r.status().as_u16());
                         latencies.push(sent.elapsed());
