@@ -1,5 +1,5 @@
 //! Any bytes as a text flow source: every text reader (Hubble, Calico,
-//! conntrack, generic JSON lines and CSV) must read them without panicking
+//! conntrack, generic JSON lines, CSV and data-plane drop logs) must read them without panicking
 //! or hanging, and account for every line it read. The sniffer must not
 //! panic either. Hubble's fast path must read every line as serde does.
 #![no_main]
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use palisade_flow::generic::{LOST_EVENTS_REASON, read_csv, read_jsonl, sniff};
-use palisade_flow::{Flow, Format, ReadStats, RecordRef, calico, conntrack, hubble};
+use palisade_flow::{Flow, Format, ReadStats, RecordRef, calico, conntrack, droplog, hubble};
 
 type Reader = fn(&[u8], Arc<str>, &mut dyn FnMut(Flow)) -> ReadStats;
 
@@ -25,11 +25,12 @@ fuzz_target!(|data: &[u8]| {
             hubble::parse_hubble_line_by_serde(line, evidence())
         );
     }
-    let line_readers: [Reader; 4] = [
+    let line_readers: [Reader; 5] = [
         |input, file, sink| hubble::read_hubble(input, file, sink),
         |input, file, sink| calico::read_calico(input, file, sink),
         |input, file, sink| read_jsonl(input, file, sink),
         |input, file, sink| read_csv(input, file, sink),
+        |input, file, sink| droplog::read_drop_log(input, file, sink),
     ];
     for reader in line_readers {
         let mut flows = 0u64;

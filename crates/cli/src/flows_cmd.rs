@@ -61,6 +61,9 @@ pub enum InputFormat {
     Conntrack,
     Jsonl,
     Csv,
+    /// Data-plane drop logs: netfilter LOG lines (Calico's `calico-packet`),
+    /// `cilium monitor --type drop`, OVN-Kubernetes ACL audit lines.
+    DropLog,
 }
 
 impl InputFormat {
@@ -73,6 +76,7 @@ impl InputFormat {
             InputFormat::Conntrack => Format::Conntrack,
             InputFormat::Jsonl => Format::Jsonl,
             InputFormat::Csv => Format::Csv,
+            InputFormat::DropLog => Format::DropLog,
         }
     }
 }
@@ -264,7 +268,7 @@ fn read_all<T: Send>(
 fn detect(reader: &mut BufReader<Box<dyn Read>>, name: &str) -> Result<Format> {
     let head = reader.fill_buf().with_context(|| name.to_string())?;
     sniff_format(head).ok_or_else(|| {
-        anyhow!("{name}: format not recognised (pcap, pcapng, hubble, calico, conntrack, jsonl, csv); use --format")
+        anyhow!("{name}: format not recognised (pcap, pcapng, hubble, calico, conntrack, jsonl, csv, drop-log); use --format")
     })
 }
 

@@ -313,7 +313,8 @@ pub fn serve_until(
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
-        eprintln!("palisade serve: listening on {scheme}://{addr} (authentication {auth})");
+        // Both listeners are bound before the server says it listens: a
+        // client (or a test) told so may scrape at once.
         let metrics_listener = match args.metrics_listen {
             Some(at) => {
                 let metrics = tokio::net::TcpListener::bind(at)
@@ -327,6 +328,7 @@ pub fn serve_until(
             }
             None => None,
         };
+        eprintln!("palisade serve: listening on {scheme}://{addr} (authentication {auth})");
         if let Some(ready) = ready {
             let _ = ready.send(addr);
         }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use palisade_inventory::collect_manifest_files;
@@ -49,29 +50,43 @@ pub fn run(args: &TimelineArgs, input: &InputArgs) -> Result<Outcome> {
         port,
         ..MapFilter::default()
     };
-    let mut out = StepWriter::new(args.output);
-    let mut events = 0u64;
-    for path in inputs(&args.audit_logs)? {
-        let name = path.display().to_string();
-        let reader: Box<dyn Read> = if name == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            Box::new(File::open(&path).with_context(|| name.clone())?)
-        };
-        let reader = BufReader::with_capacity(1 << 20, reader);
-        let wanted = |e: &DiffEntry| wanted(e, args.from.as_deref(), args.to.as_deref());
-        let mut written = Ok(());
-        let stats = replay(&mut timeline, reader, &filter, &wanted, &mut |step| {
-            if written.is_ok() {
-                written = out.write(&name, &step);
+    let wanted = |e: &DiffEntry| wanted(e, args.from.as_deref(), args.to.as_deref());
+    // Steps are written on a thread of their own: a long timeline's text
+    // costs as much as a fair share of its judging.
+    let (mut out, events) = std::thread::scope(|scope| -> Result<(StepWriter, u64)> {
+        let (steps, received) = std::sync::mpsc::sync_channel::<(Arc<str>, Step)>(64);
+        let writer = scope.spawn(move || -> std::io::Result<StepWriter> {
+            let mut out = StepWriter::new(args.output);
+            for (name, step) in received {
+                out.write(&name, &step)?;
             }
+            Ok(out)
         });
-        written.context("writing the timeline")?;
-        events += stats.events;
-        for (line, message) in stats.diagnostics.iter().take(20) {
-            eprintln!("{name}:{line}: {message}");
+        let mut events = 0u64;
+        for path in inputs(&args.audit_logs)? {
+            let name: Arc<str> = path.display().to_string().into();
+            let reader: Box<dyn Read> = if &*name == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(File::open(&path).with_context(|| name.to_string())?)
+            };
+            let reader = BufReader::with_capacity(1 << 20, reader);
+            let stats = replay(&mut timeline, reader, &filter, &wanted, &mut |step| {
+                // A writer that failed has said why: its error comes below.
+                let _ = steps.send((name.clone(), step));
+            });
+            events += stats.events;
+            for (line, message) in stats.diagnostics.iter().take(20) {
+                eprintln!("{name}:{line}: {message}");
+            }
         }
-    }
+        drop(steps);
+        let out = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .context("writing the timeline")?;
+        Ok((out, events))
+    })?;
     out.finish().context("writing the timeline")?;
     let unchanged = match (&args.from, &args.to) {
         (None, None) => "changed no connection",

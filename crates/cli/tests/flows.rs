@@ -165,6 +165,7 @@ fn every_sample_format_is_recognised() {
             "hubble",
         ),
         ("crates/flow/tests/data/calico-flows.log", "calico"),
+        ("crates/flow/tests/data/lab-drops.log", "drop-log"),
     ] {
         let out = verify(&["--policy", "examples/lab", file]);
         assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out.stderr));
@@ -172,6 +173,50 @@ fn every_sample_format_is_recognised() {
             text(&out.stderr).contains(&format!(": {format}, ")),
             "{file}: {}",
             text(&out.stderr)
+        );
+    }
+}
+
+/// Data planes' drop logs are flow records with the data plane's verdict:
+/// a drop of what the policy denies is a blocked attempt, of what it allows
+/// an unexpected drop; other lines are counted, not read as flows.
+#[test]
+fn drop_logs_of_three_data_planes_are_judged_against_the_policy() {
+    let out = verify(&[
+        "--policy",
+        "examples/lab",
+        "crates/flow/tests/data/lab-drops.log",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stderr.contains("drop-log, 5 records, 3 flows, 2 skipped (2 log line recording no drop)"),
+        "{stderr}"
+    );
+    // netfilter (calico-packet) pod1 -> pod3 TCP 9090 and OVN pod1 -> pod3
+    // UDP 5353 are denied; Cilium's pod2 -> pod3 UDP 5353 is allowed.
+    assert!(
+        stdout.contains("0 allowed, 0 bypass, 2 blocked-attempt, 1 unexpected-drop, 0 unresolved"),
+        "{stdout}"
+    );
+    // Each alert keeps the data plane's own reason.
+    let json = text(
+        &verify(&[
+            "--policy",
+            "examples/lab",
+            "-o",
+            "jsonl",
+            "crates/flow/tests/data/lab-drops.log",
+        ])
+        .stdout,
+    );
+    for reason in [
+        "cilium: Policy denied",
+        "netfilter log: calico-packet:",
+        "ovn acl: lab_pod3-ingress",
+    ] {
+        assert!(
+            json.contains(&format!("\"drop_reason\":\"{reason}\"")),
+            "{reason}: {json}"
         );
     }
 }

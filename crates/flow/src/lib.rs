@@ -9,6 +9,7 @@
 pub mod calico;
 pub mod conntrack;
 pub mod diagnostics;
+pub mod droplog;
 pub mod generic;
 pub mod hubble;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod read;
 pub mod reconstruct;
 
 pub use diagnostics::{FlowDiagnostic, ReadStats};
+pub use droplog::{LoggedDrop, parse_drop_line, read_drop_log};
 pub use generic::time::parse_rfc3339;
 pub use model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, RecordRef, Transport};
 pub use read::{read_flows, read_flows_prepared, sniff_format};

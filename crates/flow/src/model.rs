@@ -184,7 +184,8 @@ pub enum Format {
     Csv,
     /// Events of the node agent's eBPF sensor (live, not a file format).
     Ebpf,
-    /// Data-plane log lines recording policy drops (read by palisade-logs).
+    /// Data-plane log lines recording policy drops (netfilter LOG, Cilium
+    /// monitor, OVN ACL audit).
     DropLog,
     /// Kubernetes API audit events (palisade-logs).
     AuditLog,

@@ -44,6 +44,7 @@ pub fn read_flows_prepared<R: BufRead, T: Send>(
         Format::Hubble => crate::hubble::parse_hubble_line,
         Format::Calico => crate::calico::parse_calico_line,
         Format::Jsonl => crate::generic::parse_generic_json_line,
+        Format::DropLog => crate::droplog::parse_drop_log_line,
         Format::Pcap | Format::Pcapng => {
             return crate::pcap::read_capture(input, file, capture, &mut |f| sink(prepare(f)));
         }
@@ -51,7 +52,7 @@ pub fn read_flows_prepared<R: BufRead, T: Send>(
             return crate::conntrack::read_conntrack(input, file, &mut |f| sink(prepare(f)));
         }
         Format::Csv => return crate::generic::read_csv(input, file, &mut |f| sink(prepare(f))),
-        Format::Ebpf | Format::DropLog | Format::AuditLog | Format::ContainerLog => {
+        Format::Ebpf | Format::AuditLog | Format::ContainerLog => {
             let mut stats = ReadStats::default();
             let message =
                 "sensor events and logs are not flow files (palisade agent, palisade logs)";

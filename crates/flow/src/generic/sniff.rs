@@ -21,7 +21,17 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     if is_conntrack(line) {
         return Some(Format::Conntrack);
     }
-    is_generic_csv_header(line).then_some(Format::Csv)
+    if is_generic_csv_header(line) {
+        return Some(Format::Csv);
+    }
+    // A log of drops may open with other lines (a kernel log does): any of
+    // the first lines that records a drop names the format.
+    let drops = head
+        .split(|&b| b == b'\n')
+        .take(64)
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .any(|line| crate::droplog::parse_drop_line(line).is_some());
+    drops.then_some(Format::DropLog)
 }
 
 fn capture_magic(head: &[u8]) -> Option<Format> {

@@ -1,6 +1,6 @@
 //! Log lines in which data planes record what their policy dropped, as the
-//! flow records `flows verify` judges (outcome `dropped`, the data plane's
-//! own verdict):
+//! flow records `flows verify` judges (format `drop-log`; outcome
+//! `dropped`, the data plane's own verdict):
 //!
 //! - netfilter LOG lines, as Calico writes them (`calico-packet:` and the
 //!   `Log` action) and any iptables/nftables `log` rule does:
@@ -11,12 +11,45 @@
 //!   `...|acl_log(ovn_pinctrl0)|INFO|name="ns_deny-all", verdict=drop, severity=alert: tcp,...,nw_src=a,nw_dst=b,...,tp_src=p,tp_dst=q`
 //!   (only `verdict=drop` lines are drops).
 //!
-//! A line that is none of these is skipped and counted by the caller.
+//! Every other line (a kernel log holds many) is skipped and counted as
+//! "not a drop", and so is an OVN line of another verdict.
 
+use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use palisade_flow::{Flow, FlowEndpoint, Format, Outcome, RecordRef, Transport};
+use crate::generic::ParsedLine;
+use crate::generic::lines::read_independent_lines;
+use crate::{Flow, FlowEndpoint, Format, Outcome, ReadStats, RecordRef, Transport};
+
+/// Why a line of a drop log was not read as a flow.
+pub const NOT_A_DROP: &str = "log line recording no drop";
+
+/// Reads a drop log: each line that records a drop is a flow.
+pub fn read_drop_log<R: BufRead>(
+    input: R,
+    file: Arc<str>,
+    sink: &mut dyn FnMut(Flow),
+) -> ReadStats {
+    read_independent_lines(
+        input,
+        file,
+        Format::DropLog,
+        parse_drop_log_line,
+        &|f| f,
+        sink,
+    )
+}
+
+/// One line of a drop log: a flow, or a counted skip. Bytes that are not
+/// UTF-8 are an error with the line's number.
+pub fn parse_drop_log_line(line: &[u8], evidence: RecordRef) -> Result<ParsedLine, String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    Ok(match parse_drop_line(text) {
+        Some(drop) => ParsedLine::Flow(drop.flow_at(evidence)),
+        None => ParsedLine::Skip(NOT_A_DROP),
+    })
+}
 
 /// Which data plane wrote the line, and the drop it records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,11 +66,14 @@ pub struct LoggedDrop {
 impl LoggedDrop {
     /// The flow record for `flows verify`.
     pub fn flow(&self, file: &Arc<str>, line: u64) -> Flow {
-        let evidence = RecordRef {
+        self.flow_at(RecordRef {
             file: file.clone(),
             format: Format::DropLog,
             record: line,
-        };
+        })
+    }
+
+    fn flow_at(&self, evidence: RecordRef) -> Flow {
         let mut flow = Flow::new(evidence, self.transport, Outcome::Dropped);
         let endpoint = |a: SocketAddr| FlowEndpoint {
             ip: Some(a.ip()),
