@@ -26,10 +26,7 @@ const FETCH: u64 = 1000;
 /// stream and the consumer are new in each run).
 fn consumer_figures(monitor: u16) -> (u64, u64) {
     let url = format!("http://127.0.0.1:{monitor}/jsz?consumers=true");
-    let text = support::get(&url)
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    let jsz: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let jsz = support::get_json(&url);
     let consumers = jsz["account_details"]
         .as_array()
         .into_iter()

@@ -343,6 +343,36 @@ fn pushed_audit_events_and_fluent_bit_records_raise_stored_alerts() {
         .send()
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400, "a body with nothing readable");
+    // Fluent Bit's records: nothing readable is refused with the reason; a
+    // bad record beside a good one is counted and the good one read.
+    let fluent = |body: &str| {
+        let r = client
+            .post(format!("{}/api/v1/ingest/fluent-bit", server.url))
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&r.text().unwrap()).unwrap(),
+        )
+    };
+    let (status, refused) = fluent("{not json\n[1,2\n");
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no record could be read")),
+        "{refused}"
+    );
+    let good = r#"{"date":1796205700.25,"log":"GET / 200","kubernetes":{"pod_name":"web-1","namespace_name":"shop","container_name":"app"}}"#;
+    let (status, mixed) = fluent(&format!("{{not json\n{good}\n"));
+    assert_eq!(status, 200, "{mixed}");
+    assert_eq!(
+        (mixed["records"].as_u64(), mixed["skipped"].as_u64()),
+        (Some(1), Some(1)),
+        "{mixed}"
+    );
     let (listed, rules) = list_alerts(&server, "namespace=shop");
     assert!(rules.iter().any(|r| r == "AUDIT-001"), "{listed}");
     assert!(rules.iter().any(|r| r == "LOG-001"), "{listed}");

@@ -191,18 +191,9 @@ fn alerts_reach_every_sink_in_its_wire_format() {
     assert_eq!(lines[1]["ecs"]["version"], "9.4.0");
     assert_eq!(lines[1]["event"]["kind"], "alert");
 
-    let am_alerts = format!("{am_url}/api/v2/alerts");
-    let mut listed = Value::Null;
-    let arrived = wait_until(within, || {
-        listed = support::get(&am_alerts)
-            .and_then(|r| r.text())
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        listed.as_array().is_some_and(|a| !a.is_empty())
-    });
+    let listed = support::alertmanager_alerts(&am_url, within);
     assert!(
-        arrived,
+        listed.as_array().is_some_and(|a| !a.is_empty()),
         "alertmanager has the alert: {listed} {}",
         sinks_status(&server)
     );

@@ -14,21 +14,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lab::{Lab, client_and_db, shop_manifests, skip_or_fail, start_agent, stop_agent};
-use serde_json::Value;
 use support::browser::{Browser, CHROMEDRIVER};
 use support::receiver::Receiver;
-use support::{alertmanager, free_port, have, wait_until};
+use support::{alertmanager, alertmanager_alerts, free_port, get_json, have};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
-
-fn listed(url: &str) -> serde_json::Value {
-    let text = palisade_send::http::client()
-        .get(url)
-        .send()
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    serde_json::from_str(&text).unwrap_or_default()
-}
 
 #[test]
 fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
@@ -86,10 +76,10 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     assert!(lab.connect_tcp("client", "db", 6379, Duration::from_millis(700)));
     let url = format!("http://127.0.0.1:{port}/api/v1/alerts?rule=FLOW-001&namespace=shop");
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut answer = listed(&url);
+    let mut answer = get_json(&url);
     while answer["count"] != 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        answer = listed(&url);
+        answer = get_json(&url);
     }
     assert_eq!(answer["count"], 1, "{answer}");
     let bypass = &answer["alerts"][0]["alert"];
@@ -101,7 +91,7 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     let id = bypass["id"].as_str().unwrap().to_string();
     // The store keeps the snapshot the agent judged it against.
     let version = bypass["evidence"]["snapshot"].as_str().unwrap();
-    let snapshot = listed(&format!(
+    let snapshot = get_json(&format!(
         "http://127.0.0.1:{port}/api/v1/snapshots/{version}"
     ));
     assert_eq!(snapshot["version"], version, "{snapshot}");
@@ -117,17 +107,11 @@ fn a_bypass_in_the_lab_reaches_the_store_of_palisade_up() {
     assert_eq!(hooks.len(), 1, "one delivery to the webhook");
     assert_eq!(hooks[0].json()["id"], id.as_str());
     assert_eq!(hooks[0].header("idempotency-key"), Some(id.as_str()));
-    let am_alerts = format!("{am_url}/api/v2/alerts");
-    let mut held = Value::Null;
-    let arrived = wait_until(Duration::from_secs(10), || {
-        held = support::get(&am_alerts)
-            .and_then(|r| r.text())
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        held.as_array().is_some_and(|a| !a.is_empty())
-    });
-    assert!(arrived, "alertmanager holds the bypass: {held}");
+    let held = alertmanager_alerts(&am_url, Duration::from_secs(10));
+    assert!(
+        held.as_array().is_some_and(|a| !a.is_empty()),
+        "alertmanager holds the bypass: {held}"
+    );
     assert_eq!(held[0]["labels"]["rule_id"], "FLOW-001", "{held}");
     assert_eq!(held[0]["labels"]["namespace"], "shop", "{held}");
 

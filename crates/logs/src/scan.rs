@@ -608,11 +608,20 @@ mod tests {
                 json!({"objectRef": {"resource": "services", "namespace": "a", "name": "s"}, "requestObject": {"spec": spec}}),
             )
         };
-        let role = |verbs: Value| {
+        let role_on = |resource: &str, verbs: Value| {
             event(
                 0,
                 json!({"objectRef": {"resource": "roles", "namespace": "a", "name": "r"},
-                "requestObject": {"rules": [{"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": verbs}]}}),
+                "requestObject": {"rules": [{"apiGroups": ["networking.k8s.io", ""], "resources": [resource], "verbs": verbs}]}}),
+            )
+        };
+        let role = |verbs: Value| role_on("networkpolicies", verbs);
+        let binding = |role: &str| {
+            event(
+                0,
+                json!({"verb": "create", "objectRef": {"resource": "rolebindings", "namespace": "a", "name": "b"},
+                "requestObject": {"roleRef": {"kind": "ClusterRole", "name": role}, "subjects": [{"kind": "User", "name": "mallory"}]},
+                "responseStatus": {"code": 201}}),
             )
         };
         let plain = pod_spec(json!({"containers": [{"image": "nginx"}]}));
@@ -674,6 +683,17 @@ mod tests {
                 role(json!(["create", "patch"])),
                 role(json!(["get", "list"])),
             ),
+            (
+                "AUDIT-011",
+                role_on("pods", json!(["create"])),
+                role_on("configmaps", json!(["create"])),
+            ),
+            (
+                "AUDIT-011",
+                role_on("namespaces", json!(["patch"])),
+                role_on("namespaces", json!(["get"])),
+            ),
+            ("AUDIT-014", binding("edit"), binding("view")),
             (
                 "AUDIT-012",
                 netpol("patch", "Metadata"),

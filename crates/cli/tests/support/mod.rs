@@ -67,6 +67,28 @@ pub fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::blocking::Res
     palisade_send::http::client().get(url).send()
 }
 
+/// GET `url` and its JSON answer; `Null` when there is none (not yet
+/// listening, not JSON), for the callers that wait for one.
+pub fn get_json(url: &str) -> serde_json::Value {
+    get(url)
+        .and_then(|r| r.text())
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The alerts Alertmanager at `url` holds, once it holds any (or what it
+/// answered last when `within` passed without).
+pub fn alertmanager_alerts(url: &str, within: Duration) -> serde_json::Value {
+    let listed = format!("{url}/api/v2/alerts");
+    let mut held = serde_json::Value::Null;
+    wait_until(within, || {
+        held = get_json(&listed);
+        held.as_array().is_some_and(|a| !a.is_empty())
+    });
+    held
+}
+
 /// How many edges of the server's graph the declared policies allow.
 pub fn declared_edges(server: &Server) -> usize {
     let text = get(format!("{}/api/v1/graph", server.url))
