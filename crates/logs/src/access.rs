@@ -21,6 +21,9 @@ pub struct EnvoyAccess {
     pub details: Option<String>,
     /// `%UPSTREAM_HOST%`: the address Envoy connected (or tried) to.
     pub upstream_host: Option<String>,
+    /// Istio's `%UPSTREAM_CLUSTER%`: `outbound|8080||svc...` when the
+    /// sidecar connected out of its pod, `inbound|...` when to its own app.
+    pub upstream_cluster: Option<String>,
     pub user_agent: Option<String>,
 }
 
@@ -111,6 +114,7 @@ pub fn parse_envoy(line: &str) -> Option<EnvoyAccess> {
         details,
         user_agent: at(9),
         upstream_host: at(12),
+        upstream_cluster: istio.then(|| at(13)).flatten(),
     })
 }
 
@@ -129,6 +133,85 @@ impl DnsQuery {
     pub fn longest_label(&self) -> usize {
         self.name.split('.').map(str::len).max().unwrap_or(0)
     }
+
+    /// The longest run of letters and digits in the name's labels before
+    /// its last two (the registered domain, or `cluster.local`): encoded
+    /// data makes long runs that mix letters and digits, where names made
+    /// of words break at hyphens and dots.
+    pub fn longest_run(&self) -> Run {
+        let labels: Vec<&str> = self.name.trim_end_matches('.').split('.').collect();
+        let asked = &labels[..labels.len().saturating_sub(2)];
+        let run = asked
+            .iter()
+            .flat_map(|label| label.split(|c: char| !c.is_ascii_alphanumeric()))
+            .max_by_key(|run| run.len())
+            .unwrap_or("");
+        Run::of(run)
+    }
+}
+
+/// A run of characters and what tells encoded data from words.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Run {
+    pub length: usize,
+    /// Shannon entropy, bits per character.
+    pub entropy: f64,
+    pub digits: usize,
+    pub letters: usize,
+}
+
+impl Run {
+    pub fn of(text: &str) -> Run {
+        let mut counts = [0usize; 256];
+        for b in text.bytes() {
+            counts[usize::from(b)] += 1;
+        }
+        let length = text.len();
+        let entropy = counts
+            .iter()
+            .filter(|&&n| n > 0)
+            .map(|&n| {
+                let p = n as f64 / length as f64;
+                -p * p.log2()
+            })
+            .sum();
+        Run {
+            length,
+            entropy,
+            digits: text.bytes().filter(u8::is_ascii_digit).count(),
+            letters: text.bytes().filter(u8::is_ascii_alphabetic).count(),
+        }
+    }
+}
+
+/// Where a failed connection a log line tells of was going, as
+/// `host:port` (`[v6]:port`), from the shapes common runtimes and tools
+/// log: Go's `dial tcp ADDR: connect: connection refused`, Node's
+/// `connect ECONNREFUSED ADDR`, nginx's `upstream: "http://ADDR/"`, curl's
+/// `Failed to connect to HOST port N`, urllib3's `host='HOST', port=N`,
+/// libpq's `host "HOST" ... port N`, Netty's `Connection refused: HOST/ADDR`;
+/// failing those, the first `IPv4:port` in the line.
+pub fn failed_destination(message: &str) -> Option<String> {
+    static SHAPES: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        let host = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)";
+        regex::Regex::new(&[
+            format!(r"dial (?:tcp|udp)[46]? {host}:(\d+)"),
+            format!(r"(?:ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH) {host}:(\d+)"),
+            format!(r#"upstream: "\w+://{host}:(\d+)"#),
+            format!(r"(?i:failed to connect to) {host} port (\d+)"),
+            format!(r"host='{host}', port=(\d+)"),
+            format!(r#"host "{host}".*? port (\d+)"#),
+            format!(r"(?i:connection refused|connection timed out): (?:[A-Za-z0-9_.-]*/)?{host}:(\d+)"),
+            r"\b(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})\b".to_string(),
+        ]
+        .join("|"))
+        .expect("destination shapes compile")
+    });
+    let found = SHAPES.captures(message)?;
+    // Each shape has its host and port groups; the one that matched holds them.
+    let mut groups = found.iter().skip(1).flatten();
+    let (host, port) = (groups.next()?.as_str(), groups.next()?.as_str());
+    Some(format!("{host}:{port}"))
 }
 
 /// `[INFO] 10.244.0.11:46853 - 39707 "A IN example.com. udp 82 false 512" NXDOMAIN qr,rd,ra 192 0.002916556s`
@@ -163,6 +246,10 @@ mod tests {
         assert_eq!((access.method.as_str(), access.status), ("GET", 503));
         assert!(access.upstream_connect_failure());
         assert_eq!(access.upstream_host.as_deref(), Some("172.16.0.15:8080"));
+        assert_eq!(
+            access.upstream_cluster.as_deref(),
+            Some("outbound|8080||customer.default.svc.cluster.local")
+        );
         assert_eq!(access.user_agent.as_deref(), Some("curl/7.68.0"));
     }
 
@@ -194,6 +281,82 @@ mod tests {
         assert_eq!(q.client, "10.244.0.11:46853");
         assert_eq!(q.duration.as_deref(), Some("0.002916556s"));
         assert_eq!(q.longest_label(), 8);
+    }
+
+    #[test]
+    fn the_destination_of_a_failed_connection_in_common_shapes() {
+        for (line, wanted) in [
+            (
+                "dial tcp 10.96.0.12:5432: connect: connection refused",
+                Some("10.96.0.12:5432"),
+            ),
+            (
+                "Get \"http://api:8080/x\": dial tcp [fd00::7]:8080: i/o timeout",
+                Some("[fd00::7]:8080"),
+            ),
+            (
+                "Error: connect ECONNREFUSED 10.0.0.5:6379",
+                Some("10.0.0.5:6379"),
+            ),
+            (
+                "connect() failed (111: Connection refused) while connecting to upstream, client: 10.0.0.1, server: _, request: \"GET / HTTP/1.1\", upstream: \"http://10.0.0.9:8080/\", host: \"shop\"",
+                Some("10.0.0.9:8080"),
+            ),
+            (
+                "curl: (7) Failed to connect to payments port 443 after 2 ms: Connection refused",
+                Some("payments:443"),
+            ),
+            (
+                "HTTPConnectionPool(host='orders.shop', port=8080): Max retries exceeded",
+                Some("orders.shop:8080"),
+            ),
+            (
+                "could not connect to server: Connection refused Is the server running on host \"db\" (10.0.0.3) and accepting TCP/IP connections on port 5432?",
+                Some("db:5432"),
+            ),
+            (
+                "io.netty.channel.AbstractChannel$AnnotatedConnectException: Connection refused: db.shop.svc/10.0.0.3:5432",
+                Some("10.0.0.3:5432"),
+            ),
+            (
+                "upstream 10.1.2.3:9000 connection reset by peer",
+                Some("10.1.2.3:9000"),
+            ),
+            (
+                "ConnectionRefusedError: [Errno 111] Connection refused",
+                None,
+            ),
+            ("12:30:45 connection timed out", None),
+        ] {
+            assert_eq!(failed_destination(line).as_deref(), wanted, "{line}");
+        }
+    }
+
+    #[test]
+    fn encoded_names_make_long_mixed_runs_and_words_do_not() {
+        let run = |name: &str| {
+            let query = DnsQuery {
+                client: String::new(),
+                qtype: "A".into(),
+                name: name.into(),
+                rcode: "NOERROR".into(),
+                duration: None,
+            };
+            query.longest_run()
+        };
+        let encoded = run("4a6f686e20446f65206b6e6f7773.x.evil.example.");
+        assert_eq!(
+            (encoded.length, encoded.digits, encoded.letters),
+            (28, 21, 7)
+        );
+        assert!(encoded.entropy > 3.0, "{}", encoded.entropy);
+        let words = run("prometheus-kube-prometheus-prometheus.monitoring.svc.cluster.local.");
+        assert_eq!((words.length, words.digits), (10, 0));
+        // The registered domain is not the data.
+        assert_eq!(run("verylongregistereddomainname1234.com.").length, 0);
+        assert_eq!(run(".").length, 0);
+        assert_eq!(Run::of("aaaa").entropy, 0.0);
+        assert_eq!(Run::of("ab").entropy, 1.0);
     }
 
     #[test]

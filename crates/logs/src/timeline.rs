@@ -213,6 +213,11 @@ impl Timeline {
         &self.inventory
     }
 
+    /// How the replay reads what the NetworkPolicy API leaves open.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// Only the connections from workloads matching `from` to workloads
     /// matching `to` (`ns/name` or `name`, as `--focus-workload`; `None`
     /// matches every workload) are wanted: steps may leave out every
