@@ -16,8 +16,8 @@ mkdir -p "$work/pods/shop_web-1_u1/app"
 log=$work/pods/shop_web-1_u1/app/0.log
 python3 bench/gen_container_log.py "$lines" "$share" > "$log"
 # 100 keyword rules (random 8-letter words), and the same words for grep
-# beside the built-in rules' two message patterns and what the Envoy and
-# CoreDNS rules look for.
+# beside the built-in rules' two message patterns, LOG-008's attack
+# strings and what the Envoy and CoreDNS rules look for.
 python3 - "$work" <<'PY'
 import random, sys
 random.seed(11)
@@ -33,6 +33,10 @@ with open(f"{work}/patterns.txt", "w") as f:
     f.write("connection refused|connection reset|connection timed out|i/o timeout|ECONNREFUSED|ETIMEDOUT|no route to host\n")
     f.write("\\b(401|403)\\b|unauthori[sz]ed|forbidden|permission denied\n")
     f.write("rbac_access_denied\nNXDOMAIN\n")
+    # LOG-008's attack strings, as extended regular expressions.
+    f.write("\\$\\{jndi:\n\\(\\) \\{ :; \\};\n/dev/tcp/\nbash -i >&\nnc -e /bin/\nncat -e\n"
+            "stratum\\+tcp://\nxmrig\n/etc/shadow\n/proc/self/environ\n169\\.254\\.169\\.254\n"
+            "union select\n\\.\\./\\.\\./\\.\\./\\.\\./\n")
     f.write("\n".join(words) + "\n")
 PY
 echo "input: $(wc -c < "$log") bytes, $lines lines"

@@ -130,7 +130,7 @@ fn starting_literals(hirs: &[Hir]) -> Option<Vec<Vec<u8>>> {
         .limit_total(8192);
     let mut all = Vec::new();
     for hir in hirs {
-        let seq = extractor.extract(hir);
+        let seq = extractor.extract(&lowercased(hir));
         for literal in seq.literals()? {
             if literal.as_bytes().is_empty() {
                 return None;
@@ -149,6 +149,51 @@ fn starting_literals(hirs: &[Hir]) -> Option<Vec<Vec<u8>>> {
         }
     }
     Some(kept)
+}
+
+/// The pattern as it matches a lowercased text: every literal and every
+/// small class with its ASCII letters lowercased. A case-insensitive word
+/// is then one literal instead of 2^n spellings, which would overflow the
+/// extractor's limits and leave only short, frequent prefixes. Larger
+/// classes stay as they are; the extractor gives up on them anyway.
+fn lowercased(hir: &Hir) -> Hir {
+    use regex_syntax::hir::{Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange};
+    const SMALL: u32 = 64;
+    match hir.kind() {
+        HirKind::Literal(literal) => Hir::literal(literal.0.to_ascii_lowercase()),
+        HirKind::Class(Class::Unicode(class)) => {
+            let size: u32 = class.ranges().iter().map(|r| r.len() as u32).sum();
+            if size > SMALL {
+                return hir.clone();
+            }
+            let chars = class.ranges().iter().flat_map(|r| r.start()..=r.end());
+            let ranges = chars.map(|c| {
+                let c = c.to_ascii_lowercase();
+                ClassUnicodeRange::new(c, c)
+            });
+            Hir::class(Class::Unicode(ClassUnicode::new(ranges)))
+        }
+        HirKind::Class(Class::Bytes(class)) => {
+            let size: u32 = class.ranges().iter().map(|r| r.len() as u32).sum();
+            if size > SMALL {
+                return hir.clone();
+            }
+            let bytes = class.ranges().iter().flat_map(|r| r.start()..=r.end());
+            let ranges = bytes.map(|b| {
+                let b = b.to_ascii_lowercase();
+                ClassBytesRange::new(b, b)
+            });
+            Hir::class(Class::Bytes(ClassBytes::new(ranges)))
+        }
+        HirKind::Empty | HirKind::Look(_) => hir.clone(),
+        HirKind::Capture(capture) => lowercased(&capture.sub),
+        HirKind::Repetition(repetition) => Hir::repetition(Repetition {
+            sub: Box::new(lowercased(&repetition.sub)),
+            ..repetition.clone()
+        }),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(lowercased).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(lowercased).collect()),
+    }
 }
 
 /// The literals as searches: by length first (the vectorised search keys
@@ -236,6 +281,23 @@ mod tests {
                 .literals
                 .is_empty()
         );
+    }
+
+    /// A case-insensitive word is searched as itself, lowercased, not cut to
+    /// a short prefix because its 2^n spellings overflow the extractor.
+    #[test]
+    fn case_insensitive_words_stay_whole_literals() {
+        let words = "(?i-u)/proc/self/environ|stratum\\+tcp://|union select|/etc/shadow";
+        let literals = starting_literals(&[regex_syntax::parse(words).unwrap()]).unwrap();
+        let expected: [&[u8]; 4] = [
+            b"/etc/shadow",
+            b"/proc/self/envir",
+            b"stratum+tcp://",
+            b"union select",
+        ];
+        assert_eq!(literals, expected);
+        let f = filter(&[words]);
+        assert_eq!(lines_found(&f, "x\nGET /PROC/SELF/ENVIRON\nunion\n"), [1]);
     }
 
     #[test]

@@ -645,7 +645,13 @@ fn test_of(
         "" => Test::Equals(values.clone()),
         "contains" | "icontains" => {
             let literals: Vec<String> = strings().iter().map(|s| regex::escape(s)).collect();
-            let case = if modifier == "icontains" { "(?i)" } else { "" };
+            // ASCII case only: a keyword is text, and Unicode folding (`s` as `ſ`)
+            // would multiply the spellings the log prefilter searches for.
+            let case = if modifier == "icontains" {
+                "(?i-u)"
+            } else {
+                ""
+            };
             // No literal matches nothing (an empty alternation would match all).
             let pattern = match literals.is_empty() {
                 true => "[^\\s\\S]".to_string(),

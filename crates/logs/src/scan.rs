@@ -13,7 +13,7 @@ use palisade_inventory::severity::Severity;
 use regex::Regex;
 use serde_json::{Value, json};
 
-use crate::access::{failed_destination, parse_coredns, parse_envoy};
+use crate::access::{EnvoyAccess, failed_destination, parse_coredns, parse_envoy};
 use crate::audit::{AuditEvent, AuditStats, read_audit_log_gated};
 use crate::container::{LogLine, LogSource, LogStats, read_container_log_gated};
 use crate::judge::{isolated_backends, policy_allows};
@@ -405,9 +405,6 @@ fn container_record(line: &LogLine, seed: Option<&Timeline>) -> Value {
         "stream": format!("{:?}", line.stream).to_ascii_lowercase(),
         "time": line.time,
     });
-    if let Some(destination) = failed_destination(&line.message) {
-        record["conn"] = json!({ "destination": destination });
-    }
     if let Some(source) = &line.source {
         record["source"] = json!({
             "namespace": source.namespace,
@@ -423,22 +420,10 @@ fn container_record(line: &LogLine, seed: Option<&Timeline>) -> Value {
             "upstream_host": envoy.upstream_host, "upstream_cluster": envoy.upstream_cluster,
             "user_agent": envoy.user_agent,
         });
-        let outbound = envoy
-            .upstream_cluster
-            .as_deref()
-            .is_none_or(|c| !c.starts_with("inbound|"));
-        let judged = seed
-            .zip(line.source.as_ref())
-            .zip(envoy.upstream_host.as_deref())
-            .filter(|_| outbound && !envoy.flags.is_empty())
-            .and_then(|((t, source), upstream)| {
-                policy_allows(t.inventory(), t.settings(), source, upstream)
-            });
-        if let Some(allows) = judged {
+        if let Some(allows) = seed.and_then(|t| judged_envoy(t, &envoy, line.source.as_ref())) {
             record["palisade"] = json!({ "policy_allows": allows });
         }
-    }
-    if let Some(dns) = parse_coredns(dns_part(&line.message)) {
+    } else if let Some(dns) = parse_coredns(dns_part(&line.message)) {
         let run = dns.longest_run();
         record["dns"] = json!({
             "client": dns.client, "type": dns.qtype, "name": dns.name, "rcode": dns.rcode,
@@ -447,8 +432,26 @@ fn container_record(line: &LogLine, seed: Option<&Timeline>) -> Value {
                 "digits": run.digits, "letters": run.letters,
             },
         });
+    } else if let Some(destination) = failed_destination(&line.message) {
+        // Envoy and CoreDNS lines name their addresses in their fields.
+        record["conn"] = json!({ "destination": destination });
     }
     record
+}
+
+/// Whether the policy allows the connection an Envoy line with response
+/// flags says its pod's sidecar tried; lines to the pod's own app
+/// (`inbound|` clusters) are not the policy's business.
+fn judged_envoy(seed: &Timeline, envoy: &EnvoyAccess, source: Option<&LogSource>) -> Option<bool> {
+    let inbound = envoy
+        .upstream_cluster
+        .as_deref()
+        .is_some_and(|c| c.starts_with("inbound|"));
+    if inbound || envoy.flags.is_empty() {
+        return None;
+    }
+    let upstream = envoy.upstream_host.as_deref()?;
+    policy_allows(seed.inventory(), seed.settings(), source?, upstream)
 }
 
 /// Falco's priorities and the common words, as severities.
