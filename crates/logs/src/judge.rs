@@ -17,6 +17,15 @@ use serde_json::Value;
 
 use crate::container::LogSource;
 
+/// Policy kinds the engine does not read (the inventory skips them).
+const UNMODELLED_POLICY_KINDS: [&str; 5] = [
+    "GlobalNetworkPolicy",
+    "CiliumNetworkPolicy",
+    "CiliumClusterwideNetworkPolicy",
+    "AdminNetworkPolicy",
+    "BaselineAdminNetworkPolicy",
+];
+
 /// The workloads a Service's selector picks in its namespace that some
 /// NetworkPolicy isolates for ingress: with none, exposing the Service
 /// (externalIPs, NodePort) opens nothing a policy protects. `None` when the
@@ -40,6 +49,15 @@ pub fn isolated_backends(
     if selector.is_empty() {
         return None;
     }
+    // Calico, Cilium and admin network policies are not modelled: where the
+    // snapshot has any, "no NetworkPolicy isolates it" proves nothing.
+    let unmodelled = inventory
+        .skipped_kinds
+        .keys()
+        .any(|kind| UNMODELLED_POLICY_KINDS.contains(&kind.as_str()));
+    if unmodelled {
+        return None;
+    }
     let backends = inventory.workloads.iter().filter(|w| {
         w.namespace == namespace
             && selector
@@ -56,8 +74,10 @@ pub fn isolated_backends(
 }
 
 /// Whether the declared policy allows the pod whose log this is to reach
-/// `upstream` (`ip:port`, TCP). `None` when the pod is not in the snapshot
-/// or the address is not one.
+/// `upstream` (`ip:port`, TCP). `None` when the pod is not in the snapshot,
+/// the address is not one, or it is a Service's cluster IP (Istio's
+/// passthrough goes to the ClusterIP; the policy judges the pods behind it,
+/// after translation, which the line does not name).
 pub fn policy_allows(
     inventory: &Inventory,
     settings: &Settings,
@@ -65,6 +85,13 @@ pub fn policy_allows(
     upstream: &str,
 ) -> Option<bool> {
     let upstream: SocketAddr = upstream.parse().ok()?;
+    if inventory
+        .services
+        .iter()
+        .any(|s| s.cluster_ips.contains(&upstream.ip()))
+    {
+        return None;
+    }
     let by_uid = source
         .pod_uid
         .as_deref()
@@ -110,6 +137,11 @@ kind: Pod
 metadata: {name: cache-1, namespace: shop, labels: {app: cache}}
 status: {podIP: 10.0.0.3}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec: {selector: {app: db}, clusterIP: 10.96.0.20, ports: [{port: 5432}]}
+---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: db, namespace: shop}
@@ -137,6 +169,10 @@ spec:
         assert_eq!(count("shop", &service(json!({}))), None, "empty selector");
         assert_eq!(count("shop", &json!({"spec": {"type": "NodePort"}})), None);
         assert_eq!(count("shop", &service(json!({"app": 7}))), None);
+        let mut cilium = snapshot();
+        cilium.skipped_kinds.insert("CiliumNetworkPolicy".into(), 1);
+        let object = service(json!({"app": "cache"}));
+        assert_eq!(isolated_backends(&cilium, &settings, "shop", &object), None);
     }
 
     #[test]
@@ -168,5 +204,10 @@ spec:
         );
         assert_eq!(allows(&source("gone-1", None), "10.0.0.2:5432"), None);
         assert_eq!(allows(&source("web-1", None), "db:5432"), None);
+        assert_eq!(
+            allows(&source("web-1", None), "10.96.0.20:5432"),
+            None,
+            "a ClusterIP"
+        );
     }
 }

@@ -608,10 +608,14 @@ fn compile(file: RuleFile, lists: &HashMap<String, Vec<Value>>) -> Result<Rule, 
 /// The values a rule names: a list's items for `$name`, a list, or one.
 fn values_of(value: Value, lists: &HashMap<String, Vec<Value>>) -> Result<Vec<Value>, String> {
     let expand = |v: Value| -> Result<Vec<Value>, String> {
-        // `$name` names a list when `name` is a word; other text that
-        // starts with `$` (`${jndi:`) is itself.
+        // `$name` names a list when `name` is made of the characters list
+        // names use (a misspelt one is an error, not text); other text
+        // that starts with `$` (`${jndi:`) is itself.
         let list = v.as_str().and_then(|s| s.strip_prefix('$')).filter(|name| {
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         });
         match list {
             Some(name) => lists
@@ -763,7 +767,8 @@ pub(crate) fn holds(record: &Value, path: &[String], test: &Test) -> bool {
 fn number(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
+        // `inf` and `NaN` read as floats but are not numbers a log means.
+        Value::String(s) => s.trim().parse().ok().filter(|n: &f64| n.is_finite()),
         _ => None,
     }
 }
@@ -970,6 +975,10 @@ mod tests {
             json!({"n": "four", "m": 9, "word": "secret"})
         ));
         assert!(!fires(&mut rules, json!({"n": 4, "m": 9, "word": "secre"})));
+        assert!(!fires(
+            &mut rules,
+            json!({"n": "inf", "m": 9, "word": "secret"})
+        ));
         let bounds = "- rule: r\n  id: X\n  match: {a|gt: 1, b|lte: -2}\n";
         let mut rules = RuleSet::load(&[("rules.yaml", bounds)]).unwrap();
         assert!(fires(&mut rules, json!({"a": 2, "b": -2})));
