@@ -153,8 +153,8 @@ fn start_agent(policy: &std::path::Path, metrics: &str, sensor: &str) -> KillOnD
 fn agent_overhead_on_short_connections() {
     let pods = client_and_db(&[PORT]);
     let mut lab = Lab::start(&pods).expect("the lab (root, iproute2, nftables)");
-    let ip = lab.pod("server").ip.clone();
-    lab.spawn_in("server", &["/usr/bin/python3", "-c", &server(&ip)])
+    let ip = lab.pod("db").ip.clone();
+    lab.spawn_in("db", &["/usr/bin/python3", "-c", &server(&ip)])
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let dir = std::env::temp_dir().join(format!("palisade-overhead-{}", std::process::id()));
