@@ -8,8 +8,9 @@
 //!   field may be absent; v1beta1's `timestamp` stands in for
 //!   `requestReceivedTimestamp`;
 //! - every record is accounted for: an event, a duplicate (the same
-//!   `auditID` and `stage` seen before: webhook retries, overlapping log
-//!   files), or a skip with its reason; lines that are not JSON get a
+//!   `auditID`, `stage`, `stageTimestamp`, `verb` and `requestURI` seen
+//!   before: webhook retries, overlapping log files; a client-chosen
+//!   `Audit-ID` alone does not make one), or a skip with its reason; lines that are not JSON get a
 //!   diagnostic with their line number, and the rest is still read;
 //! - [`AuditEvent::changed_state`] says whether an event records a change
 //!   that happened (a `ResponseComplete` with a 2xx code), and
@@ -191,7 +192,7 @@ pub fn read_audit_log_gated<R: BufRead>(
     sink: &mut dyn FnMut(AuditEvent),
 ) -> AuditStats {
     let mut stats = AuditStats::default();
-    let mut seen: FxHashSet<(String, Stage)> = FxHashSet::default();
+    let mut seen: FxHashSet<u128> = FxHashSet::default();
     for (n, line) in input.split(b'\n').enumerate() {
         let number = n as u64 + 1;
         let line = match line {
@@ -205,7 +206,12 @@ pub fn read_audit_log_gated<R: BufRead>(
             continue;
         }
         stats.lines += 1;
-        if !admit(&line) && serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok() {
+        if !admit(&line)
+            && let Some(keys) = gated_identities(&line)
+        {
+            // Not parsed, but known: a later record with its identity is
+            // a duplicate, exactly as if the line had been read.
+            seen.extend(keys);
             stats.gated += 1;
             continue;
         }
@@ -224,9 +230,10 @@ pub fn read_audit_log_gated<R: BufRead>(
             continue;
         }
         for value in events {
+            let identity = identity_of(&value);
             match event_of(value, number) {
                 Some(event) => {
-                    if seen.insert((event.audit_id.clone(), event.stage.clone())) {
+                    if seen.insert(identity) {
                         stats.events += 1;
                         sink(event);
                     } else {
@@ -238,6 +245,87 @@ pub fn read_audit_log_gated<R: BufRead>(
         }
     }
     stats
+}
+
+/// What makes two records the same event: its `auditID` and `stage`, as
+/// the API server's retries and overlapping log files repeat them, and
+/// also its `stageTimestamp`, `verb` and `requestURI`. A client may set
+/// the `Audit-ID` header and so reuse the ID of an earlier request; with
+/// the ID alone, its own request would be dropped as a duplicate of that
+/// one. A real repeat has every field equal. Kept as a 128-bit hash
+/// (foldhash, seeded per process: an input cannot be made to collide
+/// without the seed), so that a million events cost tens of megabytes.
+fn identity(
+    audit_id: Option<&str>,
+    stage: Option<&str>,
+    stage_timestamp: Option<&str>,
+    verb: Option<&str>,
+    request_uri: Option<&str>,
+) -> u128 {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::LazyLock<foldhash::quality::RandomState> =
+        std::sync::LazyLock::new(foldhash::quality::RandomState::default);
+    let stage = Stage::parse(stage.unwrap_or("ResponseComplete"));
+    let half =
+        |salt: u8| KEY.hash_one((salt, audit_id, &stage, stage_timestamp, verb, request_uri));
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+fn identity_of(event: &Value) -> u128 {
+    let text = |key: &str| event.get(key).and_then(Value::as_str);
+    identity(
+        text("auditID"),
+        text("stage"),
+        text("stageTimestamp"),
+        text("verb"),
+        text("requestURI"),
+    )
+}
+
+/// The fields of an event (or of each event of an `EventList`) that make
+/// its identity, read without building the event.
+#[derive(Deserialize)]
+struct IdentityFields<'a> {
+    #[serde(rename = "auditID", borrow, default)]
+    audit_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    stage: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "stageTimestamp", borrow, default)]
+    stage_timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    verb: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "requestURI", borrow, default)]
+    request_uri: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    items: Option<Vec<IdentityFields<'a>>>,
+}
+
+impl IdentityFields<'_> {
+    fn identity(&self) -> u128 {
+        identity(
+            self.audit_id.as_deref(),
+            self.stage.as_deref(),
+            self.stage_timestamp.as_deref(),
+            self.verb.as_deref(),
+            self.request_uri.as_deref(),
+        )
+    }
+}
+
+/// The identities of the events of a line the gate leaves unparsed, or
+/// `None` when the line must be read after all: not a JSON object, or not
+/// plainly one event or a list of events (a wrapper, an event without an
+/// ID), whose identities only reading can tell.
+fn gated_identities(line: &[u8]) -> Option<Vec<u128>> {
+    let fields: IdentityFields = serde_json::from_slice(line).ok()?;
+    match (&fields.items, &fields.audit_id) {
+        (Some(items), None) => items
+            .iter()
+            .map(|item| item.audit_id.as_ref().map(|_| item.identity()))
+            .collect(),
+        (None, Some(_)) => Some(vec![fields.identity()]),
+        _ => None,
+    }
 }
 
 /// A GKE Cloud Audit Logs entry as the audit event it records. GKE
@@ -522,6 +610,51 @@ mod tests {
         assert_eq!(stats.events, 2);
         assert_eq!(stats.duplicates, 2, "the same auditID and stage, resent");
         assert_eq!(events[1].audit_id, "77aa");
+    }
+
+    /// A client may send its own `Audit-ID`: reusing an earlier request's
+    /// ID must not make its request vanish as a duplicate.
+    #[test]
+    fn a_reused_audit_id_is_not_a_duplicate_but_a_resent_event_is() {
+        let reused = DELETE
+            .replace("\"verb\":\"delete\"", "\"verb\":\"get\"")
+            .replace("10:00:00.010000Z", "09:59:00.000000Z");
+        let text = [reused.as_str(), DELETE, DELETE].join("\n");
+        let (events, stats) = read(&text);
+        assert_eq!((stats.events, stats.duplicates), (2, 1));
+        assert_eq!(events[1].verb, "delete");
+        // The same when the gate leaves the first unparsed.
+        let mut verbs = Vec::new();
+        let admit = |line: &[u8]| !line.windows(12).any(|w| w == b"\"verb\":\"get\"");
+        let stats = read_audit_log_gated(text.as_bytes(), &admit, &mut |e| verbs.push(e.verb));
+        assert_eq!((stats.gated, stats.events, stats.duplicates), (1, 1, 1));
+        assert_eq!(verbs, ["delete"]);
+    }
+
+    /// A gated line still names its events, so that a later record with the
+    /// same identity is a duplicate whether or not the gate read the first.
+    #[test]
+    fn a_gated_event_makes_its_repeat_a_duplicate() {
+        let list = format!(r#"{{"kind":"EventList","items":[{DELETE}]}}"#);
+        for first in [DELETE.to_string(), list] {
+            let text = format!("{first}\n{DELETE}\n");
+            // The gate leaves the first line unparsed and reads the second.
+            let calls = std::cell::Cell::new(0);
+            let admit = |_: &[u8]| {
+                calls.set(calls.get() + 1);
+                calls.get() > 1
+            };
+            let stats = read_audit_log_gated(text.as_bytes(), &admit, &mut |_| {});
+            assert_eq!(
+                (stats.gated, stats.events, stats.duplicates),
+                (1, 0, 1),
+                "{first}"
+            );
+        }
+        // A line whose events cannot be named without reading is read.
+        let wrapped = format!(r#"{{"properties":{{"log":{DELETE}}}}}"#);
+        let stats = read_audit_log_gated(wrapped.as_bytes(), &|_: &[u8]| false, &mut |_| {});
+        assert_eq!((stats.gated, stats.events), (0, 1));
     }
 
     #[test]

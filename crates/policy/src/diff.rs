@@ -317,10 +317,20 @@ fn sort_entries(entries: Vec<DiffEntry>) -> Vec<DiffEntry> {
             .map(|e| (e.change, rank[&e.src], rank[&e.dst]))
             .collect()
     };
-    let mut keyed: Vec<_> = keys.into_iter().zip(entries).collect();
-    // Stable, as the sort by written names was.
-    keyed.sort_by_key(|(key, _)| *key);
-    keyed.into_iter().map(|(_, e)| e).collect()
+    // The keys are sorted with their positions (stable, as the sort by
+    // written names was), then each entry is moved once into its place:
+    // entries are large, and a sort would move them many times.
+    let mut order: Vec<(Change, u32, u32, usize)> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, (change, src, dst))| (change, src, dst, i))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<DiffEntry>> = entries.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(.., i)| slots[i].take())
+        .collect()
 }
 
 fn push_range(list: &mut Vec<IpRange>, r: IpRange) {
