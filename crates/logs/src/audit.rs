@@ -193,21 +193,27 @@ pub fn read_audit_log_gated<R: BufRead>(
 ) -> AuditStats {
     let mut stats = AuditStats::default();
     let mut seen: FxHashSet<u128> = FxHashSet::default();
-    for (n, line) in input.split(b'\n').enumerate() {
-        let number = n as u64 + 1;
-        let line = match line {
-            Ok(line) => line,
+    let mut input = input;
+    // One buffer for every line: `split` would allocate one per line.
+    let mut buffer = Vec::new();
+    for n in 0u64.. {
+        let number = n + 1;
+        buffer.clear();
+        match input.read_until(b'\n', &mut buffer) {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(e) => {
                 stats.diagnose(number, format!("read error: {e}"));
                 break;
             }
-        };
+        }
+        let line = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         stats.lines += 1;
-        if !admit(&line)
-            && let Some(keys) = gated_identities(&line)
+        if !admit(line)
+            && let Some(keys) = gated_identities(line)
         {
             // Not parsed, but known: a later record with its identity is
             // a duplicate, exactly as if the line had been read.
@@ -215,7 +221,7 @@ pub fn read_audit_log_gated<R: BufRead>(
             stats.gated += 1;
             continue;
         }
-        let value: Value = match serde_json::from_slice(&line) {
+        let value: Value = match serde_json::from_slice(line) {
             Ok(value) => value,
             Err(e) => {
                 stats.skip("not JSON");

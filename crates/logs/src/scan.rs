@@ -306,7 +306,10 @@ impl LineGate {
     pub fn admits(&self, line: &[u8]) -> bool {
         let escaped = memchr::memchr_iter(b'\\', line)
             .any(|at| self.short_escapes_matter || line.get(at + 1) == Some(&b'u'));
-        if escaped || memchr::memmem::find(line, b"protoPayload").is_some() {
+        // Built once: `memmem::find` would build its searcher per line.
+        static WRAPPED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"protoPayload"));
+        if escaped || WRAPPED.find(line).is_some() {
             return true;
         }
         self.first
