@@ -117,11 +117,14 @@ pub fn policy_allows(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    const SNAPSHOT: &str = r#"
+    /// Shop: web-1 may reach db-1 on 5432, which a policy isolates (db is
+    /// also a Service); cache-1 is isolated by none. The scanner's tests
+    /// seed with it too.
+    pub(crate) const SNAPSHOT: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: web-1, namespace: shop, uid: u-web, labels: {app: web}}

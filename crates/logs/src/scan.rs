@@ -558,6 +558,7 @@ fn container_alert(firing: &Firing, line: &LogLine, file: &Arc<str>) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::tests::SNAPSHOT;
 
     fn audit(line: &str) -> Vec<Alert> {
         let mut scanner = Scanner::new(&[]).unwrap();
@@ -645,6 +646,21 @@ mod tests {
             .map(|n| event(n, json!({"verb": "list", "responseStatus": {"code": 403}})))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Each built-in rule of `source` is among the ids the cases test.
+    fn every_rule_has_a_case<'c>(source: &str, ids: impl Iterator<Item = &'c str>) {
+        let tested: Vec<&str> = ids.collect();
+        let scanner = Scanner::new(&[]).unwrap();
+        for rule in scanner.rules().rules() {
+            if rule.source.as_deref() == Some(source) {
+                assert!(
+                    tested.contains(&rule.id.as_str()),
+                    "{} has no case",
+                    rule.id
+                );
+            }
+        }
     }
 
     /// Every built-in audit rule, with an event that fires it and a close
@@ -765,16 +781,7 @@ mod tests {
             ("AUDIT-020", refused(20), refused(19)),
             ("AUDIT-021", refused(20), refused(19)),
         ];
-        let scanner = Scanner::new(&[]).unwrap();
-        for rule in scanner.rules().rules() {
-            if rule.source.as_deref() == Some("k8s_audit") {
-                assert!(
-                    cases.iter().any(|c| c.0 == rule.id),
-                    "{} has no case",
-                    rule.id
-                );
-            }
-        }
+        every_rule_has_a_case("k8s_audit", cases.iter().map(|c| c.0));
         for (rule, fires, quiet) in cases {
             let fired = |lines: &str| audit(lines).iter().any(|a| a.rule == rule);
             assert!(fired(&fires), "{rule} should fire on {fires}");
@@ -802,47 +809,24 @@ mod tests {
             .enumerate()
             .map(|(i, m)| format!("2026-11-30T10:00:{:02}Z stdout F {m}\n", i % 60))
             .collect();
+        container_rules_fired(&mut scanner, &text, &source)
+    }
+
+    /// The rules that fire on a container log `text` logged by `source`.
+    fn container_rules_fired(scanner: &mut Scanner, text: &str, source: &LogSource) -> Vec<String> {
         let mut rules = Vec::new();
         scanner.container(
             text.as_bytes(),
             &Arc::from("0.log"),
-            Some(&source),
+            Some(source),
             &mut |a| rules.push(a.rule.to_string()),
         );
         rules
     }
 
-    /// A seed of shop: web-1 may reach db-1 on 5432, which a policy
-    /// isolates; cache-1 is isolated by none.
-    const SEED: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web-1, namespace: shop, labels: {app: web}}
-status: {podIP: 10.0.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: db-1, namespace: shop, labels: {app: db}}
-status: {podIP: 10.0.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: cache-1, namespace: shop, labels: {app: cache}}
-status: {podIP: 10.0.0.3}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: web}}}]
-    ports: [{port: 5432}]
-"#;
-
     fn seeded() -> Scanner {
         let (timeline, diagnostics) =
-            Timeline::seed(&[("seed.yaml".into(), SEED.into())], Default::default());
+            Timeline::seed(&[("seed.yaml".into(), SNAPSHOT.into())], Default::default());
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         Scanner::new(&[]).unwrap().with_seed(timeline)
     }
@@ -911,19 +895,11 @@ spec:
             )
         };
         let logged = |scanner: &mut Scanner, upstream: &str| -> Vec<String> {
-            let mut rules = Vec::new();
             let source = LogSource {
                 container: "istio-proxy".into(),
                 ..web_1()
             };
-            let text = envoy(upstream);
-            scanner.container(
-                text.as_bytes(),
-                &Arc::from("0.log"),
-                Some(&source),
-                &mut |a| rules.push(a.rule.to_string()),
-            );
-            rules
+            container_rules_fired(scanner, &envoy(upstream), &source)
         };
         assert_eq!(
             logged(&mut seeded(), "10.0.0.2:5432"),
@@ -1155,16 +1131,7 @@ spec:
     #[test]
     fn every_built_in_container_rule_fires_on_its_lines_and_not_on_their_neighbours() {
         let cases = container_cases();
-        let scanner = Scanner::new(&[]).unwrap();
-        for rule in scanner.rules().rules() {
-            if rule.source.as_deref() == Some("container_log") {
-                assert!(
-                    cases.iter().any(|c| c.0 == rule.id),
-                    "{} has no case",
-                    rule.id
-                );
-            }
-        }
+        every_rule_has_a_case("container_log", cases.iter().map(|c| c.0));
         for (rule, fires, quiet) in cases {
             let fired = |lines: &[String]| container_rules(lines).iter().any(|r| r == rule);
             assert!(fired(&fires), "{rule} should fire on {fires:?}");
