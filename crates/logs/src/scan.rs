@@ -912,8 +912,23 @@ mod tests {
             ["LOG-004"],
             "outside the seed"
         );
+        assert_eq!(
+            logged(&mut seeded(), "10.96.0.20:5432"),
+            ["LOG-004"],
+            "a ClusterIP is not judged"
+        );
         let mut unseeded = Scanner::new(&[]).unwrap();
         assert_eq!(logged(&mut unseeded, "10.0.0.2:22"), ["LOG-004"]);
+        // A sidecar's failure to reach its own app is not the policy's.
+        let inbound = envoy("10.0.0.2:22").replace("outbound|5432||db", "inbound|22||db");
+        let source = LogSource {
+            container: "istio-proxy".into(),
+            ..web_1()
+        };
+        assert_eq!(
+            container_rules_fired(&mut seeded(), &inbound, &source),
+            ["LOG-004"]
+        );
     }
 
     /// Every built-in container-log rule, with lines that fire it and close
