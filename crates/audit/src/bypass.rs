@@ -224,15 +224,7 @@ fn service_checks(
     let Some(selector) = svc.selector.as_ref().filter(|s| !s.is_empty()) else {
         return;
     };
-    let backends: Vec<usize> = (0..inventory.workloads.len())
-        .filter(|&i| {
-            let w = &inventory.workloads[i];
-            w.namespace == svc.namespace
-                && selector
-                    .iter()
-                    .all(|(k, v)| w.template.labels.get(k) == Some(v))
-        })
-        .collect();
+    let backends = inventory.service_backends(&svc.namespace, selector);
     let isolated = |i: usize| facts.isolated(i, palisade_inventory::Direction::Ingress);
     let external = matches!(svc.service_type.as_str(), "NodePort" | "LoadBalancer");
     let cluster_policy = svc.external_traffic_policy.as_deref().unwrap_or("Cluster") == "Cluster";

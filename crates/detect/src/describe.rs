@@ -64,24 +64,10 @@ pub fn describe_place(inventory: &Inventory, place: &Place, ip: Option<IpAddr>) 
 /// the selector (a Service without a selector has no known backends).
 pub fn service_backends(inventory: &Inventory, service: usize) -> Vec<usize> {
     let s = &inventory.services[service];
-    let Some(selector) = &s.selector else {
-        return Vec::new();
-    };
-    if selector.is_empty() {
-        return Vec::new();
+    match &s.selector {
+        Some(selector) => inventory.service_backends(&s.namespace, selector),
+        None => Vec::new(),
     }
-    inventory
-        .workloads
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| {
-            w.namespace == s.namespace
-                && selector
-                    .iter()
-                    .all(|(k, v)| w.template.labels.get(k) == Some(v))
-        })
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// The backend port a VIP port maps to: the Service port's `targetPort`

@@ -119,6 +119,25 @@ impl Inventory {
         })
     }
 
+    /// The workloads a Service's selector picks: in its namespace, with
+    /// template labels matching every key. An empty selector picks none (the
+    /// endpoints controller manages no endpoints for it), unlike a
+    /// NetworkPolicy's empty podSelector.
+    pub fn service_backends(&self, namespace: &str, selector: &Labels) -> Vec<usize> {
+        if selector.is_empty() {
+            return Vec::new();
+        }
+        (0..self.workloads.len())
+            .filter(|&i| {
+                let w = &self.workloads[i];
+                w.namespace == namespace
+                    && selector
+                        .iter()
+                        .all(|(k, v)| w.template.labels.get(k) == Some(v))
+            })
+            .collect()
+    }
+
     pub fn skipped_objects(&self) -> usize {
         self.skipped_kinds.values().sum()
     }

@@ -58,18 +58,16 @@ pub fn isolated_backends(
     if unmodelled {
         return None;
     }
-    let backends = inventory.workloads.iter().filter(|w| {
-        w.namespace == namespace
-            && selector
+    let isolated = inventory
+        .service_backends(namespace, &selector)
+        .into_iter()
+        .filter(|&w| {
+            let workload = &inventory.workloads[w];
+            inventory
+                .policies
                 .iter()
-                .all(|(k, v)| w.template.labels.get(k) == Some(v))
-    });
-    let isolated = backends.filter(|w| {
-        inventory
-            .policies
-            .iter()
-            .any(|p| p.affects_ingress && selects(settings, p, w))
-    });
+                .any(|p| p.affects_ingress && selects(settings, p, workload))
+        });
     Some(isolated.count())
 }
 
