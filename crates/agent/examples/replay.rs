@@ -135,7 +135,6 @@ fn records(pods: &[LocalPod], engine: &Engine<'_>, events: usize) -> Vec<Vec<u8>
             bytes_sent: 100,
             bytes_received: 200,
             reset_received: false,
-            reset_sent: false,
             existing: false,
         };
         for event in [

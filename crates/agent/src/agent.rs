@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::attribute::{Attributor, Origin};
 use crate::baseline::{ProcessBaseline, Verdict};
 use crate::flows::{self, NETFILTER_DROP};
-use crate::live::LiveAlerts;
+use crate::live::{GroupKey, LiveAlerts};
 use crate::metrics::{Metrics, label};
 use crate::runtime::{self, Happening, RuntimeOptions};
 
@@ -159,6 +159,9 @@ pub struct Agent {
     pub alerts_sent: u64,
     /// The version of the inventory in use, stamped on every alert.
     snapshot: Option<String>,
+    /// One poll's events, kept between polls so that its room is not
+    /// grown again every time.
+    inputs: Vec<Input>,
 }
 
 const MAX_EXECUTABLES: usize = 1 << 16;
@@ -191,6 +194,7 @@ impl Agent {
             file: Arc::from("ebpf"),
             alerts_sent: 0,
             snapshot: None,
+            inputs: Vec::new(),
         }
     }
 
@@ -286,10 +290,10 @@ impl Agent {
         source: &mut dyn EventSource,
         out: &mut dyn Write,
     ) -> std::io::Result<()> {
-        let mut inputs = Vec::new();
+        let mut inputs = std::mem::take(&mut self.inputs);
         source.drain(&mut |input| inputs.push(input));
         let micros = now_micros();
-        for (n, input) in inputs.into_iter().enumerate() {
+        for (n, input) in inputs.drain(..).enumerate() {
             // Every 64th event is timed: the clock costs as much as a
             // verdict.
             let started = n.is_multiple_of(64).then(Instant::now);
@@ -304,6 +308,7 @@ impl Agent {
                     .observe_latency(started.elapsed().as_secs_f64());
             }
         }
+        self.inputs = inputs;
         self.report_losses(source, out, micros)?;
         for update in self.live.expire(Instant::now()) {
             self.send(out, update)?;
@@ -805,9 +810,12 @@ impl Agent {
             return Ok(());
         }
         // What [`Alert::group_key`] would make of the alert, without building it.
-        let key = format!(
-            "{:?}|{:?}|{:?}|{}|{:?}",
-            judged.class, judged.src, judged.dst, flow.transport, judged.port
+        let key = GroupKey::Verdict(
+            judged.class,
+            judged.src.clone(),
+            judged.dst.clone(),
+            flow.transport,
+            judged.port,
         );
         if self.live.repeat(&key, micros) {
             return Ok(());

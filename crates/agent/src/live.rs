@@ -9,8 +9,20 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_detect::{Alert, rfc3339};
+use palisade_detect::{Alert, Class, Place, rfc3339};
+use palisade_flow::Transport;
 use rustc_hash::FxHashMap;
+
+/// What makes alerts one group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GroupKey {
+    /// An alert already built ([`Alert::group_key`]).
+    Alert(String),
+    /// A verdict before its alert is built: class, source, destination,
+    /// transport and port, which is what `Alert::group_key` reads of it.
+    /// Hashing these is far cheaper than formatting them for every event.
+    Verdict(Class, Place, Place, Transport, Option<u16>),
+}
 
 struct Open {
     alert: Alert,
@@ -22,7 +34,7 @@ struct Open {
 
 pub struct LiveAlerts {
     window: Duration,
-    open: FxHashMap<String, Open>,
+    open: FxHashMap<GroupKey, Open>,
 }
 
 impl LiveAlerts {
@@ -36,7 +48,7 @@ impl LiveAlerts {
     /// The alert to send now, when `alert` opens a window; `None` when it
     /// repeats one already open (it is counted there).
     pub fn offer(&mut self, alert: Alert, now: Instant, micros: i64) -> Option<Alert> {
-        let key = alert.group_key();
+        let key = GroupKey::Alert(alert.group_key());
         if self.repeat(&key, micros) {
             return None;
         }
@@ -47,7 +59,7 @@ impl LiveAlerts {
     /// Counts a repeat of the open window `key`; false when none is open
     /// (the caller then builds the alert and [`LiveAlerts::open`]s it).
     /// Cheaper than `offer` for repeats: no alert is built.
-    pub fn repeat(&mut self, key: &str, micros: i64) -> bool {
+    pub fn repeat(&mut self, key: &GroupKey, micros: i64) -> bool {
         match self.open.get_mut(key) {
             Some(open) => {
                 open.repeats += 1;
@@ -59,7 +71,7 @@ impl LiveAlerts {
     }
 
     /// Opens the window of an alert that was just sent.
-    pub fn open(&mut self, key: String, alert: Alert, now: Instant) {
+    pub fn open(&mut self, key: GroupKey, alert: Alert, now: Instant) {
         let open = Open {
             alert,
             opened: now,

@@ -11,7 +11,7 @@ use palisade_inventory::{Cidr, Inventory, Labels, Workload};
 use rustc_hash::FxHashMap;
 
 /// What one flow endpoint resolved to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Place {
     /// A workload, and its pod when the address or name singles one out.
     Workload {

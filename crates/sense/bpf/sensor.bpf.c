@@ -9,6 +9,12 @@
 // polls it), and every event that finds the buffer full is counted in
 // `lost`. The layouts below are read by `src/ebpf/event.rs`; keep the two
 // in step (the size checks there catch a mismatch).
+//
+// TCP costs the connection rate of every pod on the node, so its path
+// keeps no per-connection state here: each record carries its socket, and
+// user space (`src/ebpf/join.rs`) joins a connect to the process that
+// started it and a close to the connection it ends. A hash-map update or
+// delete costs more than the ring-buffer record that replaces it.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -31,9 +37,15 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
-// Flags of TCP events: the connection ended by a reset.
+// What `sk_err` holds when a reset (or, for a connect, an ICMP port
+// unreachable) ended the connection: tcp_reset() sets it before the state
+// becomes TCP_CLOSE.
+#define EPIPE 32
+#define ECONNRESET 104
+#define ECONNREFUSED 111
+
+// Flags of TCP events: the connection ended by a reset it received.
 #define RESET_RECEIVED 1
-#define RESET_SENT 2
 // The connection existed when the sensor started (from the TCP iterator).
 #define EXISTING 4
 
@@ -48,6 +60,9 @@ enum event_kind {
 	// A UDP flow this socket sends on, or receives from (aggregated).
 	EVENT_UDP_SEND = 8,
 	EVENT_UDP_RECEIVE = 9,
+	// A socket began to connect (SYN_SENT, in the connecting process):
+	// its owner, for user space to join to the connect or failed connect.
+	EVENT_CONNECTING = 10,
 };
 
 // Who a socket belongs to: the process that created or listened on it.
@@ -77,15 +92,17 @@ struct tuple {
 	__u32 pad;
 };
 
-// connect, accept, failed connect, close, drop
+// connecting, connect, accept, failed connect, close, drop, UDP
 struct conn_event {
 	struct head head;
 	struct tuple tuple;
 	__u64 bytes_sent;
 	__u64 bytes_received;
-	// drops: the kernel's skb_drop_reason; TCP events: RESET_* flags
+	// drops: the kernel's skb_drop_reason; TCP events: RESET_RECEIVED, EXISTING
 	__u32 reason;
 	__u32 pad;
+	// TCP events: the socket's address, which joins its records
+	__u64 sock;
 };
 
 struct exec_event {
@@ -117,7 +134,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, 1 << 24);
 } events SEC(".maps");
 
 // Events lost because the ring buffer was full.
@@ -128,15 +145,6 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-// The owner of a connecting socket, saved at SYN_SENT (process context;
-// the source port is still 0 then, so the tuple is read at ESTABLISHED).
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct owner);
-} connecting SEC(".maps");
-
 // Listeners by network namespace and port, saved in listen()'s context:
 // the passive side's ESTABLISHED runs in softirq, as whichever task the
 // packet interrupted, so its owner comes from here, never from `current`.
@@ -146,32 +154,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct owner);
 } listeners SEC(".maps");
-
-// Established connections: their tuple and owner, for the close event
-// (the source port reads 0 again on an active close).
-struct live {
-	struct tuple tuple;
-	struct owner owner;
-	__u32 netns;
-	__u8 family;
-	__u8 kind;
-	__u8 pad[3];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	__type(key, __u64);
-	__type(value, struct live);
-} established SEC(".maps");
-
-// Sockets that sent or received a reset, for their close event.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u32);
-} resets SEC(".maps");
 
 // UDP flows already reported, by cgroup, direction, peer and local port:
 // a flow is reported again only after UDP_REPEAT_NS, so a DNS storm is a
@@ -257,8 +239,8 @@ static __always_inline void read_tuple(const struct sock *sk, __u16 family, stru
 }
 
 static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
-				      const struct tuple *t, const struct owner *o,
-				      __u64 sent, __u64 received, __u32 flags)
+				      const struct sock *sk, const struct tuple *t,
+				      const struct owner *o, __u32 flags)
 {
 	struct conn_event *e = reserve(sizeof(*e));
 	if (!e)
@@ -271,50 +253,23 @@ static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
 	e->head.time_ns = bpf_ktime_get_ns();
 	e->head.owner = *o;
 	e->tuple = *t;
-	e->bytes_sent = sent;
-	e->bytes_received = received;
 	e->reason = flags;
+	e->sock = (__u64)sk;
+	if (kind == EVENT_CLOSE) {
+		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+		// Read, not loaded: to the verifier the tracepoint's pointer is a
+		// struct sock, and these fields lie beyond it.
+		e->bytes_sent = BPF_CORE_READ(tp, bytes_acked);
+		e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	}
 	submit(e);
 }
 
-// The reset flags of a closing socket (and forgets them).
-static __always_inline __u32 take_resets(__u64 key)
+// Whether a reset this socket received ended it (read as it closes).
+static __always_inline __u32 reset_flags(const struct sock *sk)
 {
-	__u32 *flags = bpf_map_lookup_elem(&resets, &key);
-	if (!flags)
-		return 0;
-	__u32 value = *flags;
-	bpf_map_delete_elem(&resets, &key);
-	return value;
-}
-
-static __always_inline void note_reset(const struct sock *sk, __u32 flag)
-{
-	if (!sk)
-		return;
-	__u64 key = (__u64)sk;
-	__u32 *flags = bpf_map_lookup_elem(&resets, &key);
-	if (flags) {
-		*flags |= flag;
-		return;
-	}
-	bpf_map_update_elem(&resets, &key, &flag, BPF_ANY);
-}
-
-SEC("tp_btf/tcp_receive_reset")
-int BPF_PROG(on_reset_received, struct sock *sk)
-{
-	note_reset(sk, RESET_RECEIVED);
-	return 0;
-}
-
-// A reset the socket sent (none for segments to no socket: those are the
-// closed ports, seen by the peer as a refused connect).
-SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(on_reset_sent, const struct sock *sk)
-{
-	note_reset(sk, RESET_SENT);
-	return 0;
+	int err = sk->sk_err;
+	return err == ECONNREFUSED || err == ECONNRESET || err == EPIPE ? RESET_RECEIVED : 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -325,6 +280,10 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED &&
 	    newstate != TCP_CLOSE && newstate != TCP_LISTEN)
 		return 0;
+	// A socket that closes before it was connected or listening (a
+	// request socket's child that never established) was never reported.
+	if (newstate == TCP_CLOSE && oldstate == TCP_SYN_RECV)
+		return 0;
 	// Fields of the tracepoint's own socket are read directly (BTF
 	// pointers), which costs no helper call.
 	if (sk->sk_protocol != 6)
@@ -332,76 +291,46 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	__u64 key = (__u64)sk;
 	__u32 netns = sock_netns(sk);
+	struct owner o = {};
+	struct tuple t = {};
 
-	if (newstate == TCP_SYN_SENT) {
-		struct owner o = {};
-		current_owner(&o);
-		bpf_map_update_elem(&connecting, &key, &o, BPF_ANY);
-		return 0;
-	}
 	if (newstate == TCP_LISTEN) {
-		struct owner o = {};
 		current_owner(&o);
 		__u64 lkey = listener_key(netns, sk->__sk_common.skc_num);
 		bpf_map_update_elem(&listeners, &lkey, &o, BPF_ANY);
 		return 0;
 	}
-	if (newstate == TCP_ESTABLISHED) {
-		struct live l = {};
-		l.family = family;
-		l.netns = netns;
-		read_tuple(sk, family, &l.tuple);
-		if (oldstate == TCP_SYN_SENT) {
-			struct owner *o = bpf_map_lookup_elem(&connecting, &key);
-			if (o)
-				l.owner = *o;
-			else
-				l.owner.cgroup_id = sock_cgroup(sk);
-			bpf_map_delete_elem(&connecting, &key);
-			l.kind = EVENT_CONNECT;
-		} else {
-			__u64 lkey = listener_key(netns, l.tuple.sport);
-			struct owner *o = bpf_map_lookup_elem(&listeners, &lkey);
-			if (o)
-				l.owner = *o;
-			// The socket's own cgroup, whatever the listener map says.
-			l.owner.cgroup_id = sock_cgroup(sk);
-			l.kind = EVENT_ACCEPT;
-		}
-		bpf_map_update_elem(&established, &key, &l, BPF_ANY);
-		emit_conn(l.kind, family, netns, &l.tuple, &l.owner, 0, 0, 0);
+	if (newstate == TCP_CLOSE && oldstate == TCP_LISTEN) {
+		__u64 lkey = listener_key(netns, sk->__sk_common.skc_num);
+		bpf_map_delete_elem(&listeners, &lkey);
 		return 0;
 	}
-	if (newstate == TCP_CLOSE) {
-		if (oldstate == TCP_SYN_SENT) {
-			// Never established: refused, unreachable or timed out.
-			struct owner *o = bpf_map_lookup_elem(&connecting, &key);
-			struct owner none = {};
-			struct tuple t = {};
-			read_tuple(sk, family, &t);
-			emit_conn(EVENT_CONNECT_FAILED, family, netns, &t, o ? o : &none, 0, 0,
-				  take_resets(key));
-			bpf_map_delete_elem(&connecting, &key);
-			return 0;
+	// SYN_SENT runs in the connecting process (the source port is still
+	// 0); the rest may run in softirq, where only the socket is right.
+	if (newstate == TCP_SYN_SENT)
+		current_owner(&o);
+	else
+		o.cgroup_id = sock_cgroup(sk);
+	read_tuple(sk, family, &t);
+	if (newstate == TCP_SYN_SENT) {
+		emit_conn(EVENT_CONNECTING, family, netns, sk, &t, &o, 0);
+	} else if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT) {
+		emit_conn(EVENT_CONNECT, family, netns, sk, &t, &o, 0);
+	} else if (newstate == TCP_ESTABLISHED) {
+		// The passive side: its process is the listener's.
+		__u64 lkey = listener_key(netns, t.sport);
+		struct owner *l = bpf_map_lookup_elem(&listeners, &lkey);
+		if (l) {
+			o.pid = l->pid;
+			__builtin_memcpy(o.comm, l->comm, sizeof(o.comm));
 		}
-		if (oldstate == TCP_LISTEN) {
-			__u64 lkey = listener_key(netns, sk->__sk_common.skc_num);
-			bpf_map_delete_elem(&listeners, &lkey);
-			return 0;
-		}
-		struct live *l = bpf_map_lookup_elem(&established, &key);
-		if (!l)
-			return 0;
-		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-		// Read, not loaded: to the verifier the tracepoint's pointer is a
-		// struct sock, and these fields lie beyond it.
-		__u64 sent = BPF_CORE_READ(tp, bytes_acked);
-		__u64 received = BPF_CORE_READ(tp, bytes_received);
-		emit_conn(EVENT_CLOSE, l->family, l->netns, &l->tuple, &l->owner, sent, received,
-			  take_resets(key));
-		bpf_map_delete_elem(&established, &key);
+		emit_conn(EVENT_ACCEPT, family, netns, sk, &t, &o, 0);
+	} else if (oldstate == TCP_SYN_SENT) {
+		// Never established: refused, unreachable or timed out.
+		emit_conn(EVENT_CONNECT_FAILED, family, netns, sk, &t, &o, reset_flags(sk));
+	} else {
+		emit_conn(EVENT_CLOSE, family, netns, sk, &t, &o, reset_flags(sk));
 	}
 	return 0;
 }
@@ -609,10 +538,10 @@ int on_udp_recvmsg6(struct bpf_sock_addr *ctx)
 
 // The TCP sockets that exist when the sensor starts, so that a restart
 // does not blind it: listeners go into `listeners` (owner: the socket's
-// cgroup; the process is not known), established connections into
-// `established` (for their close) and out as events, read by user space
-// from the iterator. The kernel walks listeners before established
-// sockets, so an accepted connection finds its listener.
+// cgroup; the process is not known), established connections out as
+// events, read by user space from the iterator (which joins their close
+// to them). The kernel walks listeners before established sockets, so an
+// accepted connection finds its listener.
 SEC("iter/tcp")
 int dump_tcp(struct bpf_iter__tcp *ctx)
 {
@@ -637,29 +566,22 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	}
 	if (state != TCP_ESTABLISHED)
 		return 0;
-	struct live l = {};
-	l.family = family;
-	l.netns = netns;
-	read_tuple(sk, family, &l.tuple);
-	l.owner.cgroup_id = sock_cgroup(sk);
-	__u64 lkey = listener_key(netns, l.tuple.sport);
+	struct conn_event e = {};
+	read_tuple(sk, family, &e.tuple);
+	e.head.owner.cgroup_id = sock_cgroup(sk);
+	__u64 lkey = listener_key(netns, e.tuple.sport);
 	struct owner *listener = bpf_map_lookup_elem(&listeners, &lkey);
 	if (listener) {
-		l.owner.pid = listener->pid;
-		__builtin_memcpy(l.owner.comm, listener->comm, sizeof(l.owner.comm));
+		e.head.owner.pid = listener->pid;
+		__builtin_memcpy(e.head.owner.comm, listener->comm, sizeof(e.head.owner.comm));
 	}
-	l.kind = listener ? EVENT_ACCEPT : EVENT_CONNECT;
-	__u64 key = (__u64)sk;
-	bpf_map_update_elem(&established, &key, &l, BPF_NOEXIST);
-	struct conn_event e = {};
-	e.head.kind = l.kind;
+	e.head.kind = listener ? EVENT_ACCEPT : EVENT_CONNECT;
 	e.head.family = family;
 	e.head.protocol = 6;
 	e.head.netns = netns;
 	e.head.time_ns = bpf_ktime_get_ns();
-	e.head.owner = l.owner;
-	e.tuple = l.tuple;
 	e.reason = EXISTING;
+	e.sock = (__u64)sk;
 	bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
 	return 0;
 }

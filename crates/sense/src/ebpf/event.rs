@@ -8,14 +8,28 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Byte sizes of the C structs; a test checks them against the object's
 /// BTF, so the two cannot drift apart silently.
 pub const HEAD_SIZE: usize = 48;
-pub const CONN_EVENT_SIZE: usize = 112;
+pub const CONN_EVENT_SIZE: usize = 120;
 pub const EXEC_EVENT_SIZE: usize = 304;
 pub const SOCKET_EVENT_SIZE: usize = 56;
 
-/// Flags of TCP events (`RESET_*` in the C program).
+/// Flags of TCP events (`RESET_RECEIVED`, `EXISTING` in the C program).
 const RESET_RECEIVED: u32 = 1;
-const RESET_SENT: u32 = 2;
 const EXISTING: u32 = 4;
+
+/// Kinds of records, as `enum event_kind` numbers them.
+pub(crate) const KIND_CONNECT: u8 = 1;
+pub(crate) const KIND_ACCEPT: u8 = 2;
+pub(crate) const KIND_CONNECT_FAILED: u8 = 3;
+pub(crate) const KIND_CLOSE: u8 = 4;
+/// A socket began to connect: its owner, joined to the connect that
+/// follows (see `join.rs`); never an [`Event`] of its own.
+pub(crate) const KIND_CONNECTING: u8 = 10;
+
+/// Where TCP records keep their fields (`struct conn_event`).
+pub(crate) const OWNER: std::ops::Range<usize> = 16..48;
+pub(crate) const TIME: std::ops::Range<usize> = 8..16;
+pub(crate) const COUNTS_AND_FLAGS: std::ops::Range<usize> = 88..108;
+pub(crate) const SOCK: std::ops::Range<usize> = 112..120;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -61,9 +75,10 @@ pub enum Event {
         bytes_sent: u64,
         bytes_received: u64,
         /// The connection ended with a reset this side received (for a
-        /// failed connect: refused) or sent.
+        /// failed connect: refused, by a reset or an ICMP port
+        /// unreachable). A reset this side sends (an abortive close) is
+        /// the peer's `reset_received`.
         reset_received: bool,
-        reset_sent: bool,
         /// The connection existed when the sensor started (its process is
         /// the listener's for an accept, unknown for a connect; its cgroup
         /// is the socket's).
@@ -115,6 +130,8 @@ pub enum DecodeError {
     UnknownKind(u8),
     #[error("unknown address family {0}")]
     Family(u8),
+    #[error("a connecting record is joined to its connect, not decoded alone")]
+    Connecting,
 }
 
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
@@ -124,7 +141,8 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         1..=4 | 7..=9 => CONN_EVENT_SIZE,
         5 => EXEC_EVENT_SIZE,
         6 => SOCKET_EVENT_SIZE,
-        0 | 10.. => return Err(DecodeError::UnknownKind(kind)),
+        KIND_CONNECTING => return Err(DecodeError::Connecting),
+        0 | 11.. => return Err(DecodeError::UnknownKind(kind)),
     };
     if record.len() < want {
         return Err(DecodeError::Short {
@@ -186,9 +204,9 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             let (local, remote) = r.tuple(family)?;
             Event::Tcp {
                 kind: match kind {
-                    1 => ConnectionKind::Connect,
-                    2 => ConnectionKind::Accept,
-                    3 => ConnectionKind::ConnectFailed,
+                    KIND_CONNECT => ConnectionKind::Connect,
+                    KIND_ACCEPT => ConnectionKind::Accept,
+                    KIND_CONNECT_FAILED => ConnectionKind::ConnectFailed,
                     _ => ConnectionKind::Close,
                 },
                 netns,
@@ -199,7 +217,6 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 bytes_sent: r.u64(88),
                 bytes_received: r.u64(96),
                 reset_received: r.u32(104) & RESET_RECEIVED != 0,
-                reset_sent: r.u32(104) & RESET_SENT != 0,
                 existing: r.u32(104) & EXISTING != 0,
             }
         }
@@ -212,10 +229,10 @@ pub fn encode(event: &Event) -> Vec<u8> {
     let (kind, size) = match event {
         Event::Tcp { kind, .. } => (
             match kind {
-                ConnectionKind::Connect => 1,
-                ConnectionKind::Accept => 2,
-                ConnectionKind::ConnectFailed => 3,
-                ConnectionKind::Close => 4,
+                ConnectionKind::Connect => KIND_CONNECT,
+                ConnectionKind::Accept => KIND_ACCEPT,
+                ConnectionKind::ConnectFailed => KIND_CONNECT_FAILED,
+                ConnectionKind::Close => KIND_CLOSE,
             },
             CONN_EVENT_SIZE,
         ),
@@ -263,7 +280,6 @@ pub fn encode(event: &Event) -> Vec<u8> {
             bytes_sent,
             bytes_received,
             reset_received,
-            reset_sent,
             existing,
             ..
         } => {
@@ -272,9 +288,8 @@ pub fn encode(event: &Event) -> Vec<u8> {
             tuple(&mut put, local, remote);
             put(88, &bytes_sent.to_ne_bytes());
             put(96, &bytes_received.to_ne_bytes());
-            let flags = u32::from(*reset_received) * RESET_RECEIVED
-                + u32::from(*reset_sent) * RESET_SENT
-                + u32::from(*existing) * EXISTING;
+            let flags =
+                u32::from(*reset_received) * RESET_RECEIVED + u32::from(*existing) * EXISTING;
             put(104, &flags.to_ne_bytes());
         }
         Event::Udp {
@@ -489,7 +504,6 @@ mod tests {
                 bytes_sent: 3,
                 bytes_received: 4,
                 reset_received: true,
-                reset_sent: false,
                 existing: true,
             },
             Event::Exec {
@@ -535,7 +549,8 @@ mod tests {
     #[test]
     fn malformed_records_are_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::UnknownKind(0)));
-        assert_eq!(decode(&[10; 200]), Err(DecodeError::UnknownKind(10)));
+        assert_eq!(decode(&[11; 200]), Err(DecodeError::UnknownKind(11)));
+        assert_eq!(decode(&[10; 200]), Err(DecodeError::Connecting));
         assert_eq!(
             decode(&record(5, 0, 100)),
             Err(DecodeError::Short {
@@ -548,7 +563,7 @@ mod tests {
             decode(&record(1, 99, CONN_EVENT_SIZE)),
             Err(DecodeError::Family(99))
         );
-        for kind in 0..=10 {
+        for kind in 0..=11 {
             for len in 0..=CONN_EVENT_SIZE + 1 {
                 let _ = decode(&record(kind, AF_INET, EXEC_EVENT_SIZE)[..len]);
             }

@@ -3,8 +3,9 @@
 //!
 //! Programs (all of them load where kprobes and fentry do not):
 //! - `tp_btf/inet_sock_set_state`: TCP connect, accept, failed connect and
-//!   close with byte counts; `tp_btf/tcp_receive_reset` and
-//!   `tcp_send_reset` mark the ones a reset ended;
+//!   close with byte counts and whether a received reset ended it; each
+//!   record names its socket, and [`join`] joins a socket's records (the
+//!   kernel keeps no per-connection state);
 //! - `tp_btf/sched_process_exec`: executions;
 //! - `cgroup/sock_create` at the cgroup2 root: raw and packet sockets;
 //! - `cgroup/sendmsg4/6`, `connect4/6` and `recvmsg4/6` at the root: UDP
@@ -20,6 +21,7 @@
 //! read with [`Sensor::lost`].
 
 pub mod event;
+pub mod join;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -31,6 +33,7 @@ use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr,
 use aya::{Btf, Ebpf};
 
 pub use event::{ConnectionKind, DecodeError, Event, Process, UdpDirection, decode, encode};
+pub use join::Joiner;
 
 use crate::btf::{Types, drop_reasons};
 
@@ -62,10 +65,8 @@ pub enum SensorError {
 }
 
 /// The tracepoints, by program name.
-const TRACEPOINTS: [(&str, &str); 5] = [
+const TRACEPOINTS: [(&str, &str); 3] = [
     ("on_tcp_state", "inet_sock_set_state"),
-    ("on_reset_received", "tcp_receive_reset"),
-    ("on_reset_sent", "tcp_send_reset"),
     ("on_exec", "sched_process_exec"),
     ("on_drop", "kfree_skb"),
 ];
@@ -76,6 +77,7 @@ pub struct Sensor {
     events: RingBuf<MapData>,
     lost: Array<MapData, u64>,
     drop_reasons: HashMap<u32, String>,
+    joiner: Joiner,
     undecodable: u64,
     /// Connections that existed at the start, handed out by the first
     /// drain.
@@ -102,17 +104,29 @@ impl Sensor {
         attach_socket_hook(&mut ebpf, cgroup_root)?;
         // After the hooks: a connection made in between is seen twice
         // rather than not at all.
-        let (existing, undecodable) = existing_connections(&mut ebpf, &btf, cgroup_root)?;
+        let records = existing_connections(&mut ebpf, &btf, cgroup_root)?;
         let events = take_map(&mut ebpf, "events", RingBuf::try_from)?;
         let lost = take_map(&mut ebpf, "lost", Array::try_from)?;
-        Ok(Sensor {
+        let mut sensor = Sensor {
             ebpf,
             events,
             lost,
             drop_reasons: drop_reasons(&kernel_btf),
-            undecodable,
-            existing,
-        })
+            joiner: Joiner::new(),
+            undecodable: 0,
+            existing: Vec::new(),
+        };
+        // Through the join, so that their closes find them.
+        for record in records
+            .iter()
+            .flat_map(|r| r.chunks(event::CONN_EVENT_SIZE))
+        {
+            match sensor.joiner.push(record) {
+                Ok(event) => sensor.existing.extend(event),
+                Err(_) => sensor.undecodable += 1,
+            }
+        }
+        Ok(sensor)
     }
 
     /// Hands every event waiting in the ring buffer to `sink`; returns how
@@ -124,10 +138,15 @@ impl Sensor {
             sink(event);
         }
         let mut undecodable = 0;
-        n += self.drain_records(&mut |record| match decode(record) {
-            Ok(event) => sink(event),
-            Err(_) => undecodable += 1,
-        });
+        let (events, joiner) = (&mut self.events, &mut self.joiner);
+        while let Some(record) = events.next() {
+            n += 1;
+            match joiner.push(&record) {
+                Ok(Some(event)) => sink(event),
+                Ok(None) => {}
+                Err(_) => undecodable += 1,
+            }
+        }
         self.undecodable += undecodable;
         n
     }
@@ -168,6 +187,12 @@ impl Sensor {
         self.undecodable
     }
 
+    /// Sockets the join forgot because its tables were full (see
+    /// [`Joiner::forgotten`]).
+    pub fn forgotten_sockets(&self) -> u64 {
+        self.joiner.forgotten()
+    }
+
     /// The running kernel's name for a drop reason (`NETFILTER_DROP`).
     pub fn drop_reason(&self, reason: u32) -> String {
         self.drop_reasons
@@ -185,17 +210,17 @@ fn fdinfo_field(info: &str, name: &str) -> Option<u64> {
     })
 }
 
-/// The TCP connections that exist now, in every network namespace of a
-/// container under `cgroup_root` and the agent's own, from the TCP
-/// iterator (which also fills the listener and connection maps); and how
-/// many of its records did not decode. The iterator sees the sockets of
-/// the namespace it is read in, so each namespace is read from a thread
-/// entered into it.
+/// The records of the TCP connections that exist now (a buffer for each
+/// namespace), in every network
+/// namespace of a container under `cgroup_root` and the agent's own, from
+/// the TCP iterator (which also fills the listener map). The iterator sees
+/// the sockets of the namespace it is read in, so each namespace is read
+/// from a thread entered into it.
 fn existing_connections(
     ebpf: &mut Ebpf,
     btf: &Btf,
     cgroup_root: &Path,
-) -> Result<(Vec<Event>, u64), SensorError> {
+) -> Result<Vec<Vec<u8>>, SensorError> {
     let name = "dump_tcp";
     let failed = |error| SensorError::Program { name, error };
     let iter: &mut Iter = program(ebpf, name)?.try_into().map_err(failed)?;
@@ -205,21 +230,14 @@ fn existing_connections(
         let link = iter.attach().map_err(failed)?;
         links.push((namespace, iter.take_link(link).map_err(failed)?));
     }
-    let mut events = Vec::new();
-    let mut undecodable = 0;
+    let mut records = Vec::new();
     for (namespace, link) in links {
         // A namespace gone since (its pod stopped) has nothing to report.
-        let Ok(records) = std::thread::spawn(move || read_in(&namespace, link)).join() else {
-            continue;
-        };
-        for record in records.unwrap_or_default().chunks(event::CONN_EVENT_SIZE) {
-            match decode(record) {
-                Ok(event) => events.push(event),
-                Err(_) => undecodable += 1,
-            }
+        if let Ok(Some(more)) = std::thread::spawn(move || read_in(&namespace, link)).join() {
+            records.push(more);
         }
     }
-    Ok((events, undecodable))
+    Ok(records)
 }
 
 /// Reads an iterator from inside `namespace` (on the calling thread,
