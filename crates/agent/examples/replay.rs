@@ -2,7 +2,9 @@
 //! alert) on one thread, fed with sensor records instead of the kernel:
 //! the generated cluster's pods in a cgroup tree named as the kubelet
 //! names it, and TCP connections between its pods as the sensor reports
-//! them (connect, accept, and both closes), with an exec every 64. As in
+//! them (the connecting process, connect, accept, and both closes, each
+//! record naming its socket and joined as the sensor joins them), with an
+//! exec every 64. As in
 //! the Hubble benchmark, 95% of the connections are ones the policies
 //! allow, the rest between random pods (most of them denied: bypasses).
 //!
@@ -21,20 +23,21 @@ use palisade_detect::{Resolver, Verifier};
 use palisade_gen::{Params, Rng, generate};
 use palisade_inventory::{Inventory, Loader, Protocol};
 use palisade_policy::{EndpointRef, Engine};
-use palisade_sense::ebpf::{ConnectionKind, Event, Process, decode, encode};
+use palisade_sense::ebpf::{ConnectionKind, Event, Joiner, Process, encode, encode_for_socket};
 
 /// Sensor records handed out as the agent drains the ring buffer: every
 /// 100 ms, so at a million events a second, 100,000 at a time.
 struct Replay {
     records: Vec<Vec<u8>>,
     at: usize,
+    joiner: Joiner,
 }
 
 impl EventSource for Replay {
     fn drain(&mut self, sink: &mut dyn FnMut(Input)) -> usize {
         let end = (self.at + 100_000).min(self.records.len());
         for record in &self.records[self.at..end] {
-            if let Ok(event) = decode(record) {
+            if let Ok(Some(event)) = self.joiner.push(record) {
                 sink(Input::Kernel(event));
             }
         }
@@ -137,33 +140,53 @@ fn records(pods: &[LocalPod], engine: &Engine<'_>, events: usize) -> Vec<Vec<u8>
             reset_received: false,
             existing: false,
         };
-        for event in [
-            tcp(
-                ConnectionKind::Connect,
-                client,
-                server,
-                process(src, "client"),
+        // As the kernel writes them: the owner at SYN_SENT (source port
+        // 0), the connect from softirq (no process), closes without it.
+        let (client_sock, server_sock) = (2 * connection + 1, 2 * connection + 2);
+        let unconnected = std::net::SocketAddr::new(src.ip, 0);
+        let nobody = |pod: &LocalPod| Process {
+            pid: 0,
+            comm: String::new(),
+            cgroup_id: pod.cgroup_id,
+        };
+        for (event, sock, connecting) in [
+            (
+                tcp(
+                    ConnectionKind::Connect,
+                    unconnected,
+                    server,
+                    process(src, "client"),
+                ),
+                client_sock,
+                true,
             ),
-            tcp(
-                ConnectionKind::Accept,
-                server,
-                client,
-                process(dst, "server"),
+            (
+                tcp(ConnectionKind::Connect, client, server, nobody(src)),
+                client_sock,
+                false,
             ),
-            tcp(
-                ConnectionKind::Close,
-                client,
-                server,
-                process(src, "client"),
+            (
+                tcp(
+                    ConnectionKind::Accept,
+                    server,
+                    client,
+                    process(dst, "server"),
+                ),
+                server_sock,
+                false,
             ),
-            tcp(
-                ConnectionKind::Close,
-                server,
-                client,
-                process(dst, "server"),
+            (
+                tcp(ConnectionKind::Close, unconnected, server, nobody(src)),
+                client_sock,
+                false,
+            ),
+            (
+                tcp(ConnectionKind::Close, server, client, nobody(dst)),
+                server_sock,
+                false,
             ),
         ] {
-            out.push(encode(&event));
+            out.push(encode_for_socket(&event, sock, connecting));
         }
         if connection.is_multiple_of(64) {
             out.push(encode(&Event::Exec {
@@ -201,7 +224,11 @@ fn main() {
     );
     let (judge, _) = verifier.split();
     let mut agent = Agent::new(options);
-    let mut source = Replay { records, at: 0 };
+    let mut source = Replay {
+        records,
+        at: 0,
+        joiner: Joiner::new(),
+    };
     let mut sink = std::io::sink();
     let started = Instant::now();
     while source.at < source.records.len() {
@@ -212,7 +239,7 @@ fn main() {
     let seconds = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&root);
     println!(
-        "{events} events from {} pods in {seconds:.3} s: {:.0} events/s on one thread; {} alerts sent",
+        "{events} sensor records (five a connection) from {} pods in {seconds:.3} s: {:.0} records/s on one thread; {} alerts sent",
         local.len(),
         events as f64 / seconds,
         agent.alerts_sent

@@ -344,6 +344,20 @@ pub fn encode(event: &Event) -> Vec<u8> {
     r
 }
 
+/// A TCP event's record as the kernel writes it, naming socket `sock` (for
+/// tests and replays of the join); `connecting` makes it the record of
+/// SYN_SENT that carries the connecting process.
+pub fn encode_for_socket(event: &Event, sock: u64, connecting: bool) -> Vec<u8> {
+    let mut record = encode(event);
+    if let Some(field) = record.get_mut(SOCK) {
+        field.copy_from_slice(&sock.to_ne_bytes());
+    }
+    if connecting {
+        record[0] = KIND_CONNECTING;
+    }
+    record
+}
+
 /// Reads at offsets already checked against the record's length.
 struct Record<'a>(&'a [u8]);
 

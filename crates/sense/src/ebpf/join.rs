@@ -141,7 +141,7 @@ fn insert_bounded<V>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::event::{ConnectionKind, Process, encode};
+    use crate::ebpf::event::{ConnectionKind, Process, encode, encode_for_socket};
     use std::net::SocketAddr;
 
     fn tcp(kind: ConnectionKind, comm: &str, local: &str, remote: &str) -> Event {
@@ -165,10 +165,7 @@ mod tests {
 
     /// `event` as the kernel writes it for socket `sock`.
     fn kernel(event: &Event, kind: u8, sock: u64) -> Vec<u8> {
-        let mut r = encode(event);
-        r[0] = kind;
-        r[SOCK].copy_from_slice(&sock.to_ne_bytes());
-        r
+        encode_for_socket(event, sock, kind == KIND_CONNECTING)
     }
 
     fn fields(event: &Event) -> (ConnectionKind, &str, SocketAddr, u64, bool) {

@@ -32,7 +32,9 @@ use aya::maps::{Array, MapData, RingBuf};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr, Iter};
 use aya::{Btf, Ebpf};
 
-pub use event::{ConnectionKind, DecodeError, Event, Process, UdpDirection, decode, encode};
+pub use event::{
+    ConnectionKind, DecodeError, Event, Process, UdpDirection, decode, encode, encode_for_socket,
+};
 pub use join::Joiner;
 
 use crate::btf::{Types, drop_reasons};
