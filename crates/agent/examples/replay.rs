@@ -137,7 +137,7 @@ fn records(pods: &[LocalPod], engine: &Engine<'_>, events: usize) -> Vec<Vec<u8>
             remote,
             bytes_sent: 100,
             bytes_received: 200,
-            reset_received: false,
+            error: 0,
             existing: false,
         };
         // As the kernel writes them: the owner at SYN_SENT (source port

@@ -44,6 +44,11 @@ pub trait EventSource {
     /// Events the source lost so far (cumulative).
     fn lost(&self) -> u64;
     fn undecodable(&self) -> u64;
+    /// TCP records the sensor could not pair with their socket's other
+    /// records, and sockets it forgot because its tables were full.
+    fn join_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// The name of a kernel drop reason.
     fn drop_reason(&self, reason: u32) -> String;
 }
@@ -57,6 +62,9 @@ impl EventSource for Sensor {
     }
     fn undecodable(&self) -> u64 {
         Sensor::undecodable(self)
+    }
+    fn join_counts(&self) -> (u64, u64) {
+        Sensor::join_counts(self)
     }
     fn drop_reason(&self, reason: u32) -> String {
         Sensor::drop_reason(self, reason)
@@ -342,7 +350,7 @@ impl Agent {
                 process,
                 local,
                 remote,
-                reset_received,
+                error,
                 ..
             } => {
                 self.count_event(kind_name(kind));
@@ -376,7 +384,7 @@ impl Agent {
                 let identity = origin.pod().and_then(|pod| flows::identity(inventory, pod));
                 let flow = flows::tcp_flow(
                     kind,
-                    reset_received,
+                    palisade_sense::ebpf::event::refused(error),
                     local,
                     remote,
                     identity,
@@ -864,6 +872,17 @@ impl Agent {
             "palisade_agent_events_undecodable_total",
             "",
             source.undecodable() as f64,
+        );
+        let (unpaired, forgotten) = source.join_counts();
+        m.set(
+            "palisade_agent_tcp_records_unpaired_total",
+            "",
+            unpaired as f64,
+        );
+        m.set(
+            "palisade_agent_tcp_sockets_forgotten_total",
+            "",
+            forgotten as f64,
         );
         let stats = self.attributor.stats;
         let misses = "palisade_agent_attribution_misses_total";

@@ -56,8 +56,9 @@ pub fn evidence(file: &Arc<str>, sequence: u64) -> RecordRef {
 }
 
 /// The flow a TCP event stands for; `None` for a close (the connection
-/// was judged when it opened). A failed connect that drew a reset was
-/// refused: the destination (or a filter rejecting with a reset) answered.
+/// was judged when it opened). A failed connect that drew a reset or an
+/// ICMP unreachable was refused: the destination (or a filter that
+/// rejects) answered, as the capture reader judges the same packets.
 pub fn tcp_flow(
     kind: ConnectionKind,
     refused: bool,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Every metric: its help text and type, then its series.
-const METRICS: [(&str, &str, &str); 12] = [
+const METRICS: [(&str, &str, &str); 14] = [
     (
         "palisade_agent_events_total",
         "counter",
@@ -27,6 +27,16 @@ const METRICS: [(&str, &str, &str); 12] = [
         "palisade_agent_events_undecodable_total",
         "counter",
         "Sensor records that did not decode.",
+    ),
+    (
+        "palisade_agent_tcp_records_unpaired_total",
+        "counter",
+        "TCP records not paired with their socket's connect or close (lost, or older than the agent); reported as the kernel gave them.",
+    ),
+    (
+        "palisade_agent_tcp_sockets_forgotten_total",
+        "counter",
+        "Sockets the sensor's join forgot, oldest first, because its tables were full.",
     ),
     (
         "palisade_agent_attribution_misses_total",

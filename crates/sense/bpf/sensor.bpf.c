@@ -37,16 +37,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
-// What `sk_err` holds when a reset (or, for a connect, an ICMP port
-// unreachable) ended the connection: tcp_reset() sets it before the state
-// becomes TCP_CLOSE.
-#define EPIPE 32
-#define ECONNRESET 104
-#define ECONNREFUSED 111
-
-// Flags of TCP events: the connection ended by a reset it received.
-#define RESET_RECEIVED 1
-// The connection existed when the sensor started (from the TCP iterator).
+// Flags of TCP events: the connection existed when the sensor started
+// (from the TCP iterator).
 #define EXISTING 4
 
 enum event_kind {
@@ -98,9 +90,12 @@ struct conn_event {
 	struct tuple tuple;
 	__u64 bytes_sent;
 	__u64 bytes_received;
-	// drops: the kernel's skb_drop_reason; TCP events: RESET_RECEIVED, EXISTING
+	// drops: the kernel's skb_drop_reason; TCP events: EXISTING
 	__u32 reason;
-	__u32 pad;
+	// failed connects and closes: the socket's error (errno) as it closed,
+	// which tcp_reset() and the ICMP handler set before the state change;
+	// user space tells a reset from an ICMP answer or a timeout by it
+	__u32 error;
 	// TCP events: the socket's address, which joins its records
 	__u64 sock;
 };
@@ -240,7 +235,7 @@ static __always_inline void read_tuple(const struct sock *sk, __u16 family, stru
 
 static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
 				      const struct sock *sk, const struct tuple *t,
-				      const struct owner *o, __u32 flags)
+				      const struct owner *o)
 {
 	struct conn_event *e = reserve(sizeof(*e));
 	if (!e)
@@ -253,8 +248,9 @@ static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
 	e->head.time_ns = bpf_ktime_get_ns();
 	e->head.owner = *o;
 	e->tuple = *t;
-	e->reason = flags;
 	e->sock = (__u64)sk;
+	if (kind == EVENT_CLOSE || kind == EVENT_CONNECT_FAILED)
+		e->error = sk->sk_err;
 	if (kind == EVENT_CLOSE) {
 		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 		// Read, not loaded: to the verifier the tracepoint's pointer is a
@@ -265,13 +261,6 @@ static __always_inline void emit_conn(__u8 kind, __u8 family, __u32 netns,
 	submit(e);
 }
 
-// Whether a reset this socket received ended it (read as it closes).
-static __always_inline __u32 reset_flags(const struct sock *sk)
-{
-	int err = sk->sk_err;
-	return err == ECONNREFUSED || err == ECONNRESET || err == EPIPE ? RESET_RECEIVED : 0;
-}
-
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -280,9 +269,8 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED &&
 	    newstate != TCP_CLOSE && newstate != TCP_LISTEN)
 		return 0;
-	// A socket that closes before it was connected or listening (a
-	// request socket's child that never established) was never reported.
-	if (newstate == TCP_CLOSE && oldstate == TCP_SYN_RECV)
+	// Closing what is closed already reports nothing.
+	if (newstate == TCP_CLOSE && oldstate == TCP_CLOSE)
 		return 0;
 	// Fields of the tracepoint's own socket are read directly (BTF
 	// pointers), which costs no helper call.
@@ -313,10 +301,13 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 	else
 		o.cgroup_id = sock_cgroup(sk);
 	read_tuple(sk, family, &t);
+	// From SYN_RECV it is usually an accepted connection, but it may be a
+	// simultaneous open of a socket that was connecting: user space, which
+	// knows the connecting sockets, tells the two apart.
 	if (newstate == TCP_SYN_SENT) {
-		emit_conn(EVENT_CONNECTING, family, netns, sk, &t, &o, 0);
+		emit_conn(EVENT_CONNECTING, family, netns, sk, &t, &o);
 	} else if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_SENT) {
-		emit_conn(EVENT_CONNECT, family, netns, sk, &t, &o, 0);
+		emit_conn(EVENT_CONNECT, family, netns, sk, &t, &o);
 	} else if (newstate == TCP_ESTABLISHED) {
 		// The passive side: its process is the listener's.
 		__u64 lkey = listener_key(netns, t.sport);
@@ -325,12 +316,12 @@ int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int 
 			o.pid = l->pid;
 			__builtin_memcpy(o.comm, l->comm, sizeof(o.comm));
 		}
-		emit_conn(EVENT_ACCEPT, family, netns, sk, &t, &o, 0);
+		emit_conn(EVENT_ACCEPT, family, netns, sk, &t, &o);
 	} else if (oldstate == TCP_SYN_SENT) {
-		// Never established: refused, unreachable or timed out.
-		emit_conn(EVENT_CONNECT_FAILED, family, netns, sk, &t, &o, reset_flags(sk));
+		// Never established: refused, unreachable, timed out or given up.
+		emit_conn(EVENT_CONNECT_FAILED, family, netns, sk, &t, &o);
 	} else {
-		emit_conn(EVENT_CLOSE, family, netns, sk, &t, &o, reset_flags(sk));
+		emit_conn(EVENT_CLOSE, family, netns, sk, &t, &o);
 	}
 	return 0;
 }

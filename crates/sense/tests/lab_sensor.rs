@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use lab::{Lab, PodSpec, client_and_db, skip_or_fail};
+use palisade_sense::ebpf::event::refused;
 use palisade_sense::ebpf::{ConnectionKind, DecodeError, Event, Joiner, Sensor, UdpDirection};
 use palisade_sense::{CgroupIndex, Lookup, Owner};
 
@@ -99,6 +100,14 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
     let udp = udp_script(&lab.pod("client").ip, &lab.pod("db").ip);
     lab.run_in("client", &["/usr/bin/python3", "-c", &udp])
         .expect("the UDP script runs");
+    // A socket connected to its own address: a simultaneous open (its SYN
+    // crosses itself, SYN_SENT -> SYN_RECV -> ESTABLISHED).
+    let own = format!(
+        "import socket\ns=socket.socket()\ns.bind(('{0}',5999))\ns.connect(('{0}',5999))\ns.close()\n",
+        lab.pod("client").ip
+    );
+    lab.run_in("client", &["/usr/bin/python3", "-c", &own])
+        .expect("the self-connect runs");
 
     let (client, db) = (lab.pod("client"), lab.pod("db"));
     let db_ip: IpAddr = db.ip.parse().unwrap();
@@ -121,7 +130,7 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
                     local,
                     remote,
                     netns,
-                    reset_received,
+                    error,
                     existing,
                     ..
                 } => {
@@ -157,14 +166,22 @@ fn the_sensor_sees_the_lab_connections_drops_execs_and_raw_socket() {
                         }
                         ConnectionKind::ConnectFailed if to(6379) => {
                             assert_eq!(owner.as_ref(), Some(&client_uid), "failed connect's pod");
-                            assert!(!reset_received, "dropped, not refused");
+                            assert!(!refused(error), "dropped, not refused: {error}");
                             seen.failed = true;
                         }
                         ConnectionKind::ConnectFailed if to(5433) => {
-                            assert!(reset_received, "refused by a reset");
+                            assert!(refused(error), "refused by a reset: {error}");
                             seen.refused = true;
                         }
                         ConnectionKind::Close if to(5432) => seen.close = true,
+                        ConnectionKind::Connect | ConnectionKind::Accept
+                            if local.port() == 5999 =>
+                        {
+                            assert_eq!(kind, ConnectionKind::Connect, "its own connect");
+                            assert_eq!(remote, local);
+                            assert_eq!(process.comm, "python3");
+                            seen.simultaneous_open = true;
+                        }
                         _ => {}
                     }
                 }
@@ -239,6 +256,7 @@ struct Seen {
     raw_socket: bool,
     existing_connect: bool,
     existing_accept: bool,
+    simultaneous_open: bool,
     udp_sends: u32,
     udp_receives: u32,
     udp_to_db: u32,
@@ -256,6 +274,7 @@ impl Seen {
             && self.raw_socket
             && self.existing_connect
             && self.existing_accept
+            && self.simultaneous_open
             && self.udp_sends > 0
             && self.udp_receives > 0
             && self.udp_to_db > 0
@@ -473,10 +492,10 @@ fn recorded_sensor_events_decode() {
     assert!(has(&tcp(ConnectionKind::Accept, 5432)));
     assert!(has(&tcp(ConnectionKind::Close, 5432)));
     assert!(has(
-        &|e| matches!(e, Event::Tcp { kind: ConnectionKind::ConnectFailed, remote, reset_received: true, .. } if remote.port() == 5433)
+        &|e| matches!(e, Event::Tcp { kind: ConnectionKind::ConnectFailed, remote, error, .. } if remote.port() == 5433 && refused(*error))
     ));
     assert!(has(
-        &|e| matches!(e, Event::Tcp { kind: ConnectionKind::ConnectFailed, remote, reset_received: false, .. } if remote.port() == 6379)
+        &|e| matches!(e, Event::Tcp { kind: ConnectionKind::ConnectFailed, remote, error, .. } if remote.port() == 6379 && !refused(*error))
     ));
     assert!(has(
         &|e| matches!(e, Event::Drop { dst, protocol: 6, .. } if dst.port() == 6379)

@@ -12,8 +12,7 @@ pub const CONN_EVENT_SIZE: usize = 120;
 pub const EXEC_EVENT_SIZE: usize = 304;
 pub const SOCKET_EVENT_SIZE: usize = 56;
 
-/// Flags of TCP events (`RESET_RECEIVED`, `EXISTING` in the C program).
-const RESET_RECEIVED: u32 = 1;
+/// A flag of TCP events (`EXISTING` in the C program).
 const EXISTING: u32 = 4;
 
 /// Kinds of records, as `enum event_kind` numbers them.
@@ -28,7 +27,12 @@ pub(crate) const KIND_CONNECTING: u8 = 10;
 /// Where TCP records keep their fields (`struct conn_event`).
 pub(crate) const OWNER: std::ops::Range<usize> = 16..48;
 pub(crate) const TIME: std::ops::Range<usize> = 8..16;
-pub(crate) const COUNTS_AND_FLAGS: std::ops::Range<usize> = 88..108;
+/// Byte counts, flags and the socket's error: what a close reports.
+pub(crate) const CLOSE_FIELDS: std::ops::Range<usize> = 88..112;
+/// The remote address and port, and the network namespace.
+pub(crate) const REMOTE: std::ops::Range<usize> = 64..80;
+pub(crate) const REMOTE_PORT: std::ops::Range<usize> = 82..84;
+pub(crate) const NETNS: std::ops::Range<usize> = 4..8;
 pub(crate) const SOCK: std::ops::Range<usize> = 112..120;
 
 const AF_INET: u8 = 2;
@@ -50,8 +54,8 @@ pub enum ConnectionKind {
     Connect,
     /// This side accepted (the responder).
     Accept,
-    /// A connect that never established: refused, unreachable, timed out
-    /// or dropped on the way.
+    /// A connect that never established: refused, unreachable, timed out,
+    /// dropped on the way, or given up by the application (`error` 0).
     ConnectFailed,
     /// An established connection closed, with its byte counts.
     Close,
@@ -74,11 +78,11 @@ pub enum Event {
         remote: SocketAddr,
         bytes_sent: u64,
         bytes_received: u64,
-        /// The connection ended with a reset this side received (for a
-        /// failed connect: refused, by a reset or an ICMP port
-        /// unreachable). A reset this side sends (an abortive close) is
-        /// the peer's `reset_received`.
-        reset_received: bool,
+        /// For a failed connect or a close: the socket's error as it
+        /// closed (an errno; 0 for none), which [`refused`] and
+        /// [`closed_by_reset`] read. A reset this side sends (an abortive
+        /// close) is the peer's `closed_by_reset`.
+        error: u32,
         /// The connection existed when the sensor started (its process is
         /// the listener's for an accept, unknown for a connect; its cgroup
         /// is the socket's).
@@ -120,6 +124,37 @@ pub enum Event {
         /// The kernel's `skb_drop_reason` number (named from its BTF).
         reason: u32,
     },
+}
+
+/// Whether a failed connect was answered, by a reset or an ICMP
+/// destination unreachable (of any code: port, host, network, protocol,
+/// administratively prohibited), as the capture reader judges the same
+/// packets. Not answered: a timeout (`ETIMEDOUT`) or an attempt the
+/// application gave up (no error). The kernel's mapping of ICMP codes to
+/// errors is `icmp_err_convert` and `icmpv6_err_convert`.
+pub fn refused(error: u32) -> bool {
+    use nix::errno::Errno::*;
+    [
+        ECONNREFUSED,
+        EHOSTUNREACH,
+        ENETUNREACH,
+        EHOSTDOWN,
+        ENONET,
+        ENOPROTOOPT,
+        EOPNOTSUPP,
+        EACCES,
+    ]
+    .iter()
+    .any(|e| *e as u32 == error)
+}
+
+/// Whether a connection was closed by a reset it received: `ECONNRESET`,
+/// or `EPIPE` when the peer had already closed its side (tcp_reset()).
+/// An `ECONNREFUSED` left on an open socket is an ICMP error it did not
+/// read, not a reset.
+pub fn closed_by_reset(error: u32) -> bool {
+    use nix::errno::Errno::*;
+    error == ECONNRESET as u32 || error == EPIPE as u32
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -216,7 +251,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 remote,
                 bytes_sent: r.u64(88),
                 bytes_received: r.u64(96),
-                reset_received: r.u32(104) & RESET_RECEIVED != 0,
+                error: r.u32(108),
                 existing: r.u32(104) & EXISTING != 0,
             }
         }
@@ -279,7 +314,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
             remote,
             bytes_sent,
             bytes_received,
-            reset_received,
+            error,
             existing,
             ..
         } => {
@@ -288,9 +323,8 @@ pub fn encode(event: &Event) -> Vec<u8> {
             tuple(&mut put, local, remote);
             put(88, &bytes_sent.to_ne_bytes());
             put(96, &bytes_received.to_ne_bytes());
-            let flags =
-                u32::from(*reset_received) * RESET_RECEIVED + u32::from(*existing) * EXISTING;
-            put(104, &flags.to_ne_bytes());
+            put(104, &(u32::from(*existing) * EXISTING).to_ne_bytes());
+            put(108, &error.to_ne_bytes());
         }
         Event::Udp {
             netns,
@@ -517,7 +551,7 @@ mod tests {
                 remote: "[fd00::2]:5000".parse().unwrap(),
                 bytes_sent: 3,
                 bytes_received: 4,
-                reset_received: true,
+                error: 104,
                 existing: true,
             },
             Event::Exec {
@@ -558,6 +592,24 @@ mod tests {
         for event in events {
             assert_eq!(decode(&encode(&event)), Ok(event));
         }
+    }
+
+    #[test]
+    fn a_socket_error_tells_an_answer_from_a_timeout_and_a_reset_from_an_icmp_error() {
+        use nix::errno::Errno;
+        for answered in [Errno::ECONNREFUSED, Errno::EHOSTUNREACH, Errno::EACCES] {
+            assert!(refused(answered as u32), "{answered}");
+        }
+        for unanswered in [0, Errno::ETIMEDOUT as u32] {
+            assert!(!refused(unanswered));
+        }
+        assert!(closed_by_reset(Errno::ECONNRESET as u32));
+        assert!(closed_by_reset(Errno::EPIPE as u32));
+        assert!(
+            !closed_by_reset(Errno::ECONNREFUSED as u32),
+            "an unread ICMP error"
+        );
+        assert!(!closed_by_reset(0));
     }
 
     #[test]

@@ -189,10 +189,10 @@ impl Sensor {
         self.undecodable
     }
 
-    /// Sockets the join forgot because its tables were full (see
-    /// [`Joiner::forgotten`]).
-    pub fn forgotten_sockets(&self) -> u64 {
-        self.joiner.forgotten()
+    /// What the join of TCP records could not pair, and forgot (see
+    /// [`Joiner::unpaired`] and [`Joiner::forgotten`]).
+    pub fn join_counts(&self) -> (u64, u64) {
+        (self.joiner.unpaired(), self.joiner.forgotten())
     }
 
     /// The running kernel's name for a drop reason (`NETFILTER_DROP`).
