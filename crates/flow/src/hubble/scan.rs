@@ -35,15 +35,23 @@ pub fn record(line: &str) -> Option<(Record<'_>, Option<Record<'_>>)> {
     (cursor.at == cursor.bytes.len()).then_some((record, flow))
 }
 
-/// The index of the first byte at or after `from` that `stops` marks, 8
-/// bytes at a time: `stops` maps a word to one whose bytes have their high
-/// bit set where the word's byte stops the scan, exact at least up to the
-/// first such byte.
-fn find(bytes: &[u8], from: usize, stops: fn(u64) -> u64) -> Option<usize> {
+/// The index of the first byte at or after `from` that `stops` marks: 16
+/// bytes at a time where the CPU compares 16 at once (SSE2, which every
+/// x86-64 CPU has), then 8 at a time in a word.
+fn find(bytes: &[u8], from: usize, stops: Stops) -> Option<usize> {
     let mut at = from;
+    #[cfg(target_arch = "x86_64")]
+    while let Some(chunk) = bytes.get(at..at + 16) {
+        // SAFETY: in_16 needs SSE2, which is part of x86-64 itself: every
+        // CPU this code can run on has it.
+        let hits = unsafe { stops.in_16(chunk.try_into().ok()?) };
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize);
+        }
+        at += 16;
+    }
     while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().ok()?);
-        let hits = stops(word);
+        let hits = stops.in_word(u64::from_le_bytes(chunk.try_into().ok()?));
         if hits != 0 {
             return Some(at + hits.trailing_zeros() as usize / 8);
         }
@@ -52,9 +60,19 @@ fn find(bytes: &[u8], from: usize, stops: fn(u64) -> u64) -> Option<usize> {
     let tail = bytes.get(at..)?;
     let mut word = [b'"'; 8];
     word[..tail.len()].copy_from_slice(tail);
-    let hits = stops(u64::from_le_bytes(word));
+    let hits = stops.in_word(u64::from_le_bytes(word));
     let first = at + hits.trailing_zeros() as usize / 8;
     (first < bytes.len()).then_some(first)
+}
+
+/// The bytes a scan stops at.
+#[derive(Clone, Copy)]
+enum Stops {
+    /// Where a string's plain run stops: a quote, a backslash or a control
+    /// character (below 0x20, which JSON does not allow in strings).
+    StringEnd,
+    /// What changes the depth of an object or starts a string.
+    Structural,
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -67,16 +85,44 @@ fn bytes_equal(word: u64, byte: u8) -> u64 {
     x.wrapping_sub(ONES) & !x & HIGHS
 }
 
-/// Where a string's plain run stops: a quote, a backslash or a control
-/// character (below 0x20, which JSON does not allow in strings).
-fn string_stop(word: u64) -> u64 {
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    bytes_equal(word, b'"') | bytes_equal(word, b'\\') | control
-}
+impl Stops {
+    /// A word whose bytes have their high bit set where the byte of `word`
+    /// is a stop, exact at least up to the first one.
+    fn in_word(self, word: u64) -> u64 {
+        match self {
+            Stops::StringEnd => {
+                let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+                bytes_equal(word, b'"') | bytes_equal(word, b'\\') | control
+            }
+            Stops::Structural => {
+                bytes_equal(word, b'"') | bytes_equal(word, b'{') | bytes_equal(word, b'}')
+            }
+        }
+    }
 
-/// What changes the depth of an object or starts a string.
-fn structural(word: u64) -> u64 {
-    bytes_equal(word, b'"') | bytes_equal(word, b'{') | bytes_equal(word, b'}')
+    /// Bit `i` set where byte `i` of the 16 is a stop (all of them exact).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "sse2")]
+    fn in_16(self, bytes: &[u8; 16]) -> u32 {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+            _mm_set1_epi8,
+        };
+        let (low, high) = bytes.split_at(8);
+        let half = |h: &[u8]| i64::from_le_bytes(h.try_into().unwrap_or_default());
+        let v = _mm_set_epi64x(half(high), half(low));
+        let is = |byte: u8| -> __m128i { _mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8)) };
+        let hits = match self {
+            Stops::StringEnd => {
+                // Unsigned bytes up to 0x1f: those whose max with 0x1f is 0x1f.
+                let limit = _mm_set1_epi8(0x1f);
+                let control = _mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit);
+                _mm_or_si128(_mm_or_si128(is(b'"'), is(b'\\')), control)
+            }
+            Stops::Structural => _mm_or_si128(_mm_or_si128(is(b'"'), is(b'{')), is(b'}')),
+        };
+        _mm_movemask_epi8(hits) as u32
+    }
 }
 
 /// Nesting deeper than this is left to serde (whose limit is 128).
@@ -169,7 +215,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let start = self.at + 1;
-        let end = find(self.bytes, start, string_stop)?;
+        let end = find(self.bytes, start, Stops::StringEnd)?;
         if self.bytes[end] != b'"' {
             return None;
         }
@@ -284,7 +330,7 @@ impl<'a> Cursor<'a> {
         loop {
             match *self.bytes.get(i)? {
                 b'"' => {
-                    i = find(self.bytes, i + 1, string_stop)?;
+                    i = find(self.bytes, i + 1, Stops::StringEnd)?;
                     if self.bytes[i] != b'"' {
                         return None;
                     }
@@ -298,7 +344,7 @@ impl<'a> Cursor<'a> {
                 }
                 _ => {}
             }
-            i = find(self.bytes, i + 1, structural)?;
+            i = find(self.bytes, i + 1, Stops::Structural)?;
         }
         self.at = i + 1;
         self.text.get(start..self.at)
@@ -540,10 +586,35 @@ mod tests {
                     text[stop] = b'"';
                 }
                 let expected = (stop < length).then_some(stop);
-                assert_eq!(find(&text, 0, string_stop), expected, "{length} {stop}");
+                assert_eq!(
+                    find(&text, 0, Stops::StringEnd),
+                    expected,
+                    "{length} {stop}"
+                );
             }
         }
-        assert_eq!(find(b"abc\x1fdef", 0, string_stop), Some(3));
-        assert_eq!(find(b"{\"a\":{}}", 1, structural), Some(1));
+        for length in 0..40 {
+            for at in 0..length {
+                for stop in [b'\\', 0x1f, 0x00] {
+                    let mut text = vec![0xc3; length];
+                    text[at] = stop;
+                    assert_eq!(
+                        find(&text, 0, Stops::StringEnd),
+                        Some(at),
+                        "{length} {at} {stop}"
+                    );
+                }
+                let mut text = vec![b'a'; length];
+                text[at] = b'}';
+                assert_eq!(find(&text, 0, Stops::Structural), Some(at));
+                assert_eq!(
+                    find(&text, 0, Stops::StringEnd),
+                    None,
+                    "no string stop in {text:?}"
+                );
+            }
+        }
+        assert_eq!(find(b"abc\x1fdef", 0, Stops::StringEnd), Some(3));
+        assert_eq!(find(b"{\"a\":{}}", 1, Stops::Structural), Some(1));
     }
 }
