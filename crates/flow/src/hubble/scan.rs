@@ -65,6 +65,118 @@ fn find(bytes: &[u8], from: usize, stops: Stops) -> Option<usize> {
     (first < bytes.len()).then_some(first)
 }
 
+/// The index of the `}` that closes the object opening at `start`.
+fn object_end(bytes: &[u8], start: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86-64 itself (see `find`).
+    return unsafe { object_end_16(bytes, start) };
+    #[cfg(not(target_arch = "x86_64"))]
+    object_end_words(bytes, start)
+}
+
+/// [`object_end`] from one structural byte to the next, a word at a time.
+/// `None` on an escape or a control character in a string, or no end.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn object_end_words(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut i = start;
+    loop {
+        match *bytes.get(i)? {
+            b'"' => {
+                i = find(bytes, i + 1, Stops::StringEnd)?;
+                if bytes[i] != b'"' {
+                    return None;
+                }
+            }
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i = find(bytes, i + 1, Stops::Structural)?;
+    }
+}
+
+/// The index of the `}` that closes the object opening at `start`, found
+/// 16 bytes at a time from bit masks: which bytes are inside strings (a
+/// running parity of quotes, as simdjson finds them), and the braces
+/// outside them. `None` where the scalar scan gives up too: a backslash (an
+/// escape, or invalid JSON outside a string), a control character in a
+/// string, or no end.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn object_end_16(bytes: &[u8], start: usize) -> Option<usize> {
+    let (mut depth, mut in_string) = (0u32, false);
+    let mut at = start;
+    while at < bytes.len() {
+        let mut block = [b' '; 16];
+        let n = (bytes.len() - at).min(16);
+        block[..n].copy_from_slice(&bytes[at..at + n]);
+        let [quotes, backslashes, controls, opens, closes] = classes_16(&block);
+        // Bit i: inside a string at byte i (its opening quote counts as
+        // inside, its closing one does not).
+        let mut inside = quotes;
+        for shift in [1, 2, 4, 8] {
+            inside ^= inside << shift;
+        }
+        inside &= 0xffff;
+        if in_string {
+            inside ^= 0xffff;
+        }
+        let mut braces = (opens | closes) & !inside;
+        let mut end = None;
+        while braces != 0 {
+            let bit = braces.trailing_zeros();
+            if opens & (1 << bit) != 0 {
+                depth += 1;
+            } else {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    end = Some(bit);
+                    break;
+                }
+            }
+            braces &= braces - 1;
+        }
+        // Only what comes before the end matters.
+        let before = end.map_or(0xffff, |bit| (1u32 << bit) - 1);
+        if (backslashes | controls & inside) & before != 0 {
+            return None;
+        }
+        if let Some(bit) = end {
+            return Some(at + bit as usize);
+        }
+        in_string = inside & 0x8000 != 0;
+        at += 16;
+    }
+    None
+}
+
+/// Bit masks of the 16 bytes: quotes, backslashes, control characters,
+/// `{` and `}`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn classes_16(bytes: &[u8; 16]) -> [u32; 5] {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8};
+    let v = load_16(bytes);
+    let is = |byte: u8| _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8))) as u32;
+    let limit = _mm_set1_epi8(0x1f);
+    let controls = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit)) as u32;
+    [is(b'"'), is(b'\\'), controls, is(b'{'), is(b'}')]
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn load_16(bytes: &[u8; 16]) -> std::arch::x86_64::__m128i {
+    let (low, high) = bytes.split_at(8);
+    let half = |h: &[u8]| i64::from_le_bytes(h.try_into().unwrap_or_default());
+    std::arch::x86_64::_mm_set_epi64x(half(high), half(low))
+}
+
 /// The bytes a scan stops at.
 #[derive(Clone, Copy)]
 enum Stops {
@@ -105,12 +217,9 @@ impl Stops {
     #[target_feature(enable = "sse2")]
     fn in_16(self, bytes: &[u8; 16]) -> u32 {
         use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
-            _mm_set1_epi8,
+            __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
         };
-        let (low, high) = bytes.split_at(8);
-        let half = |h: &[u8]| i64::from_le_bytes(h.try_into().unwrap_or_default());
-        let v = _mm_set_epi64x(half(high), half(low));
+        let v = load_16(bytes);
         let is = |byte: u8| -> __m128i { _mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8)) };
         let hits = match self {
             Stops::StringEnd => {
@@ -325,28 +434,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let start = self.at;
-        let mut depth = 0u32;
-        let mut i = start;
-        loop {
-            match *self.bytes.get(i)? {
-                b'"' => {
-                    i = find(self.bytes, i + 1, Stops::StringEnd)?;
-                    if self.bytes[i] != b'"' {
-                        return None;
-                    }
-                }
-                b'{' => depth += 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            i = find(self.bytes, i + 1, Stops::Structural)?;
-        }
-        self.at = i + 1;
+        self.at = object_end(self.bytes, start)? + 1;
         self.text.get(start..self.at)
     }
 
@@ -576,6 +664,50 @@ mod tests {
     const DAMAGE: [&str; 14] = [
         "\"", "\\", "{", "}", "[", "]", ",", ":", " ", "0", "-", "e", "x", "\u{1}",
     ];
+
+    /// Both ways of finding an object's end agree wherever the object's
+    /// pieces fall in the 16-byte blocks; on damaged objects, the wide one
+    /// finds what the word one finds (it may give up more often: on a
+    /// backslash outside a string, which is not JSON).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn object_ends_agree_in_every_alignment() {
+        let objects = [
+            r#"{"ID":223,"labels":["k8s:app=a{b}","x"],"pod_name":"p"}"#,
+            r#"{"a":{"b":{"c":"}}}}"}},"d":"{"},"e":1}"#,
+            r#"{"long":"0123456789abcdefghijklmnopqrstuvwxyz0123456789","n":{}}"#,
+            "{\"tab\"\t:\t\"x\"}",
+            r#"{"esc":"a\"b"}"#,
+            "{\"ctl\":\"a\u{1}b\"}",
+            r#"{"open":"never closed"#,
+            r#"{"a":1}}"#,
+            r#"{"#,
+        ];
+        // SAFETY (both calls below): SSE2 is part of x86-64 itself.
+        let wide = |bytes: &[u8], start| unsafe { object_end_16(bytes, start) };
+        for object in objects {
+            for padding in 0..20 {
+                let text = format!("{}{object} ,", " ".repeat(padding));
+                let bytes = text.as_bytes();
+                assert_eq!(
+                    wide(bytes, padding),
+                    object_end_words(bytes, padding),
+                    "{text:?}"
+                );
+                for at in padding..text.len() {
+                    for with in DAMAGE {
+                        let damaged = format!("{}{with}{}", &text[..at], &text[at + 1..]);
+                        let bytes = damaged.as_bytes();
+                        let (w, s) = (wide(bytes, padding), object_end_words(bytes, padding));
+                        assert!(
+                            w == s || w.is_none() && damaged.contains('\\'),
+                            "{damaged:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn finds_stops_in_every_position() {
