@@ -134,14 +134,41 @@ impl<'a> Verifier<'a> {
     /// The summary and the alerts, most severe first, then by time.
     pub fn finish(self) -> (Summary, Vec<Alert>) {
         let Verifier { judge, tally } = self;
-        let mut alerts: Vec<Alert> = tally
-            .groups
-            .into_values()
-            .map(|g| self_alert(judge.engine, &judge.settings, g))
-            .collect();
+        let groups: Vec<_> = tally.groups.into_values().collect();
+        let mut alerts = on_every_core(groups, |g| self_alert(judge.engine, &judge.settings, g));
         sort_alerts(&mut alerts);
         (tally.summary, alerts)
     }
+}
+
+/// `build` on every item, on every core: an alert's explanation is the
+/// reference evaluator's decision, tens of microseconds each, and a large
+/// input has thousands of alerts. The order is the caller's to restore.
+fn on_every_core<G: Send>(items: Vec<G>, build: impl Fn(G) -> Alert + Sync) -> Vec<Alert> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || items.len() < 64 {
+        return items.into_iter().map(build).collect();
+    }
+    let size = items.len().div_ceil(threads);
+    let mut chunks = Vec::with_capacity(threads);
+    let mut rest = items;
+    while !rest.is_empty() {
+        chunks.push(rest.split_off(rest.len().saturating_sub(size)));
+    }
+    let build = &build;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(build).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 impl Tally {
