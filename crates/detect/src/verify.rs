@@ -134,44 +134,16 @@ impl<'a> Verifier<'a> {
     /// The summary and the alerts, most severe first, then by time.
     pub fn finish(self) -> (Summary, Vec<Alert>) {
         let Verifier { judge, tally } = self;
+        // On every core: an alert's explanation is the reference
+        // evaluator's decision, tens of microseconds each, and a large
+        // input has thousands of alerts (in the groups' order either way).
         let groups: Vec<_> = tally.groups.into_values().collect();
-        let mut alerts = on_every_core(groups, |g| self_alert(judge.engine, &judge.settings, g));
+        let mut alerts = palisade_inventory::parallel::map_in_order(groups, 32, |g| {
+            self_alert(judge.engine, &judge.settings, g)
+        });
         sort_alerts(&mut alerts);
         (tally.summary, alerts)
     }
-}
-
-/// `build` on every item, on every core: an alert's explanation is the
-/// reference evaluator's decision, tens of microseconds each, and a large
-/// input has thousands of alerts. The alerts come in the items' order.
-fn on_every_core<G: Send, A: Send>(items: Vec<G>, build: impl Fn(G) -> A + Sync) -> Vec<A> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads == 1 || items.len() < 64 {
-        return items.into_iter().map(build).collect();
-    }
-    let size = items.len().div_ceil(threads);
-    let mut chunks = Vec::with_capacity(threads);
-    let mut rest = items;
-    while !rest.is_empty() {
-        chunks.push(rest.split_off(rest.len().saturating_sub(size)));
-    }
-    // In the items' order, so that the result is the same on any number of
-    // cores (the sort after it is stable).
-    chunks.reverse();
-    let build = &build;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(build).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
 }
 
 impl Tally {
@@ -744,27 +716,4 @@ pub fn sort_alerts(alerts: &mut [Alert]) {
             .then_with(|| a.first_seen.cmp(&b.first_seen))
             .then_with(|| a.summary.cmp(&b.summary))
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::on_every_core;
-
-    #[test]
-    fn work_on_every_core_comes_back_in_the_items_order() {
-        for n in [0, 1, 63, 64, 65, 1000, 1001] {
-            let items: Vec<u64> = (0..n).collect();
-            let doubled = on_every_core(items, |i| i * 2);
-            assert_eq!(doubled, (0..n).map(|i| i * 2).collect::<Vec<_>>(), "{n}");
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "item 70")]
-    fn a_panic_in_a_worker_is_not_swallowed() {
-        on_every_core((0..100).collect(), |i: u32| {
-            assert!(i != 70, "item 70");
-            i
-        });
-    }
 }

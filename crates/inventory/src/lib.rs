@@ -12,7 +12,7 @@ pub mod documents;
 mod files;
 pub mod manifest;
 pub mod model;
-mod parallel;
+pub mod parallel;
 mod pod_convert;
 mod policy_convert;
 pub mod selector;

@@ -54,4 +54,13 @@ mod tests {
         assert!(out.iter().enumerate().all(|(i, &x)| x == i * 2));
         assert!(super::map_in_order(Vec::<u8>::new(), 1, |x| x).is_empty());
     }
+
+    #[test]
+    #[should_panic(expected = "item 70")]
+    fn a_panic_in_a_worker_is_not_swallowed() {
+        super::map_in_order((0..100).collect(), 1, |i: u32| {
+            assert!(i != 70, "item 70");
+            i
+        });
+    }
 }
