@@ -232,8 +232,9 @@ fn read_all<T: Send>(
 ) -> Result<Vec<InputReport>> {
     let mut reports = Vec::new();
     for path in &traffic.flows {
-        let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
-            ("<stdin>".to_string(), Box::new(std::io::stdin().lock()))
+        // Send: the line formats are read on a thread of their own.
+        let (name, reader): (String, Box<dyn Read + Send>) = if path.as_os_str() == "-" {
+            ("<stdin>".to_string(), Box::new(std::io::stdin()))
         } else {
             let file = File::open(path).with_context(|| format!("{}", path.display()))?;
             (path.display().to_string(), Box::new(file))
@@ -265,7 +266,7 @@ fn read_all<T: Send>(
     Ok(reports)
 }
 
-fn detect(reader: &mut BufReader<Box<dyn Read>>, name: &str) -> Result<Format> {
+fn detect(reader: &mut BufReader<Box<dyn Read + Send>>, name: &str) -> Result<Format> {
     let head = reader.fill_buf().with_context(|| name.to_string())?;
     sniff_format(head).ok_or_else(|| {
         anyhow!("{name}: format not recognised (pcap, pcapng, hubble, calico, conntrack, jsonl, csv, drop-log); use --format")

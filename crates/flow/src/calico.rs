@@ -42,7 +42,11 @@ use crate::generic::time::scalar_time;
 use crate::model::{Flow, FlowEndpoint, Format, Identity, Micros, Outcome, RecordRef, Transport};
 
 /// Reads a Calico flow log, one record per line.
-pub fn read_calico<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Flow)) -> ReadStats {
+pub fn read_calico<R: BufRead + Send>(
+    input: R,
+    file: Arc<str>,
+    sink: &mut dyn FnMut(Flow),
+) -> ReadStats {
     read_independent_lines(input, file, Format::Calico, parse_calico_line, &|f| f, sink)
 }
 

@@ -26,7 +26,7 @@ use crate::{Flow, FlowEndpoint, Format, Outcome, ReadStats, RecordRef, Transport
 pub const NOT_A_DROP: &str = "log line recording no drop";
 
 /// Reads a drop log: each line that records a drop is a flow.
-pub fn read_drop_log<R: BufRead>(
+pub fn read_drop_log<R: BufRead + Send>(
     input: R,
     file: Arc<str>,
     sink: &mut dyn FnMut(Flow),

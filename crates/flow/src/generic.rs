@@ -62,7 +62,11 @@ use fields::{Field, Values};
 use lines::{LineReader, read_independent_lines};
 
 /// Reads generic JSON lines records.
-pub fn read_jsonl<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Flow)) -> ReadStats {
+pub fn read_jsonl<R: BufRead + Send>(
+    input: R,
+    file: Arc<str>,
+    sink: &mut dyn FnMut(Flow),
+) -> ReadStats {
     read_independent_lines(
         input,
         file,

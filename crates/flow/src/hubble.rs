@@ -54,7 +54,11 @@ use crate::generic::json::{Scalar, Text};
 use wire::{IDENTITIES, Layer4, Policy, RawJson, Record};
 
 /// Reads `hubble observe -o json` output, one flow per line.
-pub fn read_hubble<R: BufRead>(input: R, file: Arc<str>, sink: &mut dyn FnMut(Flow)) -> ReadStats {
+pub fn read_hubble<R: BufRead + Send>(
+    input: R,
+    file: Arc<str>,
+    sink: &mut dyn FnMut(Flow),
+) -> ReadStats {
     read_independent_lines(input, file, Format::Hubble, parse_hubble_line, &|f| f, sink)
 }
 

@@ -17,7 +17,7 @@ pub fn sniff_format(head: &[u8]) -> Option<Format> {
 
 /// Reads one input in `format`, handing each flow to `sink` as soon as it
 /// is complete.
-pub fn read_flows<R: BufRead>(
+pub fn read_flows<R: BufRead + Send>(
     format: Format,
     input: R,
     file: Arc<str>,
@@ -32,7 +32,7 @@ pub fn read_flows<R: BufRead>(
 /// `prepare` runs on the parsing threads, so work that needs only the flow
 /// (resolving its endpoints, judging it) is spread over the cores too;
 /// `sink` still receives the results on the calling thread, in input order.
-pub fn read_flows_prepared<R: BufRead, T: Send>(
+pub fn read_flows_prepared<R: BufRead + Send, T: Send>(
     format: Format,
     input: R,
     file: Arc<str>,

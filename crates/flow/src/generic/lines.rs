@@ -112,7 +112,7 @@ pub(crate) fn diagnostic(file: &Arc<str>, record: u64, message: String) -> FlowD
 /// Reads a file of independent lines (JSON lines formats) with `parse`,
 /// on every core when there are several.
 /// `prepare` runs on the parsing threads, `sink` on the calling thread.
-pub(crate) fn read_independent_lines<R: BufRead, T: Send>(
+pub(crate) fn read_independent_lines<R: BufRead + Send, T: Send>(
     input: R,
     file: Arc<str>,
     format: Format,

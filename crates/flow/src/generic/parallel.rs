@@ -1,26 +1,26 @@
-//! Independent lines parsed on every core while the calling thread reads
-//! the input and consumes the flows in input order.
+//! Independent lines parsed on every core while one thread reads the input
+//! and the calling thread consumes the flows in input order.
 //!
 //! JSON parsing is most of the cost of a Hubble or Calico file, and lines do
-//! not depend on each other, so the reading thread reads the input in
-//! batches of about a megabyte cut after a newline, and does nothing else
-//! with the bytes: parsing threads split a batch into lines, parse them,
-//! and run the caller's preparation step on each flow (for `flows verify`:
-//! resolving the endpoints and judging the connection). The reading thread
-//! then accounts for the results batch by batch, in order, numbering lines
-//! as it goes. Flows, counts and diagnostics are the same as when reading
-//! on one thread (diagnostics are sorted by record at the end), with one
-//! exception: past the 100 diagnostics kept, a read error or over-long
-//! line may take a place that a parse error on an earlier line would have
-//! taken.
+//! not depend on each other, so a reading thread reads the input in
+//! batches of about two megabytes cut after a newline, and does nothing else
+//! with the bytes but count their lines: parsing threads split a batch into
+//! lines, parse them, and run the caller's preparation step on each flow
+//! (for `flows verify`: resolving the endpoints and judging the
+//! connection). The calling thread then accounts for the results batch by
+//! batch, in order. Flows, counts and diagnostics are the same as when
+//! reading on one thread (diagnostics are sorted by record at the end),
+//! with one exception: past the 100 diagnostics kept, a read error or
+//! over-long line may take a place that a parse error on an earlier line
+//! would have taken.
 //!
-//! Memory is bounded: at most two batches per parsing thread are in flight,
-//! and their buffers go round between the threads instead of being freed
-//! and allocated again (which costs page faults at this size).
+//! Memory is bounded: at most three batches per parsing thread exist, and
+//! their buffers go round between the threads instead of being freed and
+//! allocated again (which costs page faults at this size).
 
 use std::io::{BufRead, ErrorKind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use crate::diagnostics::ReadStats;
 use crate::generic::ParsedLine;
@@ -102,7 +102,7 @@ pub(crate) fn parsing_threads() -> usize {
 /// Reads `input`, parses its lines and prepares their flows on `threads`
 /// threads, and hands each prepared flow to `sink` on the calling thread,
 /// in input order.
-pub(crate) fn read_lines_in_parallel<R: BufRead, T: Send>(
+pub(crate) fn read_lines_in_parallel<R: BufRead + Send, T: Send>(
     input: R,
     file: Arc<str>,
     format: Format,
@@ -113,39 +113,63 @@ pub(crate) fn read_lines_in_parallel<R: BufRead, T: Send>(
 ) -> ReadStats {
     let mut stats = ReadStats::default();
     std::thread::scope(|scope| {
-        let workers: Vec<Worker<T>> = (0..threads.max(1))
+        let (senders, results): (Vec<_>, Vec<_>) = (0..threads.max(1))
             .map(|_| spawn_worker(scope, file.clone(), format, parse, prepare))
-            .collect();
-        let mut reader = BatchReader::new(input);
+            .unzip();
+        // Reading (the kernel's copy of the file, and counting lines) has a
+        // thread of its own, so that the calling thread only accounts.
+        let (spare_tx, spare_rx) = channel::<Batch<T>>();
+        scope.spawn(move || read_batches(input, &senders, &spare_rx));
         let mut accountant = Accountant {
             stats: &mut stats,
             file: &file,
             sink,
         };
-        let (mut sent, mut received) = (0usize, 0usize);
-        let mut spare: Vec<Batch<T>> = Vec::new();
-        while !reader.done {
-            if sent - received == IN_FLIGHT * workers.len() {
-                if let Some(done) = receive(&workers, received) {
-                    spare.push(accountant.account(done));
-                }
-                received += 1;
-            }
-            let mut batch = spare.pop().unwrap_or_else(Batch::new);
-            reader.fill(&mut batch);
-            // A worker only stops when its batch sender is dropped.
-            let _ = workers[sent % workers.len()].0.send(batch);
-            sent += 1;
-        }
-        while received < sent {
-            if let Some(done) = receive(&workers, received) {
-                accountant.account(done);
-            }
-            received += 1;
+        // Batches go round-robin, so batch `n` comes from worker `n %
+        // workers`. A worker whose results end has no more batches: the
+        // reading thread is done (or a worker panicked, which the scope
+        // re-raises when it ends, so no line is lost silently).
+        for received in 0.. {
+            let Ok(done) = results[received % results.len()].recv() else {
+                break;
+            };
+            // The reading thread may be gone already.
+            let _ = spare_tx.send(accountant.account(done));
         }
     });
     stats.diagnostics.sort_by_key(|d| d.record);
     stats
+}
+
+/// The reading thread: fills batches (new ones up to the bound on memory,
+/// then those the calling thread hands back) and deals them out to the
+/// parsing threads in turn.
+fn read_batches<R: BufRead, T>(
+    input: R,
+    workers: &[SyncSender<Batch<T>>],
+    spare: &Receiver<Batch<T>>,
+) {
+    let mut reader = BatchReader::new(input);
+    let most = (IN_FLIGHT + 1) * workers.len();
+    let (mut made, mut sent) = (0usize, 0usize);
+    while !reader.done {
+        let mut batch = match spare.try_recv() {
+            Ok(batch) => batch,
+            Err(_) if made < most => {
+                made += 1;
+                Batch::new()
+            }
+            Err(_) => match spare.recv() {
+                Ok(batch) => batch,
+                Err(_) => return,
+            },
+        };
+        reader.fill(&mut batch);
+        if workers[sent % workers.len()].send(batch).is_err() {
+            return;
+        }
+        sent += 1;
+    }
 }
 
 /// Fills batches from the input, cutting each after its last newline and
@@ -299,14 +323,6 @@ fn spawn_worker<'scope, T: Send + 'scope>(
         }
     });
     (batches, results)
-}
-
-/// Batch number `index`, parsed (batches go round-robin).
-fn receive<T>(workers: &[Worker<T>], index: usize) -> Option<Batch<T>> {
-    // A worker that panicked has dropped its sender: nothing to account
-    // here, and the scope re-raises the panic when it ends, so no line is
-    // lost silently.
-    workers[index % workers.len()].1.recv().ok()
 }
 
 fn parse_batch<T>(
