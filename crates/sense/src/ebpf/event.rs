@@ -35,8 +35,8 @@ pub(crate) const REMOTE_PORT: std::ops::Range<usize> = 82..84;
 pub(crate) const NETNS: std::ops::Range<usize> = 4..8;
 pub(crate) const SOCK: std::ops::Range<usize> = 112..120;
 
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
+pub(crate) const AF_INET: u8 = 2;
+pub(crate) const AF_INET6: u8 = 10;
 
 /// The process an event names, as the kernel saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,8 +26,9 @@ use std::collections::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use super::event::{
-    CLOSE_FIELDS, CONN_EVENT_SIZE, DecodeError, Event, KIND_ACCEPT, KIND_CLOSE, KIND_CONNECT,
-    KIND_CONNECT_FAILED, KIND_CONNECTING, NETNS, OWNER, REMOTE, REMOTE_PORT, SOCK, TIME, decode,
+    AF_INET, AF_INET6, CLOSE_FIELDS, CONN_EVENT_SIZE, DecodeError, Event, KIND_ACCEPT, KIND_CLOSE,
+    KIND_CONNECT, KIND_CONNECT_FAILED, KIND_CONNECTING, NETNS, OWNER, REMOTE, REMOTE_PORT, SOCK,
+    TIME, decode,
 };
 
 /// How many sockets each table holds. They hold the node's connections in
@@ -81,8 +82,11 @@ impl Joiner {
         }
         match kind {
             KIND_CONNECTING => {
-                // Decoded now so that a bad one is an error, not a bad join.
-                decode_as(&joined, KIND_CONNECT)?;
+                // Checked now so that a bad one is an error, not a bad join
+                // (a whole-length TCP record fails to decode only so).
+                if !matches!(joined[1], AF_INET | AF_INET6) {
+                    return Err(DecodeError::Family(joined[1]));
+                }
                 if self.open.remove(&sock).is_some() {
                     self.unpaired += 1;
                 }
@@ -197,12 +201,6 @@ enum Partner {
 /// namespace (the kernel keeps both until after the close's record).
 fn same_peer(a: &ConnRecord, b: &ConnRecord) -> bool {
     a[REMOTE] == b[REMOTE] && a[REMOTE_PORT] == b[REMOTE_PORT] && a[NETNS] == b[NETNS]
-}
-
-fn decode_as(record: &ConnRecord, kind: u8) -> Result<Event, DecodeError> {
-    let mut copy = *record;
-    copy[0] = kind;
-    decode(&copy)
 }
 
 /// Inserts, first forgetting the older half of a full table; true when the
